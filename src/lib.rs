@@ -1,0 +1,3 @@
+//! bagboy: roll every registry of a release back to a known-good version.
+
+pub mod registry;

@@ -1,0 +1,1 @@
+//! Registry backends: observe live state, plan, apply and undo steps.
