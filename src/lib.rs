@@ -1,3 +1,10 @@
 //! bagboy: roll every registry of a release back to a known-good version.
 
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod history;
 pub mod registry;
+pub mod yaml;
+
+pub use error::{Error, Exit};

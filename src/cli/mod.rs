@@ -1,0 +1,203 @@
+//! The command line: clap types, dispatch, and every line bagboy prints.
+
+mod output;
+mod versions;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::history::Store;
+pub use output::Output;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bagboy",
+    version,
+    about = "Roll every registry of a release back to a known-good version",
+    long_about = "Roll every registry of a release back to a known-good version.\n\n\
+bagboy keeps a deployment history (.bagboy/deployment-history.yml), plans a rollback per \
+registry (Docker/OCI tags, OCI layouts, Homebrew taps), previews it, applies it with \
+compensation on failure, and records the outcome.",
+    after_help = "Exit codes: 0 success, 1 failed and undone, 2 bad usage or input (nothing changed), \
+3 partly applied (run `bagboy recover`), 4 locked or history changed underneath."
+)]
+pub struct Cli {
+    /// Project configuration file [default: ./bagboy.yaml]
+    #[arg(long, global = true, value_name = "PATH", env = "BAGBOY_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Deployment history file [default: .bagboy/deployment-history.yml]
+    #[arg(long, global = true, value_name = "PATH", env = "BAGBOY_HISTORY")]
+    pub history: Option<PathBuf>,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Log format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// When to use colors (NO_COLOR is honoured with `auto`)
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to color a stream that is (or is not) a terminal.
+    pub fn enabled(self, is_terminal: bool) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect and maintain the deployment history
+    #[command(subcommand)]
+    Versions(VersionsCommand),
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VersionsCommand {
+    /// List recorded deployments, newest first
+    List(ListArgs),
+    /// Show what differs between two deployments (versions, `current` or `previous`)
+    Compare(CompareArgs),
+    /// Drop old entries, keeping the N newest and always the current one
+    Prune(PruneArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
+    /// Show at most N entries
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// A version, `current` or `previous`
+    pub a: String,
+    /// A version, `current` or `previous`
+    pub b: String,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// How many of the newest entries to keep (the current one is always kept)
+    #[arg(long, value_name = "N")]
+    pub keep: usize,
+    /// Print what would be removed; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// What every command gets: resolved config, history store and output.
+pub struct Context {
+    pub config: Config,
+    pub store: Store,
+    pub out: Output,
+}
+
+impl Context {
+    pub fn new(cli: &Cli) -> Result<Context, Error> {
+        let config = Config::discover(cli.config.as_deref())?;
+        for w in &config.warnings {
+            let file = config
+                .path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            tracing::warn!("{file}:{}: {}", w.loc, w.message);
+        }
+        let store = Store::new(config.history_path(cli.history.as_deref()));
+        let out = Output::new(cli.color.enabled(std::io::stdout().is_terminal()));
+        Ok(Context { config, store, out })
+    }
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> Result<(), Error> {
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            let mut buf = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "bagboy", &mut buf);
+            Output::new(false).raw(&String::from_utf8_lossy(&buf));
+            Ok(())
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut buf)
+                .map_err(|source| Error::Io {
+                    context: "rendering the man page".into(),
+                    source,
+                })?;
+            Output::new(false).raw(&String::from_utf8_lossy(&buf));
+            Ok(())
+        }
+        Command::Versions(v) => {
+            let ctx = Context::new(&cli)?;
+            match v {
+                VersionsCommand::List(a) => versions::list(&ctx, a),
+                VersionsCommand::Compare(a) => versions::compare(&ctx, a),
+                VersionsCommand::Prune(a) => versions::prune(&ctx, a),
+            }
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! `bagboy versions list|compare|prune`.
+
+use serde_json::{json, Value};
+
+use super::output::{human_duration, short_commit, short_digest, table};
+use super::{CompareArgs, Context, ListArgs, ListFormat, PruneArgs, ReportFormat};
+use crate::error::Error;
+use crate::history::{self, Deployment, History, Package};
+
+pub fn list(ctx: &Context, args: &ListArgs) -> Result<(), Error> {
+    let loaded = ctx.store.load()?;
+    let h = &loaded.history;
+    let current = h.current();
+    let order: Vec<usize> = h
+        .newest_first()
+        .into_iter()
+        .take(args.limit.unwrap_or(usize::MAX))
+        .collect();
+    match args.format {
+        ListFormat::Json => {
+            let entries: Vec<Value> = order
+                .iter()
+                .map(|i| deployment_json(&h.deployments[*i], Some(*i) == current))
+                .collect();
+            let doc = json!({
+                "history": ctx.store.path().display().to_string(),
+                "current": current.map(|c| h.deployments[c].version.to_string()),
+                "total": h.deployments.len(),
+                "deployments": entries,
+            });
+            ctx.out.line(&pretty(&doc));
+        }
+        ListFormat::Text => {
+            if h.deployments.is_empty() {
+                ctx.out.line("no deployments recorded");
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = order
+                .iter()
+                .map(|i| {
+                    let d = &h.deployments[*i];
+                    let mut marker = String::new();
+                    marker.push(if Some(*i) == current { '*' } else { ' ' });
+                    marker.push(if d.is_rollback() { '↩' } else { ' ' });
+                    let status = d.effective_status().map(|s| s.as_str()).unwrap_or("-");
+                    let status = match status {
+                        "deployed" => ctx.out.green(status),
+                        "failed" | "rollback_failed" | "rolling_back" => ctx.out.red(status),
+                        "rolled_back_from" => ctx.out.yellow(status),
+                        s => s.to_string(),
+                    };
+                    let mut note = String::new();
+                    if let Some(from) = &d.rollback_of {
+                        note = format!("rollback of {from}");
+                    }
+                    if d.rollback_safe == Some(false) {
+                        note = [note.as_str(), "not rollback-safe"]
+                            .iter()
+                            .filter(|s| !s.is_empty())
+                            .copied()
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                    }
+                    vec![
+                        marker,
+                        d.version.to_string(),
+                        status,
+                        d.timestamp.to_string(),
+                        d.commit
+                            .as_deref()
+                            .map(short_commit)
+                            .unwrap_or_else(|| "-".into()),
+                        registries_cell(&d.packages),
+                        note,
+                    ]
+                })
+                .collect();
+            let text = table(
+                &[
+                    "",
+                    "VERSION",
+                    "STATUS",
+                    "WHEN",
+                    "COMMIT",
+                    "REGISTRIES",
+                    "NOTE",
+                ],
+                &rows,
+            );
+            ctx.out.raw(&text);
+            if order.len() < h.deployments.len() {
+                ctx.out.line(&ctx.out.dim(&format!(
+                    "({} of {} entries; * current, ↩ created by a rollback)",
+                    order.len(),
+                    h.deployments.len()
+                )));
+            } else {
+                ctx.out
+                    .line(&ctx.out.dim("(* current, ↩ created by a rollback)"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn registries_cell(packages: &[Package]) -> String {
+    if packages.is_empty() {
+        return "-".into();
+    }
+    packages
+        .iter()
+        .map(|p| format!("{} {}", p.format, p.registry))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| "{}".into())
+}
+
+pub fn deployment_json(d: &Deployment, current: bool) -> Value {
+    json!({
+        "version": d.version,
+        "timestamp": d.timestamp,
+        "status": d.effective_status(),
+        "current": current,
+        "commit": d.commit,
+        "rollback_of": d.rollback_of,
+        "rollback_safe": d.rollback_safe.unwrap_or(true),
+        "actor": d.actor,
+        "notes": d.notes,
+        "packages": d.packages.iter().map(package_json).collect::<Vec<_>>(),
+    })
+}
+
+fn package_json(p: &Package) -> Value {
+    json!({
+        "format": p.format,
+        "registry": p.registry,
+        "status": p.status,
+        "digest": p.digest,
+        "tags": p.tags,
+        "formula": p.formula,
+        "tap_commit": p.tap_commit,
+    })
+}
+
+/// One registry's difference between two entries.
+struct RegistryDiff<'a> {
+    format: &'a str,
+    registry: &'a str,
+    a: Option<&'a Package>,
+    b: Option<&'a Package>,
+}
+
+impl RegistryDiff<'_> {
+    fn changes(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        let (a, b) = (self.a, self.b);
+        let field = |f: fn(&Package) -> Option<String>| {
+            (
+                a.and_then(f).unwrap_or_else(|| "-".into()),
+                b.and_then(f).unwrap_or_else(|| "-".into()),
+            )
+        };
+        for (name, (x, y)) in [
+            ("digest", field(|p| p.digest.clone())),
+            ("tap_commit", field(|p| p.tap_commit.clone())),
+            ("formula", field(|p| p.formula.clone())),
+            ("status", field(|p| p.status.map(|s| s.to_string()))),
+        ] {
+            if x != y {
+                out.push((name.to_string(), x, y));
+            }
+        }
+        let ta: Vec<&String> = a.map(|p| p.tags.iter().collect()).unwrap_or_default();
+        let tb: Vec<&String> = b.map(|p| p.tags.iter().collect()).unwrap_or_default();
+        if ta != tb {
+            let join = |t: &[&String]| {
+                if t.is_empty() {
+                    "-".to_string()
+                } else {
+                    t.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                }
+            };
+            out.push(("tags".into(), join(&ta), join(&tb)));
+        }
+        out
+    }
+}
+
+fn registry_diffs<'a>(a: &'a Deployment, b: &'a Deployment) -> Vec<RegistryDiff<'a>> {
+    let mut out: Vec<RegistryDiff<'a>> = Vec::new();
+    for p in a.packages.iter().chain(b.packages.iter()) {
+        if out
+            .iter()
+            .any(|d| d.registry == p.registry && d.format == p.format)
+        {
+            continue;
+        }
+        let find = |d: &'a Deployment| {
+            d.packages
+                .iter()
+                .find(|q| q.registry == p.registry && q.format == p.format)
+        };
+        out.push(RegistryDiff {
+            format: &p.format,
+            registry: &p.registry,
+            a: find(a),
+            b: find(b),
+        });
+    }
+    out
+}
+
+/// The two entries as YAML, diffed line by line.
+fn entry_diff(a: &Deployment, b: &Deployment) -> String {
+    let render = |d: &Deployment| {
+        history::to_yaml(&History {
+            deployments: vec![d.clone()],
+            extra: Vec::new(),
+        })
+        .lines()
+        .filter(|l| !l.starts_with('#') && *l != "deployments:")
+        .collect::<Vec<_>>()
+        .join("\n")
+            + "\n"
+    };
+    let (ta, tb) = (render(a), render(b));
+    similar::TextDiff::from_lines(&ta, &tb)
+        .unified_diff()
+        .context_radius(2)
+        .header(a.version.as_str(), b.version.as_str())
+        .to_string()
+}
+
+pub fn compare(ctx: &Context, args: &CompareArgs) -> Result<(), Error> {
+    let loaded = ctx.store.load()?;
+    let h = &loaded.history;
+    let resolve = |spec: &str| {
+        h.resolve(spec).map_err(|m| {
+            Error::refused_with_hint(m, "see the recorded versions with `bagboy versions list`")
+        })
+    };
+    let (ia, ib) = (resolve(&args.a)?, resolve(&args.b)?);
+    let (a, b) = (&h.deployments[ia], &h.deployments[ib]);
+    let current = h.current();
+    let secs = (b.timestamp.at() - a.timestamp.at()).whole_seconds();
+    let diffs = registry_diffs(a, b);
+    let commit_range = match (&a.commit, &b.commit) {
+        (Some(x), Some(y)) if x != y => Some(format!("{x}..{y}")),
+        _ => None,
+    };
+    let status = |d: &Deployment| {
+        d.effective_status()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    match args.format {
+        ReportFormat::Json => {
+            let regs: Vec<Value> = diffs
+                .iter()
+                .map(|d| {
+                    json!({
+                        "format": d.format,
+                        "registry": d.registry,
+                        "a": d.a.map(package_json),
+                        "b": d.b.map(package_json),
+                        "changes": d.changes().into_iter().map(|(f, x, y)| json!({"field": f, "a": x, "b": y})).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            let doc = json!({
+                "a": deployment_json(a, Some(ia) == current),
+                "b": deployment_json(b, Some(ib) == current),
+                "seconds_between": secs,
+                "commit_range": commit_range,
+                "registries": regs,
+                "diff": entry_diff(a, b),
+            });
+            ctx.out.line(&pretty(&doc));
+        }
+        ReportFormat::Text => {
+            let o = &ctx.out;
+            let mut s = String::new();
+            s.push_str(&o.bold(&format!("{} → {}", a.version, b.version)));
+            s.push('\n');
+            s.push_str(&format!("  status:   {} → {}\n", status(a), status(b)));
+            s.push_str(&format!(
+                "  recorded: {} → {} ({} later)\n",
+                a.timestamp,
+                b.timestamp,
+                human_duration(secs)
+            ));
+            if let Some(r) = &commit_range {
+                s.push_str(&format!("  commits:  {r}\n"));
+            }
+            for d in &diffs {
+                s.push_str(&format!("  {} {}\n", d.format, d.registry));
+                match (d.a, d.b) {
+                    (None, Some(_)) => s.push_str(&format!("    only in {}\n", b.version)),
+                    (Some(_), None) => s.push_str(&format!("    only in {}\n", a.version)),
+                    _ => {
+                        let changes = d.changes();
+                        if changes.is_empty() {
+                            s.push_str("    same\n");
+                        }
+                        for (f, x, y) in changes {
+                            let (x, y) = shorten(&f, &x, &y);
+                            s.push_str(&format!("    {f:<10} {x} → {y}\n"));
+                        }
+                    }
+                }
+            }
+            o.raw(&s);
+        }
+        ReportFormat::Markdown => {
+            let mut s = format!("### `{}` → `{}`\n\n", a.version, b.version);
+            s.push_str("| | ");
+            s.push_str(&format!(
+                "`{}` | `{}` |\n|---|---|---|\n",
+                a.version, b.version
+            ));
+            s.push_str(&format!("| status | {} | {} |\n", status(a), status(b)));
+            s.push_str(&format!(
+                "| recorded | {} | {} |\n",
+                a.timestamp, b.timestamp
+            ));
+            s.push_str(&format!(
+                "| commit | {} | {} |\n",
+                a.commit.as_deref().unwrap_or("-"),
+                b.commit.as_deref().unwrap_or("-")
+            ));
+            s.push_str(&format!("\n{} between the two.\n", human_duration(secs)));
+            for d in &diffs {
+                s.push_str(&format!("\n**{}** `{}`\n\n", d.format, d.registry));
+                let changes = d.changes();
+                if d.a.is_none() || d.b.is_none() {
+                    let only = if d.a.is_none() {
+                        &b.version
+                    } else {
+                        &a.version
+                    };
+                    s.push_str(&format!("- only in `{only}`\n"));
+                } else if changes.is_empty() {
+                    s.push_str("- same\n");
+                }
+                for (f, x, y) in changes {
+                    s.push_str(&format!("- {f}: `{x}` → `{y}`\n"));
+                }
+            }
+            s.push_str(&format!("\n```diff\n{}```\n", entry_diff(a, b)));
+            ctx.out.raw(&s);
+        }
+    }
+    Ok(())
+}
+
+fn shorten(field: &str, x: &str, y: &str) -> (String, String) {
+    match field {
+        "digest" => (short_digest(x), short_digest(y)),
+        "tap_commit" => (short_commit(x), short_commit(y)),
+        _ => (x.to_string(), y.to_string()),
+    }
+}
+
+pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<(), Error> {
+    if args.dry_run {
+        let loaded = ctx.store.load()?;
+        for i in history::prune_plan(&loaded.history, args.keep) {
+            let d = &loaded.history.deployments[i];
+            ctx.out
+                .line(&format!("would remove {} ({})", d.version, d.timestamp));
+        }
+        return Ok(());
+    }
+    let lock = ctx.store.lock("bagboy versions prune")?;
+    let loaded = ctx.store.load()?;
+    let remove = history::prune_plan(&loaded.history, args.keep);
+    if remove.is_empty() {
+        lock.release();
+        return Ok(());
+    }
+    let mut h = loaded.history.clone();
+    let mut removed = Vec::new();
+    let mut idx = 0;
+    h.deployments.retain(|d| {
+        let drop = remove.contains(&idx);
+        if drop {
+            removed.push(format!("removed {} ({})", d.version, d.timestamp));
+        }
+        idx += 1;
+        !drop
+    });
+    ctx.store.save(&h, &loaded.fingerprint)?;
+    lock.release();
+    for r in removed {
+        ctx.out.line(&r);
+    }
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! bagboy's top-level error and the one place that maps errors to the contract's exit codes.
+
+use crate::config::ConfigError;
+use crate::history::{HistoryError, LockError};
+
+/// The contract's exit codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Success; for `--dry-run`, the plan was computed.
+    Success = 0,
+    /// The operation failed and every change it had made was undone.
+    FailedUndone = 1,
+    /// Bad usage, configuration or input; nothing was changed.
+    Usage = 2,
+    /// Partly applied and could not be undone: manual work needed.
+    Partial = 3,
+    /// Another bagboy holds the lock, or the history changed underneath.
+    Busy = 4,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("another bagboy is running: {0}")]
+    Lock(#[from] LockError),
+    /// Bad usage or input found before anything changed.
+    #[error("{message}")]
+    Refused {
+        message: String,
+        hint: Option<String>,
+    },
+    /// Refused after listing every problem (a plan with refusals).
+    #[error("{0}")]
+    Failed(String, Exit),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn refused(message: impl Into<String>) -> Self {
+        Error::Refused {
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn refused_with_hint(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Refused {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    /// The exit code the contract assigns to this error.
+    pub fn exit(&self) -> Exit {
+        match self {
+            Error::History(HistoryError::Changed { .. }) => Exit::Busy,
+            Error::History(HistoryError::Write { .. }) => Exit::FailedUndone,
+            Error::History(_) | Error::Config(_) | Error::Refused { .. } => Exit::Usage,
+            Error::Lock(LockError::Held { .. }) => Exit::Busy,
+            Error::Lock(_) => Exit::Usage,
+            Error::Failed(_, exit) => *exit,
+            Error::Io { .. } => Exit::FailedUndone,
+        }
+    }
+
+    /// A next step for the user, when there is an obvious one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::History(HistoryError::NotFound { .. }) => Some(
+                "record a release first with `bagboy record --version V`, or point --history at the file".into(),
+            ),
+            Error::History(HistoryError::Changed { .. }) => {
+                Some("re-run the command: it reads the file again and re-plans".into())
+            }
+            Error::History(HistoryError::Parse(crate::yaml::ParseError::TooLarge { .. })) => Some(
+                "prune the history with `bagboy versions prune --keep N`, or raise BAGBOY_MAX_FILE_BYTES".into(),
+            ),
+            Error::Lock(LockError::Held { holder, .. }) => Some(format!(
+                "wait for pid {} to finish; if it is gone from host {}, bagboy takes the lock over on its own",
+                holder.pid, holder.host
+            )),
+            Error::Refused { hint, .. } => hint.clone(),
+            _ => None,
+        }
+    }
+}

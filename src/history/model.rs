@@ -1,0 +1,351 @@
+//! The deployment-history model: what `.bagboy/deployment-history.yml` holds.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::yaml::{Loc, Node};
+
+/// The whole history file.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    pub deployments: Vec<Deployment>,
+    /// Top-level keys other than `deployments`, kept for write-back.
+    pub extra: Vec<(String, Node)>,
+}
+
+/// One recorded deployment (a release, or the result of a rollback).
+#[derive(Clone, Debug)]
+pub struct Deployment {
+    pub version: Version,
+    pub timestamp: Timestamp,
+    pub commit: Option<String>,
+    pub status: Option<Status>,
+    pub rollback_of: Option<String>,
+    pub rollback_safe: Option<bool>,
+    pub actor: Option<String>,
+    pub notes: Option<String>,
+    pub packages: Vec<Package>,
+    /// Kept verbatim; bagboy does not interpret health checks yet.
+    pub health_checks: Option<Node>,
+    pub extra: Vec<(String, Node)>,
+    /// Where the entry starts in the file it was read from (line 0 for new entries).
+    pub loc: Loc,
+}
+
+/// One registry's part of a deployment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Package {
+    pub format: String,
+    pub registry: String,
+    pub status: Option<Status>,
+    pub formula: Option<String>,
+    pub tap_commit: Option<String>,
+    pub digest: Option<String>,
+    pub tags: Vec<String>,
+    pub extra: Vec<(String, Node)>,
+    pub loc: Loc,
+}
+
+impl Package {
+    pub fn new(format: &str, registry: &str) -> Self {
+        Package {
+            format: format.to_string(),
+            registry: registry.to_string(),
+            status: None,
+            formula: None,
+            tap_commit: None,
+            digest: None,
+            tags: Vec::new(),
+            extra: Vec::new(),
+            loc: Loc::default(),
+        }
+    }
+}
+
+/// The statuses of the contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Deployed,
+    Superseded,
+    RolledBackFrom,
+    RollingBack,
+    RollbackFailed,
+    Failed,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Deployed,
+        Status::Superseded,
+        Status::RolledBackFrom,
+        Status::RollingBack,
+        Status::RollbackFailed,
+        Status::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Deployed => "deployed",
+            Status::Superseded => "superseded",
+            Status::RolledBackFrom => "rolled_back_from",
+            Status::RollingBack => "rolling_back",
+            Status::RollbackFailed => "rollback_failed",
+            Status::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Entries with these statuses are never picked as a rollback target by default.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Status::Failed | Status::RollbackFailed)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A release version: semver with an optional leading `v`, written back as the user wrote it.
+#[derive(Clone, Debug)]
+pub struct Version {
+    raw: String,
+    semver: semver::Version,
+}
+
+impl Version {
+    pub fn parse(s: &str) -> Result<Version, semver::Error> {
+        let trimmed = s.trim();
+        let bare = trimmed.strip_prefix(['v', 'V']).unwrap_or(trimmed);
+        let semver = semver::Version::parse(bare)?;
+        Ok(Version {
+            raw: trimmed.to_string(),
+            semver,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    pub fn semver(&self) -> &semver::Version {
+        &self.semver
+    }
+
+    /// The version without a leading `v` (what formulas declare).
+    pub fn bare(&self) -> String {
+        self.semver.to_string()
+    }
+}
+
+impl PartialEq for Version {
+    fn eq(&self, other: &Self) -> bool {
+        self.semver == other.semver
+    }
+}
+impl Eq for Version {}
+impl PartialOrd for Version {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Version {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.semver.cmp(&other.semver)
+    }
+}
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+impl Serialize for Version {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.raw)
+    }
+}
+
+/// An RFC 3339 instant, written back as the user wrote it.
+#[derive(Clone, Debug)]
+pub struct Timestamp {
+    raw: String,
+    at: OffsetDateTime,
+}
+
+impl Timestamp {
+    pub fn parse(s: &str) -> Result<Timestamp, time::error::Parse> {
+        let at = OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)?;
+        Ok(Timestamp {
+            raw: s.trim().to_string(),
+            at,
+        })
+    }
+
+    pub fn now() -> Timestamp {
+        let at = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or(OffsetDateTime::now_utc());
+        let raw = at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into());
+        Timestamp { raw, at }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    pub fn at(&self) -> OffsetDateTime {
+        self.at
+    }
+}
+
+impl PartialEq for Timestamp {
+    fn eq(&self, other: &Self) -> bool {
+        self.at == other.at
+    }
+}
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.raw)
+    }
+}
+
+impl Deployment {
+    pub fn new(version: Version, status: Status) -> Self {
+        Deployment {
+            version,
+            timestamp: Timestamp::now(),
+            commit: None,
+            status: Some(status),
+            rollback_of: None,
+            rollback_safe: None,
+            actor: None,
+            notes: None,
+            packages: Vec::new(),
+            health_checks: None,
+            extra: Vec::new(),
+            loc: Loc::default(),
+        }
+    }
+
+    /// The entry's status: its own, or else the one its packages agree on (`deployed` wins).
+    pub fn effective_status(&self) -> Option<Status> {
+        if let Some(s) = self.status {
+            return Some(s);
+        }
+        let statuses: Vec<Status> = self.packages.iter().filter_map(|p| p.status).collect();
+        if statuses.contains(&Status::Deployed) {
+            return Some(Status::Deployed);
+        }
+        statuses.first().copied()
+    }
+
+    /// Set the entry's status, and the status of every package that carries one, so both
+    /// shapes of the file stay consistent.
+    pub fn set_status(&mut self, status: Status) {
+        self.status = Some(status);
+        for p in &mut self.packages {
+            if p.status.is_some() {
+                p.status = Some(status);
+            }
+        }
+    }
+
+    pub fn is_rollback(&self) -> bool {
+        self.rollback_of.is_some()
+    }
+
+    pub fn package(&self, registry: &str) -> Option<&Package> {
+        self.packages.iter().find(|p| p.registry == registry)
+    }
+}
+
+impl History {
+    /// Indices of the deployments, newest first (by timestamp; file order breaks ties).
+    pub fn newest_first(&self) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..self.deployments.len()).collect();
+        // Stable sort keeps file order for equal timestamps; files are written newest first.
+        idx.sort_by(|a, b| {
+            self.deployments[*b]
+                .timestamp
+                .at()
+                .cmp(&self.deployments[*a].timestamp.at())
+        });
+        idx
+    }
+
+    /// Sort the deployments newest first, the order the file is written in.
+    pub fn sort_newest_first(&mut self) {
+        let order = self.newest_first();
+        let mut slots: Vec<Option<Deployment>> = std::mem::take(&mut self.deployments)
+            .into_iter()
+            .map(Some)
+            .collect();
+        self.deployments = order.into_iter().filter_map(|i| slots[i].take()).collect();
+    }
+
+    /// The index of the current (`deployed`) entry.
+    pub fn current(&self) -> Option<usize> {
+        self.newest_first()
+            .into_iter()
+            .find(|i| self.deployments[*i].effective_status() == Some(Status::Deployed))
+    }
+
+    /// The newest entry for a version (a version may appear more than once).
+    pub fn find_version(&self, version: &Version) -> Option<usize> {
+        self.newest_first()
+            .into_iter()
+            .find(|i| &self.deployments[*i].version == version)
+    }
+
+    /// Resolve `current`, `previous` or a version string to an entry index.
+    pub fn resolve(&self, spec: &str) -> Result<usize, String> {
+        match spec {
+            "current" => self.current().ok_or_else(|| {
+                "no entry is `deployed`, so there is no current version".to_string()
+            }),
+            "previous" => self
+                .default_target()
+                .ok_or_else(|| "there is no previous good version to go back to".to_string()),
+            v => {
+                let version =
+                    Version::parse(v).map_err(|e| format!("`{v}` is not a semver version: {e}"))?;
+                self.find_version(&version)
+                    .ok_or_else(|| format!("version {v} is not in the history"))
+            }
+        }
+    }
+
+    /// The default rollback target: the newest entry older than the current one that is not
+    /// `failed`/`rollback_failed`, not marked `rollback_safe: false`, and a different version.
+    pub fn default_target(&self) -> Option<usize> {
+        let order = self.newest_first();
+        let current = self.current();
+        let start = match current {
+            Some(c) => order.iter().position(|i| *i == c)? + 1,
+            None => 0,
+        };
+        let current_version = current.map(|c| &self.deployments[c].version);
+        order[start..].iter().copied().find(|i| {
+            let d = &self.deployments[*i];
+            !d.effective_status().is_some_and(Status::is_failure)
+                && d.effective_status() != Some(Status::RollingBack)
+                && d.rollback_safe != Some(false)
+                && Some(&d.version) != current_version
+        })
+    }
+}

@@ -1,0 +1,650 @@
+//! A bounded, span-aware YAML tree: the parser front end for every file bagboy reads.
+//!
+//! bagboy parses YAML into [`Node`]s (value + line/column) instead of straight into structs so
+//! that validation can report *every* problem with its position, keep unknown fields for
+//! write-back, and recover the exact source text of unquoted scalars (`version: 1.10` must not
+//! silently become `1.1`).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+/// Files larger than this are refused before they are read (override: `BAGBOY_MAX_FILE_BYTES`).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A position in a file, 1-based. `line == 0` means unknown.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Loc {
+    pub line: u64,
+    pub column: u64,
+}
+
+impl fmt::Display for Loc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.column)
+    }
+}
+
+/// A YAML node with the position it was read from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    pub value: Value,
+    pub loc: Loc,
+}
+
+/// The shape of a YAML node. Scalars keep their text; `kind` says how YAML typed them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Scalar(Scalar),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scalar {
+    pub kind: ScalarKind,
+    /// The decoded string for strings; the source text for numbers and booleans.
+    pub text: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScalarKind {
+    Str,
+    Int,
+    Float,
+    Bool,
+}
+
+impl Node {
+    pub fn new(value: Value) -> Self {
+        Node {
+            value,
+            loc: Loc::default(),
+        }
+    }
+
+    pub fn str(s: impl Into<String>) -> Self {
+        Node::new(Value::Scalar(Scalar {
+            kind: ScalarKind::Str,
+            text: s.into(),
+        }))
+    }
+
+    /// A short name of the node's type, for error messages.
+    pub fn type_name(&self) -> &'static str {
+        match &self.value {
+            Value::Null => "null",
+            Value::Scalar(s) => match s.kind {
+                ScalarKind::Str => "a string",
+                ScalarKind::Int => "an integer",
+                ScalarKind::Float => "a number",
+                ScalarKind::Bool => "a boolean",
+            },
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+
+    pub fn as_scalar(&self) -> Option<&Scalar> {
+        match &self.value {
+            Value::Scalar(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Map entries by key text, in file order.
+    pub fn entries(&self) -> Option<impl Iterator<Item = (&str, &Node, &Node)>> {
+        match &self.value {
+            Value::Map(entries) => Some(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.as_scalar().map_or("", |s| s.text.as_str()), k, v)),
+            ),
+            _ => None,
+        }
+    }
+}
+
+/// Why a file could not be parsed as YAML at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: file is {size} bytes, over the limit of {limit} bytes (BAGBOY_MAX_FILE_BYTES)"
+    )]
+    TooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
+    #[error("{path}:{loc}: {message}")]
+    Syntax {
+        path: PathBuf,
+        loc: Loc,
+        message: String,
+    },
+    #[error("{path}: file is empty")]
+    Empty { path: PathBuf },
+}
+
+impl ParseError {
+    pub fn path(&self) -> &Path {
+        match self {
+            ParseError::Read { path, .. }
+            | ParseError::TooLarge { path, .. }
+            | ParseError::Syntax { path, .. }
+            | ParseError::Empty { path } => path,
+        }
+    }
+}
+
+/// The file-size limit in force.
+pub fn max_file_bytes() -> u64 {
+    std::env::var("BAGBOY_MAX_FILE_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_MAX_FILE_BYTES)
+}
+
+/// Read a file, refusing oversized ones before reading them.
+pub fn read_bounded(path: &Path) -> Result<Vec<u8>, ParseError> {
+    let limit = max_file_bytes();
+    let read_err = |source| ParseError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(read_err)?;
+    if meta.len() > limit {
+        return Err(ParseError::TooLarge {
+            path: path.to_path_buf(),
+            size: meta.len(),
+            limit,
+        });
+    }
+    let bytes = std::fs::read(path).map_err(read_err)?;
+    // The file may have grown between stat and read.
+    if bytes.len() as u64 > limit {
+        return Err(ParseError::TooLarge {
+            path: path.to_path_buf(),
+            size: bytes.len() as u64,
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+fn options() -> serde_saphyr::Options {
+    let budget = serde_saphyr::budget! {
+        max_reader_input_bytes: Some(DEFAULT_MAX_FILE_BYTES as usize),
+        max_events: 8_000_000,
+        max_aliases: 10_000,
+        max_anchors: 10_000,
+        max_nodes: 4_000_000,
+        max_depth: 64,
+        max_documents: 1,
+        max_recorded_anchor_bytes: 4 * 1024 * 1024,
+    };
+    let alias_limits = serde_saphyr::alias_limits! {
+        max_total_replayed_events: 100_000,
+        max_replay_stack_depth: 16,
+    };
+    serde_saphyr::options! {
+        budget: budget,
+        alias_limits: alias_limits,
+        duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
+        with_snippet: false,
+    }
+}
+
+/// Parse YAML text into a tree. `path` is only used in error messages.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Node, ParseError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let (line, column) = line_col_of_byte(bytes, e.valid_up_to());
+        ParseError::Syntax {
+            path: path.to_path_buf(),
+            loc: Loc { line, column },
+            message: "file is not valid UTF-8".into(),
+        }
+    })?;
+    if text.trim().is_empty() {
+        return Err(ParseError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let spanned: Spanned<Raw> =
+        serde_saphyr::from_str_with_options(text, options()).map_err(|e| {
+            let loc = e
+                .location()
+                .map(|l| Loc {
+                    line: l.line(),
+                    column: l.column(),
+                })
+                .unwrap_or_default();
+            ParseError::Syntax {
+                path: path.to_path_buf(),
+                loc,
+                message: first_line(&e.without_snippet().to_string()),
+            }
+        })?;
+    Ok(to_node(spanned, text))
+}
+
+fn first_line(s: &str) -> String {
+    let s = s.trim();
+    // serde-saphyr prefixes messages with its own position; ours is in the Loc already.
+    let s = s.lines().next().unwrap_or(s);
+    s.to_string()
+}
+
+fn line_col_of_byte(bytes: &[u8], offset: usize) -> (u64, u64) {
+    let before = &bytes[..offset.min(bytes.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+    let col = before.iter().rev().take_while(|b| **b != b'\n').count() as u64 + 1;
+    (line, col)
+}
+
+/// Raw deserialized value; converted to [`Node`] once the source text is at hand.
+enum Raw {
+    Null,
+    Str(String),
+    Int(String),
+    Float(String),
+    Bool(bool),
+    Seq(Vec<Spanned<Raw>>),
+    Map(Vec<(Spanned<Raw>, Spanned<Raw>)>),
+}
+
+fn to_node(s: Spanned<Raw>, src: &str) -> Node {
+    let loc = Loc {
+        line: s.referenced.line(),
+        column: s.referenced.column(),
+    };
+    let span = s.referenced.span();
+    let source_text = || -> Option<String> {
+        let start = usize::try_from(span.byte_offset()?).ok()?;
+        let len = usize::try_from(span.byte_len()?).ok()?;
+        let t = src.get(start..start.checked_add(len)?)?.trim();
+        (!t.is_empty()).then(|| t.to_string())
+    };
+    let value = match s.value {
+        Raw::Null => Value::Null,
+        Raw::Str(t) => Value::Scalar(Scalar {
+            kind: ScalarKind::Str,
+            text: t,
+        }),
+        Raw::Int(t) => Value::Scalar(Scalar {
+            kind: ScalarKind::Int,
+            text: source_text().unwrap_or(t),
+        }),
+        Raw::Float(t) => Value::Scalar(Scalar {
+            kind: ScalarKind::Float,
+            text: source_text().unwrap_or(t),
+        }),
+        Raw::Bool(b) => Value::Scalar(Scalar {
+            kind: ScalarKind::Bool,
+            text: b.to_string(),
+        }),
+        Raw::Seq(items) => Value::Seq(items.into_iter().map(|i| to_node(i, src)).collect()),
+        Raw::Map(entries) => Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (to_node(k, src), to_node(v, src)))
+                .collect(),
+        ),
+    };
+    Node { value, loc }
+}
+
+impl<'de> Deserialize<'de> for Raw {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Raw;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_unit<E>(self) -> Result<Raw, E> {
+                Ok(Raw::Null)
+            }
+            fn visit_none<E>(self) -> Result<Raw, E> {
+                Ok(Raw::Null)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
+                Raw::deserialize(d)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Raw, E> {
+                Ok(Raw::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
+                Ok(Raw::Int(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
+                Ok(Raw::Int(v.to_string()))
+            }
+            fn visit_i128<E>(self, v: i128) -> Result<Raw, E> {
+                Ok(Raw::Int(v.to_string()))
+            }
+            fn visit_u128<E>(self, v: u128) -> Result<Raw, E> {
+                Ok(Raw::Int(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
+                Ok(Raw::Float(v.to_string()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Raw, E> {
+                Ok(Raw::Str(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Raw, E> {
+                Ok(Raw::Str(v))
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Raw, E> {
+                Ok(Raw::Str(String::from_utf8_lossy(v).into_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Spanned<Raw>>()? {
+                    items.push(item);
+                }
+                Ok(Raw::Seq(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(k) = map.next_key::<Spanned<Raw>>()? {
+                    let v = map.next_value::<Spanned<Raw>>()?;
+                    entries.push((k, v));
+                }
+                Ok(Raw::Map(entries))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+/// A small block-style YAML emitter with predictable quoting: every string is double-quoted
+/// unless it is a plain word that no YAML 1.1 or 1.2 reader can mistype.
+pub struct Emitter {
+    out: String,
+}
+
+impl Default for Emitter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Emitter {
+    pub fn new() -> Self {
+        Emitter { out: String::new() }
+    }
+
+    pub fn finish(self) -> String {
+        self.out
+    }
+
+    pub fn comment(&mut self, text: &str) {
+        for line in text.lines() {
+            self.out.push_str("# ");
+            self.out.push_str(line);
+            self.out.push('\n');
+        }
+    }
+
+    /// `key: value` for a node, at `indent` spaces.
+    pub fn field(&mut self, indent: usize, key: &str, value: &Node) {
+        self.pad(indent);
+        self.out.push_str(&quote_key(key));
+        self.out.push(':');
+        self.value_after_key(indent, value);
+    }
+
+    /// A `- ` item start for a mapping item; returns the indent for the item's fields.
+    pub fn item_start(&mut self, indent: usize) -> usize {
+        self.pad(indent);
+        self.out.push_str("- ");
+        indent + 2
+    }
+
+    /// Writes `key:` then a field continuation; used for the first field of a list item.
+    pub fn field_inline(&mut self, indent: usize, key: &str, value: &Node) {
+        self.out.push_str(&quote_key(key));
+        self.out.push(':');
+        self.value_after_key(indent, value);
+    }
+
+    pub fn raw_line(&mut self, indent: usize, text: &str) {
+        self.pad(indent);
+        self.out.push_str(text);
+        self.out.push('\n');
+    }
+
+    fn value_after_key(&mut self, indent: usize, value: &Node) {
+        match &value.value {
+            Value::Seq(items) if items.is_empty() => self.out.push_str(" []\n"),
+            Value::Map(entries) if entries.is_empty() => self.out.push_str(" {}\n"),
+            Value::Seq(items) if items.iter().all(|i| i.as_scalar().is_some()) => {
+                let parts: Vec<String> = items.iter().map(scalar_text).collect();
+                self.out.push_str(" [");
+                self.out.push_str(&parts.join(", "));
+                self.out.push_str("]\n");
+            }
+            Value::Seq(_) | Value::Map(_) => {
+                self.out.push('\n');
+                self.block(indent + 2, value);
+            }
+            _ => {
+                self.out.push(' ');
+                self.out.push_str(&scalar_text(value));
+                self.out.push('\n');
+            }
+        }
+    }
+
+    fn block(&mut self, indent: usize, node: &Node) {
+        match &node.value {
+            Value::Map(entries) => {
+                for (k, v) in entries {
+                    let key = k.as_scalar().map_or("", |s| s.text.as_str());
+                    self.field(indent, key, v);
+                }
+            }
+            Value::Seq(items) => {
+                for item in items {
+                    match &item.value {
+                        Value::Map(entries) if !entries.is_empty() => {
+                            let inner = self.item_start(indent);
+                            for (i, (k, v)) in entries.iter().enumerate() {
+                                let key = k.as_scalar().map_or("", |s| s.text.as_str());
+                                if i == 0 {
+                                    self.field_inline(inner, key, v);
+                                } else {
+                                    self.field(inner, key, v);
+                                }
+                            }
+                        }
+                        Value::Seq(inner) if !inner.is_empty() => {
+                            self.pad(indent);
+                            self.out.push_str("-\n");
+                            self.block(indent + 2, item);
+                        }
+                        Value::Seq(_) => self.raw_line(indent, "- []"),
+                        Value::Map(_) => self.raw_line(indent, "- {}"),
+                        _ => {
+                            let t = scalar_text(item);
+                            self.raw_line(indent, &format!("- {t}"));
+                        }
+                    }
+                }
+            }
+            _ => {
+                let t = scalar_text(node);
+                self.raw_line(indent, &t);
+            }
+        }
+    }
+
+    fn pad(&mut self, indent: usize) {
+        for _ in 0..indent {
+            self.out.push(' ');
+        }
+    }
+}
+
+fn scalar_text(node: &Node) -> String {
+    match &node.value {
+        Value::Null => "null".into(),
+        Value::Scalar(s) => match s.kind {
+            ScalarKind::Str => quote(&s.text),
+            _ => s.text.clone(),
+        },
+        // Nested collections inside flow lists are not produced by bagboy's own model.
+        Value::Seq(_) | Value::Map(_) => "null".into(),
+    }
+}
+
+fn quote_key(key: &str) -> String {
+    if is_plain_word(key) {
+        key.to_string()
+    } else {
+        quote(key)
+    }
+}
+
+/// Double-quoted YAML scalar. JSON string escapes are a subset of YAML's double-quoted ones.
+pub fn quote(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// Words that read back as the same string in YAML 1.1 and 1.2 (no numbers, booleans, nulls).
+fn is_plain_word(s: &str) -> bool {
+    let mut chars = s.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    if !first.is_ascii_alphabetic() {
+        return false;
+    }
+    if !s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return false;
+    }
+    let lower = s.to_ascii_lowercase();
+    !matches!(
+        lower.as_str(),
+        "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null" | "nan" | "inf"
+    )
+}
+
+/// A plain word (enum values such as statuses) written unquoted.
+pub fn word(s: &str) -> Node {
+    if is_plain_word(s) {
+        Node::new(Value::Scalar(Scalar {
+            kind: ScalarKind::Bool, // written verbatim, never quoted
+            text: s.to_string(),
+        }))
+    } else {
+        Node::str(s)
+    }
+}
+
+pub fn boolean(b: bool) -> Node {
+    Node::new(Value::Scalar(Scalar {
+        kind: ScalarKind::Bool,
+        text: b.to_string(),
+    }))
+}
+
+pub fn int(n: i64) -> Node {
+    Node::new(Value::Scalar(Scalar {
+        kind: ScalarKind::Int,
+        text: n.to_string(),
+    }))
+}
+
+pub fn seq(items: Vec<Node>) -> Node {
+    Node::new(Value::Seq(items))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Node, ParseError> {
+        parse(Path::new("t.yml"), s.as_bytes())
+    }
+
+    #[test]
+    fn keeps_locations_and_source_text() {
+        let n = p("a:\n  version: 1.10\n  b: [x, \"y\"]\n").unwrap();
+        let (_, _, a) = n.entries().unwrap().next().unwrap();
+        let (k, _, v) = a.entries().unwrap().next().unwrap();
+        assert_eq!(k, "version");
+        assert_eq!(
+            v.loc,
+            Loc {
+                line: 2,
+                column: 12
+            }
+        );
+        let s = v.as_scalar().unwrap();
+        assert_eq!((s.kind, s.text.as_str()), (ScalarKind::Float, "1.10"));
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let err = p("a:\n  b: 1\n c: 2\n").unwrap_err();
+        match err {
+            ParseError::Syntax { loc, .. } => assert_eq!(loc.line, 3),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn alias_bomb_is_refused() {
+        let mut s = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        let mut prev = 'a';
+        for c in 'b'..='j' {
+            s.push_str(&format!(
+                "{c}: &{c} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+            ));
+            prev = c;
+        }
+        assert!(p(&s).is_err());
+    }
+
+    #[test]
+    fn emitter_round_trips() {
+        let src = "deployments:\n  - version: \"v1\"\n    tags: [\"a\", \"b\"]\n    nested:\n      k: 1\n      l:\n        - x: \"y\"\n          z: true\n";
+        let n = p(src).unwrap();
+        let mut e = Emitter::new();
+        e.field(
+            0,
+            "deployments",
+            &n.entries().unwrap().next().unwrap().2.clone(),
+        );
+        let out = e.finish();
+        assert_eq!(out, src);
+        let again = p(&out).unwrap();
+        assert_eq!(strip(&again), strip(&n));
+    }
+
+    fn strip(n: &Node) -> Node {
+        let value = match &n.value {
+            Value::Seq(i) => Value::Seq(i.iter().map(strip).collect()),
+            Value::Map(e) => Value::Map(e.iter().map(|(k, v)| (strip(k), strip(v))).collect()),
+            v => v.clone(),
+        };
+        Node::new(value)
+    }
+}

@@ -1,0 +1,80 @@
+//! Running the real `bagboy` binary in a per-test project directory.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+/// A temporary project directory with a `.bagboy/` history.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Self {
+        Project {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    /// A project whose history is a copy of `tests/fixtures/<name>`.
+    pub fn with_history_fixture(name: &str) -> Self {
+        let p = Project::new();
+        let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        p.write_history(&std::fs::read_to_string(src).expect("fixture"));
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn history_path(&self) -> PathBuf {
+        self.dir.path().join(".bagboy/deployment-history.yml")
+    }
+
+    pub fn write_history(&self, text: &str) {
+        let p = self.history_path();
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    pub fn history(&self) -> String {
+        std::fs::read_to_string(self.history_path()).unwrap()
+    }
+
+    pub fn history_bytes(&self) -> Vec<u8> {
+        std::fs::read(self.history_path()).unwrap()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// `bagboy` run in the project directory, with a clean environment for bagboy's variables.
+    pub fn bagboy(&self) -> Command {
+        let mut c = Command::cargo_bin("bagboy").expect("bagboy binary");
+        c.current_dir(self.dir.path())
+            .env_remove("BAGBOY_CONFIG")
+            .env_remove("BAGBOY_HISTORY")
+            .env_remove("BAGBOY_LOG")
+            .env_remove("RUST_LOG")
+            .env("NO_COLOR", "1")
+            .env("BAGBOY_CACHE_DIR", self.dir.path().join(".cache"));
+        c
+    }
+}
+
+/// stdout and stderr of a finished command, as text.
+pub fn text(o: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}

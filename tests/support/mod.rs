@@ -1,0 +1,4 @@
+//! Test harness shared by the integration tests: real servers, real repos, the real binary.
+#![allow(dead_code)]
+
+pub mod cli;
