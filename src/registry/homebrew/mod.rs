@@ -627,9 +627,17 @@ impl Tap {
             Kind::Formula if req.bump_version_scheme && older => {
                 let live_s = live.as_deref().and_then(version_scheme);
                 let target_s = version_scheme(&target_content);
-                let already = live.as_deref().is_some_and(|l| {
-                    without_version_scheme(l) == without_version_scheme(&target_content)
-                        && live_s.unwrap_or(0) > target_s.unwrap_or(0)
+                // The scheme users of the current release have installed: when the target was
+                // found by version it may be an earlier rollback commit that already carries
+                // the bump, so "live > target" alone would bump again on every run.
+                let current_s = match current.as_deref() {
+                    Some(c) => self.scheme_of_version(&req.name, c)?,
+                    None => None,
+                };
+                let (l, t) = (live_s.unwrap_or(0), target_s.unwrap_or(0));
+                let already = live.as_deref().is_some_and(|live| {
+                    without_version_scheme(live) == without_version_scheme(&target_content)
+                        && (l > t || (l >= t && current_s.is_some_and(|c| l > c.unwrap_or(0))))
                 });
                 if let (true, Some(l), Some(s)) = (already, live.as_deref(), live_s) {
                     desired = l.to_owned();
@@ -638,7 +646,7 @@ impl Tap {
                         "already rolled back: live file matches the target with version_scheme {s}"
                     ));
                 } else {
-                    let n = 1 + live_s.unwrap_or(0).max(target_s.unwrap_or(0));
+                    let n = 1 + l.max(t).max(current_s.flatten().unwrap_or(0));
                     desired = with_version_scheme(&target_content, n);
                     scheme = Some((live_s, n));
                     notes.push(format!(
@@ -648,11 +656,24 @@ impl Tap {
                     ));
                 }
             }
-            Kind::Formula if older => notes.push(
-                "version_scheme bump is off: users who already upgraded keep the newer version"
-                    .into(),
-            ),
-            Kind::Formula => {}
+            Kind::Formula => {
+                // The arm above took every bump, so `older` here means the bump is off.
+                if older {
+                    notes.push(
+                        "version_scheme bump is off: users who already upgraded keep the newer \
+                         version"
+                            .into(),
+                    );
+                }
+                // A lower scheme would make every installed copy look newer than the tap and
+                // stop upgrades, so a restore never lowers it.
+                let live_s = live.as_deref().and_then(version_scheme);
+                if let Some(ls) = live_s.filter(|&ls| Some(ls) > version_scheme(&target_content)) {
+                    desired = with_version_scheme(&target_content, ls);
+                    scheme = Some((live_s, ls));
+                    notes.push(format!("version_scheme kept at {ls}: it is never lowered"));
+                }
+            }
         }
         let unchanged = live.as_deref() == Some(desired.as_str());
         let diff = similar::TextDiff::from_lines(live.as_deref().unwrap_or(""), &desired)
@@ -674,6 +695,23 @@ impl Tap {
             version_scheme: scheme,
             notes,
         })
+    }
+
+    /// `Some(scheme)` of the newest file declaring `version`, `None` when no commit does.
+    fn scheme_of_version(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<Option<u32>>, TapError> {
+        let Some(commit) = self.find_commit_for_version(name, version)? else {
+            return Ok(None);
+        };
+        let Some(loc) = self.try_locate(name, &commit)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .file_at(&commit, &loc.path)?
+            .map(|content| version_scheme(&content)))
     }
 
     /// Commit `plan.desired` on top of the remote head and push it without force.
