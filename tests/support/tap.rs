@@ -208,6 +208,7 @@ end
 }
 
 pub fn cask(name: &str, version: &str) -> String {
+    let sha = format!("{:0>64}", version.replace('.', ""));
     format!(
         r#"cask "{name}" do
   version "{version}"
@@ -220,8 +221,7 @@ pub fn cask(name: &str, version: &str) -> String {
 
   binary "{name}"
 end
-"#,
-        sha = format!("{:0>64}", version.replace('.', ""))
+"#
     )
 }
 
