@@ -212,6 +212,37 @@ mod tests {
     }
 
     #[test]
+    fn token_reaches_git_as_scoped_header_only() {
+        let dir = tempfile_dir();
+        let token = SecretString::from("ghp_secret123");
+        let git = Git::new(&dir, Some(&token));
+        git.run(&["init", "--bare", "--quiet"]).expect("init");
+        let basic =
+            base64::engine::general_purpose::STANDARD.encode("x-access-token:ghp_secret123");
+        let header = |url: &str| {
+            git.run(&["config", "--get-urlmatch", "http.extraHeader", url])
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            header("https://github.com/acme/homebrew-tap.git").trim(),
+            format!("Authorization: Basic {basic}")
+        );
+        assert_eq!(header("https://gitlab.com/acme/tap.git"), "");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "bagboy-git-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        dir
+    }
+
+    #[test]
     fn scrubs_token_and_header() {
         let token = SecretString::from("ghp_secret123");
         let git = Git::new(Path::new("/nonexistent"), Some(&token));

@@ -983,6 +983,14 @@ mod tests {
     }
 
     #[test]
+    fn usable_from_spawn_blocking() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Tap>();
+        assert_send_sync::<TapError>();
+        assert_send_sync::<RestorePlan>();
+    }
+
+    #[test]
     fn authors() {
         assert_eq!(
             Author::parse("Jane Doe <jane@x.org>"),
