@@ -251,6 +251,47 @@ fn unrelated_push_between_plan_and_apply_is_kept() {
 }
 
 #[test]
+fn push_race_on_other_files_is_rebuilt_once() {
+    let h = history();
+    let tap = open(&h.tap);
+    let plan = tap.plan_restore(&request("myapp", "1.1.0")).expect("plan");
+    // Committed but not pushed: the hook pushes it while our push is in flight.
+    let theirs = h
+        .tap
+        .commit_file("Formula/other.rb", "class Other < Formula\nend\n", "other");
+    h.tap.race_next_push();
+
+    let applied = tap
+        .apply(&plan, "myapp: roll back", &author())
+        .expect("apply");
+    assert!(h.tap.raced(), "the race happened");
+    assert_eq!(applied.parent, theirs);
+    assert_eq!(h.tap.head(), applied.commit);
+    assert_eq!(h.tap.log().len(), 8, "6 + theirs + ours");
+}
+
+#[test]
+fn push_race_on_the_formula_is_a_conflict() {
+    let h = history();
+    let tap = open(&h.tap);
+    let plan = tap.plan_restore(&request("myapp", "1.1.0")).expect("plan");
+    let theirs = h.tap.commit_file(
+        FORMULA,
+        &goreleaser_formula("myapp", "1.2.1"),
+        "myapp 1.2.1",
+    );
+    h.tap.race_next_push();
+
+    let err = tap.apply(&plan, "myapp: roll back", &author()).unwrap_err();
+    assert!(h.tap.raced(), "the race happened");
+    assert!(
+        matches!(&err, TapError::Conflict { their_commit, .. } if *their_commit == theirs),
+        "{err:?}"
+    );
+    assert_eq!(h.tap.head(), theirs, "remote holds only their commit");
+}
+
+#[test]
 fn formula_changed_between_plan_and_apply_is_a_conflict() {
     let h = history();
     let tap = open(&h.tap);

@@ -131,6 +131,30 @@ impl TestTap {
             .success()
     }
 
+    /// Make the next push to the remote lose a race: a `pre-receive` hook first pushes the
+    /// work clone's `HEAD`, so the incoming update no longer matches and is rejected.
+    pub fn race_next_push(&self) {
+        use std::os::unix::fs::PermissionsExt;
+        let hook = self.remote.join("hooks").join("pre-receive");
+        let marker = self.root.path().join("raced");
+        let script = format!(
+            "#!/bin/sh\n\
+             [ -e '{marker}' ] && exit 0\n\
+             touch '{marker}'\n\
+             unset GIT_DIR GIT_QUARANTINE_PATH GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES\n\
+             cd '{work}' && git push -q origin HEAD:refs/heads/main >/dev/null 2>&1\n\
+             exit 0\n",
+            marker = marker.display(),
+            work = self.work.display()
+        );
+        std::fs::write(&hook, script).expect("write hook");
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+
+    pub fn raced(&self) -> bool {
+        self.root.path().join("raced").exists()
+    }
+
     pub fn tree_of(&self, commit: &str) -> String {
         git(&self.remote, &["rev-parse", &format!("{commit}^{{tree}}")])
     }
