@@ -1,0 +1,399 @@
+//! Reading and editing formula/cask Ruby source as text: names, versions and `version_scheme`.
+
+use std::cmp::Ordering;
+
+/// Why a formula or cask name was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameError {
+    pub name: String,
+    pub reason: &'static str,
+}
+
+/// Accept only names Homebrew itself could produce, because the name becomes a path in the tap.
+pub fn validate_name(name: &str) -> Result<(), NameError> {
+    let refuse = |reason| {
+        Err(NameError {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    let mut chars = name.chars();
+    match chars.next() {
+        None => return refuse("is empty"),
+        Some(c) if !c.is_ascii_alphanumeric() => {
+            return refuse("must start with an ASCII letter or digit")
+        }
+        Some(_) => {}
+    }
+    if name.contains('/') || name.contains('\\') {
+        return refuse("must not contain a path separator");
+    }
+    if name.contains("..") {
+        return refuse("must not contain `..`");
+    }
+    if !chars.all(|c| c.is_ascii_alphanumeric() || "@._+-".contains(c)) {
+        return refuse("may only contain ASCII letters, digits and `@._+-`");
+    }
+    Ok(())
+}
+
+/// Leading `v`/`V` is a tag convention, not part of the version.
+pub fn normalize_version(v: &str) -> &str {
+    let v = v.trim();
+    v.strip_prefix(['v', 'V']).unwrap_or(v)
+}
+
+pub fn same_version(a: &str, b: &str) -> bool {
+    normalize_version(a) == normalize_version(b)
+}
+
+/// `Some(true)` when `target` is strictly older than `current`; semver first, and when either
+/// side is not semver any difference counts as older so a rollback still downgrades users.
+pub fn is_older(target: &str, current: &str) -> bool {
+    let (t, c) = (normalize_version(target), normalize_version(current));
+    match (semver::Version::parse(t), semver::Version::parse(c)) {
+        (Ok(t), Ok(c)) => t.cmp(&c) == Ordering::Less,
+        _ => t != c,
+    }
+}
+
+fn indent_of(line: &str) -> usize {
+    line.len() - line.trim_start_matches(' ').len()
+}
+
+/// Lines directly inside `class X < Formula` / `cask "x" do` (indent 2): the only place where
+/// `version`, `url` and `version_scheme` describe the whole package rather than one platform.
+fn is_top_level(line: &str) -> bool {
+    indent_of(line) == 2 && !line.trim().is_empty()
+}
+
+/// The first word of a statement, e.g. `url` for `url "https://…"`.
+fn keyword(line: &str) -> &str {
+    let t = line.trim_start();
+    let end = t
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '?' || c == '!'))
+        .unwrap_or(t.len());
+    &t[..end]
+}
+
+/// The first double- or single-quoted literal on the line.
+fn quoted_arg(line: &str) -> Option<&str> {
+    let start = line.find(['"', '\''])?;
+    let quote = line[start..].chars().next()?;
+    let rest = &line[start + 1..];
+    let end = rest.find(quote)?;
+    Some(&rest[..end])
+}
+
+/// The version a formula or cask declares: top-level `version "…"`, else inferred from the
+/// top-level `url` (GoReleaser formulas often carry only per-platform urls, so any url is
+/// tried last).
+pub fn declared_version(content: &str) -> Option<String> {
+    let lines: Vec<&str> = content.lines().collect();
+    if let Some(v) = lines
+        .iter()
+        .filter(|l| is_top_level(l) && keyword(l) == "version")
+        .find_map(|l| quoted_arg(l))
+    {
+        if !v.contains("#{") {
+            return Some(v.to_owned());
+        }
+    }
+    let from_url = |l: &&&str| {
+        if keyword(l) != "url" {
+            return None;
+        }
+        quoted_arg(l).and_then(version_from_url)
+    };
+    lines
+        .iter()
+        .filter(|l| is_top_level(l))
+        .find_map(|l| from_url(&l))
+        .or_else(|| lines.iter().find_map(|l| from_url(&l)))
+}
+
+/// Homebrew-style inference: the archive name first (`myapp-1.2.0.tar.gz`,
+/// `myapp_1.2.0_darwin_arm64.tar.gz`), then a path segment that is a tag (`…/v1.2.0/…`).
+pub fn version_from_url(url: &str) -> Option<String> {
+    if url.contains("#{") {
+        return None;
+    }
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let file = segments.last()?;
+    if let Some(v) = version_in_name(strip_archive_ext(file)) {
+        return Some(v);
+    }
+    segments
+        .iter()
+        .rev()
+        .skip(1)
+        .find_map(|s| whole_segment_version(s))
+}
+
+fn strip_archive_ext(file: &str) -> &str {
+    const EXTS: [&str; 12] = [
+        ".tar.gz", ".tar.xz", ".tar.bz2", ".tar.zst", ".tgz", ".txz", ".tbz", ".zip", ".dmg",
+        ".pkg", ".gz", ".tar",
+    ];
+    EXTS.iter()
+        .find_map(|e| file.strip_suffix(e))
+        .unwrap_or(file)
+}
+
+/// `v1.2.0` or `1.2.0-rc.1`: the whole segment is a version.
+fn whole_segment_version(s: &str) -> Option<String> {
+    let v = normalize_version(s);
+    let (core, len) = dotted_numbers(v)?;
+    let rest = &v[len..];
+    let ok_rest = rest.is_empty()
+        || (rest.starts_with(['-', '+'])
+            && rest[1..]
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'));
+    ok_rest.then(|| format!("{core}{rest}"))
+}
+
+/// The first dotted number run (`1.2.0`) that starts a `-`/`_`/`v` separated token.
+fn version_in_name(name: &str) -> Option<String> {
+    let bytes = name.as_bytes();
+    for i in 0..bytes.len() {
+        let at_boundary =
+            i == 0 || matches!(bytes[i - 1], b'-' | b'_' | b'.') || is_v_boundary(bytes, i);
+        if !at_boundary || !bytes[i].is_ascii_digit() {
+            continue;
+        }
+        if let Some((core, len)) = dotted_numbers(&name[i..]) {
+            let rest = &name[i + len..];
+            // Keep a pre-release like `-rc.1`, but not the `_darwin` platform suffix.
+            let pre = rest
+                .strip_prefix('-')
+                .filter(|r| {
+                    r.split(['-', '_', '.'])
+                        .next()
+                        .is_some_and(|w| matches!(w, "rc" | "alpha" | "beta" | "pre" | "dev"))
+                })
+                .map(|r| {
+                    let end = r.find('_').unwrap_or(r.len());
+                    format!("-{}", &r[..end])
+                });
+            return Some(format!("{core}{}", pre.unwrap_or_default()));
+        }
+    }
+    None
+}
+
+fn is_v_boundary(bytes: &[u8], i: usize) -> bool {
+    i >= 1
+        && matches!(bytes[i - 1], b'v' | b'V')
+        && (i == 1 || matches!(bytes[i - 2], b'-' | b'_' | b'.'))
+}
+
+/// At least two dot-separated number groups at the start of `s`: (text, byte length).
+fn dotted_numbers(s: &str) -> Option<(String, usize)> {
+    let mut len = 0;
+    let mut groups = 0;
+    let bytes = s.as_bytes();
+    loop {
+        let start = len;
+        while len < bytes.len() && bytes[len].is_ascii_digit() {
+            len += 1;
+        }
+        if len == start {
+            // A trailing dot is not part of the version.
+            if groups > 0 {
+                len -= 1;
+            }
+            break;
+        }
+        groups += 1;
+        if len < bytes.len() && bytes[len] == b'.' {
+            len += 1;
+        } else {
+            break;
+        }
+    }
+    (groups >= 2).then(|| (s[..len].to_owned(), len))
+}
+
+/// Top-level `version_scheme N`.
+pub fn version_scheme(content: &str) -> Option<u32> {
+    content
+        .lines()
+        .filter(|l| is_top_level(l) && keyword(l) == "version_scheme")
+        .find_map(|l| l.trim()["version_scheme".len()..].trim().parse().ok())
+}
+
+/// The content with its top-level `version_scheme` line removed, to compare two files
+/// "apart from the scheme".
+pub fn without_version_scheme(content: &str) -> String {
+    let mut out = String::with_capacity(content.len());
+    for line in content.split_inclusive('\n') {
+        if !(is_top_level(line) && keyword(line) == "version_scheme") {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// Components that `brew style` (FormulaAudit/ComponentsOrder) wants before `version_scheme`.
+const BEFORE_SCHEME: [&str; 8] = [
+    "desc", "homepage", "url", "mirror", "version", "sha256", "license", "revision",
+];
+
+/// Set the top-level `version_scheme` to `n`, replacing the existing line or inserting one
+/// where ComponentsOrder expects it (after `desc … revision`, before `head`, `livecheck`,
+/// `bottle`, `on_*`, `depends_on`, `def`).
+pub fn with_version_scheme(content: &str, n: u32) -> String {
+    let mut lines: Vec<String> = content.split_inclusive('\n').map(str::to_owned).collect();
+    if let Some(line) = lines
+        .iter_mut()
+        .find(|l| is_top_level(l) && keyword(l) == "version_scheme")
+    {
+        let eol = if line.ends_with('\n') { "\n" } else { "" };
+        *line = format!("  version_scheme {n}{eol}");
+        return lines.concat();
+    }
+
+    let body_start = lines
+        .iter()
+        .position(|l| indent_of(l) == 0 && keyword(l) == "class" && l.contains('<'))
+        .map_or(0, |i| i + 1);
+    let mut insert_at = None;
+    let mut i = body_start;
+    while i < lines.len() {
+        let line = &lines[i];
+        if indent_of(line) == 0 && keyword(line) == "end" {
+            break;
+        }
+        if is_top_level(line) {
+            let kw = keyword(line);
+            if BEFORE_SCHEME.contains(&kw) || (insert_at.is_none() && kw == "include") {
+                // A statement may continue on deeper-indented lines (`url "…",\n    using: …`).
+                let mut end = i + 1;
+                while end < lines.len()
+                    && indent_of(&lines[end]) > 2
+                    && !lines[end].trim().is_empty()
+                {
+                    end += 1;
+                }
+                insert_at = Some(end);
+                i = end;
+                continue;
+            }
+            if insert_at.is_some() || is_after_scheme(kw) {
+                break;
+            }
+        }
+        i += 1;
+    }
+    let at = insert_at.unwrap_or(body_start).min(lines.len());
+    if at > 0 && !lines[at - 1].ends_with('\n') {
+        lines[at - 1].push('\n');
+    }
+    lines.insert(at, format!("  version_scheme {n}\n"));
+    lines.concat()
+}
+
+fn is_after_scheme(kw: &str) -> bool {
+    kw.starts_with("on_")
+        || matches!(
+            kw,
+            "head"
+                | "stable"
+                | "livecheck"
+                | "no_autobump!"
+                | "bottle"
+                | "pour_bottle?"
+                | "keg_only"
+                | "depends_on"
+                | "uses_from_macos"
+                | "resource"
+                | "patch"
+                | "def"
+                | "test"
+                | "service"
+                | "conflicts_with"
+                | "deprecate!"
+                | "disable!"
+                | "option"
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GORELEASER: &str = r#"# typed: false
+class Myapp < Formula
+  desc "My app"
+  homepage "https://example.com"
+  version "1.2.0"
+  license "MIT"
+
+  on_macos do
+    if Hardware::CPU.intel?
+      url "https://github.com/acme/myapp/releases/download/v1.2.0/myapp_1.2.0_darwin_amd64.tar.gz"
+      sha256 "aa"
+    end
+  end
+
+  def install
+    bin.install "myapp"
+  end
+end
+"#;
+
+    #[test]
+    fn names() {
+        for ok in ["myapp", "node@20", "c++-lib", "a.b_c", "0ad"] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a/b", "..", "a..b", "-x", ".x", "a b", "a\\b", "a;b"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(declared_version(GORELEASER).as_deref(), Some("1.2.0"));
+        let no_version = "class A < Formula\n  url \"https://x.org/dl/myapp-1.2.0.tar.gz\"\nend\n";
+        assert_eq!(declared_version(no_version).as_deref(), Some("1.2.0"));
+        assert_eq!(
+            version_from_url("https://github.com/a/b/releases/download/v1.2.0/b_darwin_arm64.tgz")
+                .as_deref(),
+            Some("1.2.0")
+        );
+        assert_eq!(
+            version_from_url("https://x/b_1.3.0-rc.1_linux_amd64.tar.gz").as_deref(),
+            Some("1.3.0-rc.1")
+        );
+        assert_eq!(
+            version_from_url("https://x/v2.0.0/tool").as_deref(),
+            Some("2.0.0")
+        );
+        assert!(is_older("v1.1.0", "1.2.0"));
+        assert!(!is_older("1.2.0", "v1.2.0"));
+        assert!(!is_older("1.3.0", "1.2.0"));
+        assert!(is_older("2024.1", "2024.2"));
+    }
+
+    #[test]
+    fn scheme_inserted_after_license_before_on_blocks() {
+        let out = with_version_scheme(GORELEASER, 1);
+        assert!(out.contains("  license \"MIT\"\n  version_scheme 1\n\n  on_macos do"));
+        assert_eq!(version_scheme(&out), Some(1));
+        let again = with_version_scheme(&out, 3);
+        assert_eq!(version_scheme(&again), Some(3));
+        assert_eq!(again.matches("version_scheme").count(), 1);
+        assert_eq!(without_version_scheme(&again), GORELEASER);
+    }
+
+    #[test]
+    fn scheme_skips_nested_and_continuations() {
+        let src = "class A < Formula\n  url \"https://x/a-1.0.tar.gz\",\n      using: :homebrew_curl\n  sha256 \"x\"\n  head \"https://x.git\"\n  on_linux do\n    version_scheme 9\n  end\nend\n";
+        assert_eq!(version_scheme(src), None);
+        let out = with_version_scheme(src, 2);
+        assert!(out.contains("  sha256 \"x\"\n  version_scheme 2\n  head"));
+    }
+}

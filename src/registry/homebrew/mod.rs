@@ -1,0 +1,1004 @@
+//! Homebrew tap backend: locate a formula or cask in a git tap, plan its restore, commit and push it.
+
+mod formula;
+mod git;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+pub use formula::{
+    declared_version, is_older, normalize_version, same_version, version_from_url, version_scheme,
+    with_version_scheme, without_version_scheme,
+};
+pub use git::mask_userinfo;
+use git::{Git, GitFailure};
+
+/// Where a tap lives, as written in `bagboy.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TapSpec {
+    /// `owner/repo` (GitHub) or any git URL.
+    pub registry: String,
+    /// Overrides the URL derived from `registry` (e.g. `file:///srv/git/tap.git`).
+    pub remote: Option<String>,
+    /// Default: the remote's default branch, else `main`.
+    pub branch: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Formula,
+    Cask,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Formula => "formula",
+            Kind::Cask => "cask",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Located {
+    pub kind: Kind,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Author {
+    pub name: String,
+    pub email: String,
+}
+
+impl Author {
+    /// `Name <email>`.
+    pub fn parse(s: &str) -> Option<Author> {
+        let (name, rest) = s.trim().split_once('<')?;
+        let email = rest.strip_suffix('>')?.trim();
+        let name = name.trim();
+        (!name.is_empty() && !email.is_empty() && !email.contains(['<', '>'])).then(|| Author {
+            name: name.to_owned(),
+            email: email.to_owned(),
+        })
+    }
+
+    /// `$BAGBOY_GIT_AUTHOR`, else git's `user.name`/`user.email`, else `bagboy <bagboy@localhost>`.
+    pub fn resolve(tap: &Tap) -> Author {
+        if let Some(a) = std::env::var("BAGBOY_GIT_AUTHOR")
+            .ok()
+            .and_then(|s| Author::parse(&s))
+        {
+            return a;
+        }
+        let get = |key| {
+            tap.git
+                .run(&["config", "--get", key])
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+        };
+        match (get("user.name"), get("user.email")) {
+            (Some(name), Some(email)) => Author { name, email },
+            _ => Author {
+                name: "bagboy".into(),
+                email: "bagboy@localhost".into(),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Author {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} <{}>", self.name, self.email)
+    }
+}
+
+/// What the caller wants restored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreRequest {
+    pub name: String,
+    /// The tap commit recorded for the target release; found by version when absent.
+    pub target_commit: Option<String>,
+    pub target_version: String,
+    /// The version users have now; read from the live file when absent.
+    pub current_version: Option<String>,
+    pub bump_version_scheme: bool,
+}
+
+/// One file restore, computed ahead of time: what dry-run prints is what `apply` commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestorePlan {
+    pub tap: String,
+    pub name: String,
+    pub kind: Kind,
+    pub path: String,
+    /// The tap head the plan was computed against.
+    pub base_commit: String,
+    pub target_commit: String,
+    /// File content at `base_commit`; `None` when the file is absent there.
+    pub live: Option<String>,
+    pub desired: String,
+    pub unchanged: bool,
+    pub diff: String,
+    /// `(live scheme, desired scheme)` when the plan sets or keeps a `version_scheme`.
+    pub version_scheme: Option<(Option<u32>, u32)>,
+    pub notes: Vec<String>,
+}
+
+/// A pushed restore. `commit == parent` means nothing had to be pushed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    pub parent: String,
+    pub commit: String,
+    pub path: String,
+}
+
+impl Applied {
+    pub fn is_noop(&self) -> bool {
+        self.commit == self.parent
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    #[error("invalid formula or cask name `{name}`: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("invalid tap `{tap}`: expected owner/repo or a git URL")]
+    InvalidTap { tap: String },
+    #[error("invalid commit `{commit}` for tap {tap}: expected a hexadecimal commit id")]
+    InvalidCommit { tap: String, commit: String },
+    #[error("tap {tap} at {url} cannot be reached: {stderr}")]
+    Unreachable {
+        tap: String,
+        url: String,
+        stderr: String,
+    },
+    #[error("tap {tap} at {url} has no branch `{branch}`")]
+    NoBranch {
+        tap: String,
+        url: String,
+        branch: String,
+    },
+    #[error("commit {commit} does not exist in tap {tap}")]
+    NoCommit { tap: String, commit: String },
+    #[error("{name} is neither a formula nor a cask in tap {tap} at commit {commit}")]
+    NotFound {
+        tap: String,
+        name: String,
+        commit: String,
+    },
+    #[error("formula {name} has no version {version} in tap {tap}")]
+    NoVersion {
+        tap: String,
+        name: String,
+        version: String,
+    },
+    #[error("{path} at commit {commit} in tap {tap} is not UTF-8 text")]
+    NotText {
+        tap: String,
+        path: String,
+        commit: String,
+    },
+    #[error("{path} in tap {tap} was changed by commit {their_commit} since the plan was made; nothing was pushed")]
+    Conflict {
+        tap: String,
+        path: String,
+        their_commit: String,
+    },
+    #[error("tap {tap}: `{command}` failed: {stderr}")]
+    Git {
+        tap: String,
+        command: String,
+        stderr: String,
+    },
+    #[error("tap {tap}: cannot prepare cache {}", path.display())]
+    Cache {
+        tap: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `$BAGBOY_CACHE_DIR`, else `$XDG_CACHE_HOME/bagboy`, else `~/.cache/bagboy`.
+pub fn cache_root() -> Option<PathBuf> {
+    cache_root_from(|k| std::env::var_os(k))
+}
+
+/// [`cache_root`] over an arbitrary environment, so it can be tested without mutating the process.
+pub fn cache_root_from(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+    let non_empty = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    non_empty("BAGBOY_CACHE_DIR")
+        .or_else(|| non_empty("XDG_CACHE_HOME").map(|p| p.join("bagboy")))
+        .or_else(|| non_empty("HOME").map(|p| p.join(".cache").join("bagboy")))
+}
+
+/// `owner/repo` → `https://github.com/owner/repo.git`; URLs and scp-like addresses pass through.
+pub fn tap_url(spec: &TapSpec) -> Result<String, TapError> {
+    if let Some(remote) = spec.remote.as_deref().filter(|r| !r.trim().is_empty()) {
+        return Ok(remote.trim().to_owned());
+    }
+    let r = spec.registry.trim();
+    if r.contains("://") || (r.contains('@') && r.contains(':')) {
+        return Ok(r.to_owned());
+    }
+    let parts: Vec<&str> = r.split('/').collect();
+    let ok_part = |p: &str| {
+        !p.is_empty()
+            && p != "."
+            && p != ".."
+            && !p.starts_with('-')
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    match parts.as_slice() {
+        [owner, repo] if ok_part(owner) && ok_part(repo) => {
+            let repo = repo.strip_suffix(".git").unwrap_or(repo);
+            Ok(format!("https://github.com/{owner}/{repo}.git"))
+        }
+        _ => Err(TapError::InvalidTap { tap: r.to_owned() }),
+    }
+}
+
+fn sanitize(registry: &str) -> String {
+    let s: String = registry
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.is_empty() {
+        "_".into()
+    } else {
+        s
+    }
+}
+
+fn is_hex_commit(c: &str) -> bool {
+    (4..=64).contains(&c.len()) && c.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+static INDEX_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A tap cloned (bare) into the local cache and fetched at open.
+#[derive(Debug)]
+pub struct Tap {
+    registry: String,
+    url_display: String,
+    branch: String,
+    git: Git,
+}
+
+enum Outcome {
+    Pushed { parent: String, commit: String },
+    AlreadyThere { head: String },
+}
+
+impl Tap {
+    /// Open with `$GITHUB_TOKEN` (if set) as the credential for github.com.
+    pub fn open(spec: &TapSpec, cache_root: &Path) -> Result<Tap, TapError> {
+        let token = std::env::var("GITHUB_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(SecretString::from);
+        Tap::open_with_token(spec, cache_root, token.as_ref())
+    }
+
+    /// Clone into `cache_root/taps/<registry>` or fetch the existing cache; a cache that git
+    /// cannot use is thrown away and cloned again, since it holds nothing of the user's.
+    pub fn open_with_token(
+        spec: &TapSpec,
+        cache_root: &Path,
+        token: Option<&SecretString>,
+    ) -> Result<Tap, TapError> {
+        let registry = spec.registry.trim().to_owned();
+        let url = tap_url(spec)?;
+        let dir = cache_root.join("taps").join(sanitize(&registry));
+        let git = Git::new(&dir, token);
+        let url_display = git.scrub(&url);
+        let mut tap = Tap {
+            registry,
+            url_display,
+            branch: String::new(),
+            git,
+        };
+        tap.ensure_cache(&url, &dir, false)?;
+
+        let listing = tap
+            .git
+            .run(&["ls-remote", "--symref", "origin"])
+            .map_err(|f| TapError::Unreachable {
+                tap: tap.registry.clone(),
+                url: tap.url_display.clone(),
+                stderr: f.stderr,
+            })?;
+        let default_branch = listing.lines().find_map(|l| {
+            l.strip_prefix("ref: refs/heads/")
+                .and_then(|r| r.strip_suffix("\tHEAD"))
+                .map(str::to_owned)
+        });
+        tap.branch = spec
+            .branch
+            .clone()
+            .filter(|b| !b.trim().is_empty())
+            .or(default_branch)
+            .unwrap_or_else(|| "main".into());
+        let wanted = format!("refs/heads/{}", tap.branch);
+        if !listing
+            .lines()
+            .any(|l| l.split('\t').nth(1) == Some(wanted.as_str()))
+        {
+            return Err(TapError::NoBranch {
+                tap: tap.registry.clone(),
+                url: tap.url_display.clone(),
+                branch: tap.branch.clone(),
+            });
+        }
+        if tap.fetch().is_err() {
+            tracing::warn!(tap = %tap.registry, "tap cache unusable, cloning again");
+            tap.ensure_cache(&url, &dir, true)?;
+            tap.fetch()?;
+        }
+        Ok(tap)
+    }
+
+    fn ensure_cache(&self, url: &str, dir: &Path, fresh: bool) -> Result<(), TapError> {
+        let cache_err = |source| TapError::Cache {
+            tap: self.registry.clone(),
+            path: dir.to_owned(),
+            source,
+        };
+        let usable = !fresh
+            && dir.is_dir()
+            && self
+                .git
+                .run(&["rev-parse", "--is-bare-repository"])
+                .is_ok_and(|s| s.trim() == "true");
+        if usable {
+            let set = self.git.run(&["remote", "set-url", "origin", url]);
+            if set.is_err() {
+                self.git
+                    .run(&["remote", "add", "origin", url])
+                    .map_err(|f| self.git_err(f))?;
+            }
+            return Ok(());
+        }
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(cache_err)?;
+        }
+        std::fs::create_dir_all(dir).map_err(cache_err)?;
+        self.git
+            .run(&["init", "--bare", "--quiet"])
+            .map_err(|f| self.git_err(f))?;
+        self.git
+            .run(&["remote", "add", "origin", url])
+            .map_err(|f| self.git_err(f))?;
+        Ok(())
+    }
+
+    /// Our cache's equivalent of `reset --hard origin/<branch>`: force the tracking ref to the
+    /// remote head, whatever it was before.
+    fn fetch(&self) -> Result<String, TapError> {
+        let refspec = format!("+refs/heads/{b}:refs/remotes/origin/{b}", b = self.branch);
+        self.git
+            .run(&["fetch", "--quiet", "--no-tags", "origin", &refspec])
+            .map_err(|f| TapError::Unreachable {
+                tap: self.registry.clone(),
+                url: self.url_display.clone(),
+                stderr: f.stderr,
+            })?;
+        self.head()
+    }
+
+    fn git_err(&self, f: GitFailure) -> TapError {
+        TapError::Git {
+            tap: self.registry.clone(),
+            command: f.command,
+            stderr: f.stderr,
+        }
+    }
+
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
+    /// The tap URL with any credentials masked.
+    pub fn url_display(&self) -> &str {
+        &self.url_display
+    }
+
+    /// The remote branch head as last fetched.
+    pub fn head(&self) -> Result<String, TapError> {
+        let r = format!("refs/remotes/origin/{}^{{commit}}", self.branch);
+        self.git
+            .run(&["rev-parse", "--verify", "--quiet", &r])
+            .map(|s| s.trim().to_owned())
+            .map_err(|f| self.git_err(f))
+    }
+
+    /// Full id of `commit`, refusing anything that is not a hex id present in the tap.
+    pub fn resolve_commit(&self, commit: &str) -> Result<String, TapError> {
+        if !is_hex_commit(commit) {
+            return Err(TapError::InvalidCommit {
+                tap: self.registry.clone(),
+                commit: commit.to_owned(),
+            });
+        }
+        self.git
+            .run(&[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("{commit}^{{commit}}"),
+            ])
+            .map(|s| s.trim().to_owned())
+            .map_err(|_| TapError::NoCommit {
+                tap: self.registry.clone(),
+                commit: commit.to_owned(),
+            })
+    }
+
+    fn check_name(&self, name: &str) -> Result<(), TapError> {
+        validate_name(name)
+    }
+
+    /// `Some((mode, blob))` when `path` is a file at `commit`.
+    fn entry(&self, commit: &str, path: &str) -> Result<Option<(String, String)>, TapError> {
+        let out = self
+            .git
+            .run(&["ls-tree", "--full-tree", commit, "--", path])
+            .map_err(|f| self.git_err(f))?;
+        Ok(out.lines().find_map(|l| {
+            let (meta, p) = l.split_once('\t')?;
+            let mut m = meta.split_whitespace();
+            let (mode, kind, oid) = (m.next()?, m.next()?, m.next()?);
+            (p == path && kind == "blob").then(|| (mode.to_owned(), oid.to_owned()))
+        }))
+    }
+
+    /// File content at a commit; `None` when the file does not exist there.
+    pub fn file_at(&self, commit: &str, path: &str) -> Result<Option<String>, TapError> {
+        let commit = self.resolve_commit(commit)?;
+        let Some((_, blob)) = self.entry(&commit, path)? else {
+            return Ok(None);
+        };
+        let bytes = self
+            .git
+            .run_bytes(&["cat-file", "blob", &blob])
+            .map_err(|f| self.git_err(f))?;
+        String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| TapError::NotText {
+                tap: self.registry.clone(),
+                path: path.to_owned(),
+                commit,
+            })
+    }
+
+    /// Paths Homebrew looks at for `name`, in its order.
+    pub fn candidates(name: &str) -> Vec<Located> {
+        let first = name
+            .chars()
+            .next()
+            .map(|c| c.to_ascii_lowercase().to_string())
+            .unwrap_or_default();
+        let f = |path: String| Located {
+            kind: Kind::Formula,
+            path,
+        };
+        let c = |path: String| Located {
+            kind: Kind::Cask,
+            path,
+        };
+        vec![
+            f(format!("Formula/{name}.rb")),
+            f(format!("Formula/{first}/{name}.rb")),
+            f(format!("HomebrewFormula/{name}.rb")),
+            f(format!("{name}.rb")),
+            c(format!("Casks/{name}.rb")),
+            c(format!("Casks/{first}/{name}.rb")),
+        ]
+    }
+
+    /// Where `name` lives at `at_commit` (default: head), in Homebrew's lookup order.
+    pub fn locate(&self, name: &str, at_commit: Option<&str>) -> Result<Located, TapError> {
+        self.check_name(name)?;
+        let commit = match at_commit {
+            Some(c) => self.resolve_commit(c)?,
+            None => self.head()?,
+        };
+        self.try_locate(name, &commit)?
+            .ok_or_else(|| TapError::NotFound {
+                tap: self.registry.clone(),
+                name: name.to_owned(),
+                commit,
+            })
+    }
+
+    fn try_locate(&self, name: &str, commit: &str) -> Result<Option<Located>, TapError> {
+        let candidates = Tap::candidates(name);
+        let mut args = vec!["ls-tree", "-r", "--name-only", "--full-tree", commit, "--"];
+        args.extend(candidates.iter().map(|c| c.path.as_str()));
+        let out = self.git.run(&args).map_err(|f| self.git_err(f))?;
+        let present: Vec<&str> = out.lines().collect();
+        Ok(candidates
+            .into_iter()
+            .find(|c| present.contains(&c.path.as_str())))
+    }
+
+    /// Newest commit on the branch whose `name` file declares `version` (leading `v` ignored).
+    pub fn find_commit_for_version(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<String>, TapError> {
+        self.check_name(name)?;
+        let head = self.head()?;
+        let candidates = Tap::candidates(name);
+        let mut args = vec!["log", "--format=%H", head.as_str(), "--"];
+        args.extend(candidates.iter().map(|c| c.path.as_str()));
+        let out = self.git.run(&args).map_err(|f| self.git_err(f))?;
+        for commit in out.lines().map(str::trim).filter(|c| !c.is_empty()) {
+            let Some(loc) = self.try_locate(name, commit)? else {
+                continue;
+            };
+            let Ok(Some(content)) = self.file_at(commit, &loc.path) else {
+                continue;
+            };
+            if declared_version(&content).is_some_and(|v| same_version(&v, version)) {
+                return Ok(Some(commit.to_owned()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Compute the restore of `req.name` to its content at the target commit, against the
+    /// current head. Reads only.
+    pub fn plan_restore(&self, req: &RestoreRequest) -> Result<RestorePlan, TapError> {
+        self.check_name(&req.name)?;
+        let base = self.head()?;
+        let target = match req.target_commit.as_deref() {
+            Some(c) => self.resolve_commit(c)?,
+            None => self
+                .find_commit_for_version(&req.name, &req.target_version)?
+                .ok_or_else(|| TapError::NoVersion {
+                    tap: self.registry.clone(),
+                    name: req.name.clone(),
+                    version: req.target_version.clone(),
+                })?,
+        };
+        let at_target = self.locate(&req.name, Some(&target))?;
+        let target_content =
+            self.file_at(&target, &at_target.path)?
+                .ok_or_else(|| TapError::NotFound {
+                    tap: self.registry.clone(),
+                    name: req.name.clone(),
+                    commit: target.clone(),
+                })?;
+        // Restore in place when the file moved (e.g. sharded later), so the tap never ends up
+        // with two definitions of the same name.
+        let live_loc = self.try_locate(&req.name, &base)?;
+        let (kind, path) = match &live_loc {
+            Some(l) => (l.kind, l.path.clone()),
+            None => (at_target.kind, at_target.path.clone()),
+        };
+        let live = self.file_at(&base, &path)?;
+
+        let mut notes = Vec::new();
+        let mut desired = target_content.clone();
+        let mut scheme = None;
+        let current = req
+            .current_version
+            .clone()
+            .or_else(|| live.as_deref().and_then(declared_version));
+        let older = current
+            .as_deref()
+            .is_none_or(|c| is_older(&req.target_version, c));
+        if path != at_target.path {
+            notes.push(format!(
+                "{} moved from {} to {}; restoring in place",
+                req.name, at_target.path, path
+            ));
+        }
+        match kind {
+            Kind::Cask => {
+                if older {
+                    notes.push(
+                        "casks have no version_scheme: brew offers any different cask version \
+                         as an upgrade, so users move back without a bump"
+                            .into(),
+                    );
+                }
+            }
+            Kind::Formula if req.bump_version_scheme && older => {
+                let live_s = live.as_deref().and_then(version_scheme);
+                let target_s = version_scheme(&target_content);
+                // The scheme users of the current release have installed: when the target was
+                // found by version it may be an earlier rollback commit that already carries
+                // the bump, so "live > target" alone would bump again on every run.
+                let current_s = match current.as_deref() {
+                    Some(c) => self.scheme_of_version(&req.name, c)?,
+                    None => None,
+                };
+                let (l, t) = (live_s.unwrap_or(0), target_s.unwrap_or(0));
+                let already = live.as_deref().is_some_and(|live| {
+                    without_version_scheme(live) == without_version_scheme(&target_content)
+                        && (l > t || (l >= t && current_s.is_some_and(|c| l > c.unwrap_or(0))))
+                });
+                if let (true, Some(l), Some(s)) = (already, live.as_deref(), live_s) {
+                    desired = l.to_owned();
+                    scheme = Some((live_s, s));
+                    notes.push(format!(
+                        "already rolled back: live file matches the target with version_scheme {s}"
+                    ));
+                } else {
+                    let n = 1 + l.max(t).max(current_s.flatten().unwrap_or(0));
+                    desired = with_version_scheme(&target_content, n);
+                    scheme = Some((live_s, n));
+                    notes.push(format!(
+                        "version_scheme raised to {n} so `brew upgrade` downgrades users of {}; \
+                         later formulas must keep version_scheme >= {n}",
+                        current.as_deref().unwrap_or("the current version")
+                    ));
+                }
+            }
+            Kind::Formula => {
+                // The arm above took every bump, so `older` here means the bump is off.
+                if older {
+                    notes.push(
+                        "version_scheme bump is off: users who already upgraded keep the newer \
+                         version"
+                            .into(),
+                    );
+                }
+                // A lower scheme would make every installed copy look newer than the tap and
+                // stop upgrades, so a restore never lowers it.
+                let live_s = live.as_deref().and_then(version_scheme);
+                if let Some(ls) = live_s.filter(|&ls| Some(ls) > version_scheme(&target_content)) {
+                    desired = with_version_scheme(&target_content, ls);
+                    scheme = Some((live_s, ls));
+                    notes.push(format!("version_scheme kept at {ls}: it is never lowered"));
+                }
+            }
+        }
+        let unchanged = live.as_deref() == Some(desired.as_str());
+        let diff = similar::TextDiff::from_lines(live.as_deref().unwrap_or(""), &desired)
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("a/{path}"), &format!("b/{path}"))
+            .to_string();
+        Ok(RestorePlan {
+            tap: self.registry.clone(),
+            name: req.name.clone(),
+            kind,
+            path,
+            base_commit: base,
+            target_commit: target,
+            live,
+            desired,
+            unchanged,
+            diff: if unchanged { String::new() } else { diff },
+            version_scheme: scheme,
+            notes,
+        })
+    }
+
+    /// `Some(scheme)` of the newest file declaring `version`, `None` when no commit does.
+    fn scheme_of_version(
+        &self,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<Option<u32>>, TapError> {
+        let Some(commit) = self.find_commit_for_version(name, version)? else {
+            return Ok(None);
+        };
+        let Some(loc) = self.try_locate(name, &commit)? else {
+            return Ok(None);
+        };
+        Ok(self
+            .file_at(&commit, &loc.path)?
+            .map(|content| version_scheme(&content)))
+    }
+
+    /// Commit `plan.desired` on top of the remote head and push it without force.
+    pub fn apply(
+        &self,
+        plan: &RestorePlan,
+        message: &str,
+        author: &Author,
+    ) -> Result<Applied, TapError> {
+        if plan.unchanged {
+            return Ok(Applied {
+                parent: plan.base_commit.clone(),
+                commit: plan.base_commit.clone(),
+                path: plan.path.clone(),
+            });
+        }
+        match self.replace_and_push(
+            &plan.path,
+            plan.live.as_deref(),
+            Some(&plan.desired),
+            message,
+            author,
+        )? {
+            Outcome::Pushed { parent, commit } => Ok(Applied {
+                parent,
+                commit,
+                path: plan.path.clone(),
+            }),
+            Outcome::AlreadyThere { head } => Ok(Applied {
+                parent: head.clone(),
+                commit: head,
+                path: plan.path.clone(),
+            }),
+        }
+    }
+
+    /// Push a new commit putting the file back to its content at `applied.parent`.
+    pub fn undo(
+        &self,
+        applied: &Applied,
+        message: &str,
+        author: &Author,
+    ) -> Result<String, TapError> {
+        if applied.is_noop() {
+            return Ok(applied.parent.clone());
+        }
+        let before = self.file_at(&applied.parent, &applied.path)?;
+        let ours = self.file_at(&applied.commit, &applied.path)?;
+        match self.replace_and_push(
+            &applied.path,
+            ours.as_deref(),
+            before.as_deref(),
+            message,
+            author,
+        )? {
+            Outcome::Pushed { commit, .. } => Ok(commit),
+            Outcome::AlreadyThere { head } => Ok(head),
+        }
+    }
+
+    /// Change `path` from `expected` to `new` (`None` = absent) on the remote branch. Other
+    /// people's commits on other files are kept by building on the fresh head; a change to
+    /// this file is a conflict. Two push attempts at most, never forced.
+    fn replace_and_push(
+        &self,
+        path: &str,
+        expected: Option<&str>,
+        new: Option<&str>,
+        message: &str,
+        author: &Author,
+    ) -> Result<Outcome, TapError> {
+        let mut last_rejection = None;
+        for _attempt in 0..2 {
+            let head = self.fetch()?;
+            let current = self.file_at(&head, path)?;
+            if current.as_deref() == new {
+                return Ok(Outcome::AlreadyThere { head });
+            }
+            if current.as_deref() != expected {
+                return Err(TapError::Conflict {
+                    tap: self.registry.clone(),
+                    path: path.to_owned(),
+                    their_commit: self.last_change(&head, path).unwrap_or(head),
+                });
+            }
+            let commit = self.build_commit(&head, path, new, message, author)?;
+            let dest = format!("{commit}:refs/heads/{}", self.branch);
+            match self.git.run(&["push", "--quiet", "origin", &dest]) {
+                Ok(_) => {
+                    let tracking = format!("refs/remotes/origin/{}", self.branch);
+                    self.git
+                        .run(&["update-ref", &tracking, &commit])
+                        .map_err(|f| self.git_err(f))?;
+                    tracing::info!(tap = %self.registry, %path, %commit, "pushed");
+                    return Ok(Outcome::Pushed {
+                        parent: head,
+                        commit,
+                    });
+                }
+                Err(f) => {
+                    // Only a moved remote is worth another try; anything else (auth, hooks,
+                    // protected branch) is reported as is.
+                    let moved = self.fetch().map(|h| h != head).unwrap_or(false);
+                    if !moved {
+                        return Err(self.git_err(f));
+                    }
+                    tracing::info!(tap = %self.registry, "tap moved during push; rebuilding");
+                    last_rejection = Some(f);
+                }
+            }
+        }
+        let head = self.head()?;
+        match last_rejection {
+            Some(_) => Err(TapError::Conflict {
+                tap: self.registry.clone(),
+                path: path.to_owned(),
+                their_commit: head,
+            }),
+            None => Err(TapError::Git {
+                tap: self.registry.clone(),
+                command: "git push".into(),
+                stderr: "push did not happen".into(),
+            }),
+        }
+    }
+
+    fn last_change(&self, head: &str, path: &str) -> Option<String> {
+        self.git
+            .run(&["log", "-1", "--format=%H", head, "--", path])
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// A commit on `parent` differing only in `path`, built in a private index so the cache
+    /// needs no work tree and an interrupted run leaves nothing half-staged.
+    fn build_commit(
+        &self,
+        parent: &str,
+        path: &str,
+        content: Option<&str>,
+        message: &str,
+        author: &Author,
+    ) -> Result<String, TapError> {
+        let index = self.git.git_dir().join(format!(
+            "bagboy-index-{}-{}",
+            std::process::id(),
+            INDEX_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = self.build_commit_in(&index, parent, path, content, message, author);
+        let _ = std::fs::remove_file(&index);
+        result
+    }
+
+    fn build_commit_in(
+        &self,
+        index: &Path,
+        parent: &str,
+        path: &str,
+        content: Option<&str>,
+        message: &str,
+        author: &Author,
+    ) -> Result<String, TapError> {
+        let idx = [("GIT_INDEX_FILE", index.as_os_str())];
+        let run = |args: &[&str], stdin: Option<&[u8]>| {
+            self.git
+                .run_with(args, stdin, &idx)
+                .map(|s| s.trim().to_owned())
+                .map_err(|f| self.git_err(f))
+        };
+        run(&["read-tree", parent], None)?;
+        match content {
+            Some(text) => {
+                let mode = self
+                    .entry(parent, path)?
+                    .map_or_else(|| "100644".to_owned(), |(m, _)| m);
+                let blob = run(&["hash-object", "-w", "--stdin"], Some(text.as_bytes()))?;
+                run(
+                    &[
+                        "update-index",
+                        "--add",
+                        "--cacheinfo",
+                        &format!("{mode},{blob},{path}"),
+                    ],
+                    None,
+                )?;
+            }
+            None => {
+                run(&["update-index", "--force-remove", "--", path], None)?;
+            }
+        }
+        let tree = run(&["write-tree"], None)?;
+        let who = [
+            ("GIT_AUTHOR_NAME", author.name.as_str()),
+            ("GIT_AUTHOR_EMAIL", author.email.as_str()),
+            ("GIT_COMMITTER_NAME", author.name.as_str()),
+            ("GIT_COMMITTER_EMAIL", author.email.as_str()),
+        ];
+        let env: Vec<(&str, &std::ffi::OsStr)> = who
+            .iter()
+            .map(|(k, v)| (*k, std::ffi::OsStr::new(*v)))
+            .collect();
+        self.git
+            .run_with(
+                &["commit-tree", &tree, "-p", parent, "-F", "-"],
+                Some(message.as_bytes()),
+                &env,
+            )
+            .map(|s| s.trim().to_owned())
+            .map_err(|f| self.git_err(f))
+    }
+}
+
+/// Refuse names that are not Homebrew names (they become paths in the tap).
+pub fn validate_name(name: &str) -> Result<(), TapError> {
+    formula::validate_name(name).map_err(|e| TapError::InvalidName {
+        name: e.name,
+        reason: e.reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let spec = |r: &str, remote: Option<&str>| TapSpec {
+            registry: r.into(),
+            remote: remote.map(Into::into),
+            branch: None,
+        };
+        assert_eq!(
+            tap_url(&spec("acme/homebrew-tap", None)).ok().as_deref(),
+            Some("https://github.com/acme/homebrew-tap.git")
+        );
+        assert_eq!(
+            tap_url(&spec("acme/tap", Some("file:///srv/t.git")))
+                .ok()
+                .as_deref(),
+            Some("file:///srv/t.git")
+        );
+        assert!(tap_url(&spec("a/b/c", None)).is_err());
+        assert!(tap_url(&spec("../x", None)).is_err());
+    }
+
+    #[test]
+    fn cache_root_order() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        assert_eq!(
+            cache_root_from(env(&[("BAGBOY_CACHE_DIR", "/c"), ("HOME", "/h")])),
+            Some(PathBuf::from("/c"))
+        );
+        assert_eq!(
+            cache_root_from(env(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/h")])),
+            Some(PathBuf::from("/x/bagboy"))
+        );
+        assert_eq!(
+            cache_root_from(env(&[("HOME", "/h")])),
+            Some(PathBuf::from("/h/.cache/bagboy"))
+        );
+    }
+
+    #[test]
+    fn usable_from_spawn_blocking() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Tap>();
+        assert_send_sync::<TapError>();
+        assert_send_sync::<RestorePlan>();
+    }
+
+    #[test]
+    fn authors() {
+        assert_eq!(
+            Author::parse("Jane Doe <jane@x.org>"),
+            Some(Author {
+                name: "Jane Doe".into(),
+                email: "jane@x.org".into()
+            })
+        );
+        assert_eq!(Author::parse("nobody"), None);
+    }
+}
