@@ -86,6 +86,15 @@ impl Credential {
         }
     }
 
+    /// An identity (refresh) token given by the caller.
+    pub fn identity_token(token: impl Into<String>) -> Credential {
+        Credential::IdentityToken {
+            username: None,
+            token: SecretString::from(token.into()),
+            source: CredentialSource::Explicit,
+        }
+    }
+
     pub fn source(&self) -> &CredentialSource {
         match self {
             Credential::Basic { source, .. } | Credential::IdentityToken { source, .. } => source,
