@@ -1,3 +1,3 @@
 //! Registry backends: observe live state, plan, apply and undo steps.
 
-pub mod homebrew;
+pub mod oci;
