@@ -502,3 +502,61 @@ fn layout_set_tag_round_trip_keeps_unknown_fields() {
         .to_string_lossy()
         .contains(".tmp.")));
 }
+
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn secrets_never_reach_logs_or_errors() {
+    let reg = TestRegistry::start(Auth::Token(TokenUser::defaults()));
+    reg.push_image("acme/app", "v1");
+    let repo = repo(&reg, "acme/app");
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let errors = tracing::subscriber::with_default(subscriber, || {
+        let alice = client(&reg, Some(Credential::basic("alice", "alice-password")));
+        let manifest = block_on(alice.get_manifest(&repo, "v1")).unwrap();
+        block_on(alice.put_manifest(&repo, "latest", &manifest)).unwrap();
+        let wrong = client(&reg, Some(Credential::basic("alice", "hunter2-wrong")));
+        let err = block_on(wrong.get_manifest(&repo, "v1")).unwrap_err();
+        let refresh = client(
+            &reg,
+            Some(Credential::identity_token("not-a-valid-refresh")),
+        );
+        let err2 = block_on(refresh.get_manifest(&repo, "v1")).unwrap_err();
+        format!("{err}\n{err:?}\n{err2}\n{err2:?}\n{wrong:?}")
+    });
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("obtained registry token"),
+        "logging is captured: {logs}"
+    );
+    for secret in [
+        "alice-password",
+        "hunter2-wrong",
+        "not-a-valid-refresh",
+        "eyJ",
+        "Basic YWxp",
+    ] {
+        assert!(!logs.contains(secret), "{secret} leaked into logs");
+        assert!(
+            !errors.contains(secret),
+            "{secret} leaked into errors: {errors}"
+        );
+    }
+}

@@ -606,4 +606,27 @@ mod tests {
         .unwrap();
         assert!(none.is_none());
     }
+
+    #[test]
+    fn reads_config_json_from_docker_config_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"auths":{"127.0.0.1:5000":{"username":"ci","password":"from-file"}}}"#,
+        )
+        .unwrap();
+        let dir_str = dir.path().to_string_lossy().into_owned();
+        let env = move |k: &str| (k == "DOCKER_CONFIG").then(|| dir_str.clone());
+        let cred = Credential::discover_with("127.0.0.1:5000", &env)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(cred.source(), CredentialSource::DockerConfig(_)));
+        assert!(Credential::discover_with("127.0.0.1:5001", &env)
+            .unwrap()
+            .is_none());
+
+        std::fs::write(dir.path().join("config.json"), "{not json").unwrap();
+        let err = Credential::discover_with("127.0.0.1:5000", &env).unwrap_err();
+        assert!(matches!(err, OciError::DockerConfig { .. }), "{err}");
+    }
 }
