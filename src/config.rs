@@ -9,7 +9,7 @@ use crate::yaml::{self, Loc, Node, ParseError};
 pub const DEFAULT_FILE: &str = "bagboy.yaml";
 
 /// The kinds of registry bagboy can roll back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Format {
     #[serde(rename = "docker")]
     Docker,

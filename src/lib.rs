@@ -2,8 +2,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod coordinator;
 pub mod error;
 pub mod history;
+pub mod journal;
+pub mod plan;
 pub mod registry;
 pub mod yaml;
 

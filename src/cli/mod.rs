@@ -1,6 +1,8 @@
 //! The command line: clap types, dispatch, and every line bagboy prints.
 
 mod output;
+mod render;
+mod rollback;
 mod versions;
 
 use std::io::IsTerminal;
@@ -82,6 +84,10 @@ impl ColorChoice {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Put every registry back to a known-good release
+    Rollback(RollbackArgs),
+    /// Record a release: observe the registries for version V and mark it deployed
+    Record(RecordArgs),
     /// Inspect and maintain the deployment history
     #[command(subcommand)]
     Versions(VersionsCommand),
@@ -118,6 +124,40 @@ pub enum ReportFormat {
 }
 
 #[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Target version [default: the newest good entry before the current one]
+    #[arg(long, value_name = "V")]
+    pub version: Option<String>,
+    /// Print the exact plan from the live registries; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Only these registries (a format such as `docker`, or a registry as in bagboy.yaml)
+    #[arg(long, value_name = "FORMAT|REGISTRY")]
+    pub registry: Vec<String>,
+    /// Output format of the plan and the outcome
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Roll back even to failed or rollback-unsafe entries, or a target whose tag was re-pushed
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// The released version (semver, optional leading v)
+    #[arg(long, value_name = "V")]
+    pub version: String,
+    /// Source commit of the release
+    #[arg(long, value_name = "SHA")]
+    pub commit: Option<String>,
+    #[arg(long, value_name = "TEXT")]
+    pub notes: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct ListArgs {
     #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     pub format: ListFormat,
@@ -151,6 +191,7 @@ pub struct Context {
     pub config: Config,
     pub store: Store,
     pub out: Output,
+    color: ColorChoice,
 }
 
 impl Context {
@@ -166,7 +207,17 @@ impl Context {
         }
         let store = Store::new(config.history_path(cli.history.as_deref()));
         let out = Output::new(cli.color.enabled(std::io::stdout().is_terminal()));
-        Ok(Context { config, store, out })
+        Ok(Context {
+            config,
+            store,
+            out,
+            color: cli.color,
+        })
+    }
+
+    /// Whether text shown on stderr (prompts, previews) may be colored.
+    pub fn out_color_stderr(&self) -> bool {
+        self.color.enabled(std::io::stderr().is_terminal())
     }
 }
 
@@ -191,6 +242,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             Output::new(false).raw(&String::from_utf8_lossy(&buf));
             Ok(())
         }
+        Command::Rollback(a) => rollback::rollback(&Context::new(&cli)?, a),
+        Command::Record(a) => rollback::record(&Context::new(&cli)?, a),
         Command::Versions(v) => {
             let ctx = Context::new(&cli)?;
             match v {

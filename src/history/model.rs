@@ -312,6 +312,28 @@ impl History {
             .find(|i| &self.deployments[*i].version == version)
     }
 
+    /// The entry to roll back to for `version`: the newest one with that version, passing over
+    /// records of failed or unfinished rollback attempts when the release itself is there too.
+    pub fn find_target(&self, version: &Version) -> Option<usize> {
+        let candidates: Vec<usize> = self
+            .newest_first()
+            .into_iter()
+            .filter(|i| &self.deployments[*i].version == version)
+            .collect();
+        candidates
+            .iter()
+            .copied()
+            .find(|i| {
+                let d = &self.deployments[*i];
+                !(d.is_rollback()
+                    && matches!(
+                        d.effective_status(),
+                        Some(Status::RollbackFailed | Status::RollingBack)
+                    ))
+            })
+            .or_else(|| candidates.first().copied())
+    }
+
     /// Resolve `current`, `previous` or a version string to an entry index.
     pub fn resolve(&self, spec: &str) -> Result<usize, String> {
         match spec {

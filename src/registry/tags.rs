@@ -1,0 +1,436 @@
+//! Tag moves for image registries: OCI distribution (`docker`) and on-disk OCI layouts.
+//!
+//! A rollback re-puts the exact manifest bytes of the target under each recorded tag: no pull,
+//! no rebuild, no blob copy. The target's manifest is fetched once per distinct digest.
+
+use std::collections::HashMap;
+
+use futures_util::future::join_all;
+use tokio::sync::Mutex;
+
+use super::oci::{
+    ClientOptions, Descriptor, Digest, ImageRepo, Manifest, OciClient, OciError, OciLayout,
+};
+use super::{BoxFuture, PlanInput, PlanOutcome, RegistryError, Undo};
+use crate::config::{Format, RegistryConfig};
+use crate::history::{Package, Status, Version};
+use crate::plan::{Action, RegistryPlan, Step};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TagError {
+    #[error(transparent)]
+    Oci(#[from] OciError),
+}
+
+impl TagError {
+    pub fn is_input(&self) -> bool {
+        let TagError::Oci(e) = self;
+        matches!(
+            e,
+            OciError::InvalidReference { .. }
+                | OciError::InvalidDigest { .. }
+                | OciError::AuthenticationFailed { .. }
+                | OciError::DockerConfig { .. }
+                | OciError::CredentialHelper { .. }
+        )
+    }
+}
+
+/// Where the tags live.
+enum TagStore {
+    Remote {
+        client: Box<OciClient>,
+        repo: ImageRepo,
+    },
+    Layout(OciLayout),
+}
+
+impl TagStore {
+    async fn resolve(&self, tag: &str) -> Result<Option<Digest>, TagError> {
+        Ok(match self {
+            TagStore::Remote { client, repo } => {
+                client.head_manifest(repo, tag).await?.map(|d| d.digest)
+            }
+            TagStore::Layout(l) => l.resolve(tag)?.map(|d| d.digest),
+        })
+    }
+
+    async fn exists(&self, digest: &Digest) -> Result<bool, TagError> {
+        Ok(match self {
+            TagStore::Remote { client, repo } => {
+                client.head_manifest(repo, digest.as_str()).await?.is_some()
+            }
+            TagStore::Layout(l) => l.blob_path(digest).exists(),
+        })
+    }
+
+    async fn fetch(&self, digest: &Digest) -> Result<Manifest, TagError> {
+        Ok(match self {
+            TagStore::Remote { client, repo } => client.get_manifest(repo, digest.as_str()).await?,
+            TagStore::Layout(l) => l.read_manifest(digest)?,
+        })
+    }
+
+    async fn put(&self, tag: &str, manifest: &Manifest) -> Result<(), TagError> {
+        match self {
+            TagStore::Remote { client, repo } => {
+                client.put_manifest(repo, tag, manifest).await?;
+            }
+            TagStore::Layout(l) => l.set_tag(
+                tag,
+                &Descriptor {
+                    digest: manifest.digest.clone(),
+                    media_type: manifest.media_type.clone(),
+                    size: manifest.bytes.len() as u64,
+                },
+            )?,
+        }
+        Ok(())
+    }
+
+    /// Every tag with its digest, for `record`. Remote registries only list names, so only
+    /// tags that can be aliases (not other releases' full version tags) are resolved.
+    async fn tags_pointing_at(
+        &self,
+        digest: &Digest,
+        version: &Version,
+    ) -> Result<Vec<String>, TagError> {
+        match self {
+            TagStore::Layout(l) => Ok(l
+                .tags()?
+                .into_iter()
+                .filter(|(_, d)| &d.digest == digest)
+                .map(|(t, _)| t)
+                .collect()),
+            TagStore::Remote { client, repo } => {
+                let names = client.list_tags(repo).await?;
+                let candidates: Vec<String> = names
+                    .into_iter()
+                    .filter(|t| Version::parse(t).map(|v| &v == version).unwrap_or(true))
+                    .collect();
+                let mut out = Vec::new();
+                for chunk in candidates.chunks(8) {
+                    let found = join_all(
+                        chunk
+                            .iter()
+                            .map(|t| async move { (t, client.head_manifest(repo, t).await) }),
+                    )
+                    .await;
+                    for (t, r) in found {
+                        if r?.is_some_and(|d| &d.digest == digest) {
+                            out.push(t.clone());
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// A `docker` or `oci-layout` registry.
+pub struct TagRegistry {
+    format: Format,
+    name: String,
+    store: TagStore,
+    move_tags: Vec<String>,
+    manifests: Mutex<HashMap<String, Manifest>>,
+}
+
+/// The tags that name a version: `v1.2.0`, `1.2.0`, as written.
+fn version_tags(v: &Version) -> Vec<String> {
+    let mut out = vec![v.as_str().to_string()];
+    for t in [v.bare(), format!("v{}", v.bare())] {
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out
+}
+
+impl TagRegistry {
+    pub fn open(cfg: &RegistryConfig) -> Result<TagRegistry, RegistryError> {
+        let store = match cfg.format {
+            Format::OciLayout => {
+                TagStore::Layout(OciLayout::open(&cfg.registry).map_err(TagError::from)?)
+            }
+            _ => {
+                let repo = ImageRepo::parse(&cfg.registry).map_err(TagError::from)?;
+                let options = ClientOptions {
+                    insecure: cfg.insecure,
+                    ..ClientOptions::from_env()
+                };
+                let client = Box::new(OciClient::for_repo(&repo, options).map_err(TagError::from)?);
+                TagStore::Remote { client, repo }
+            }
+        };
+        Ok(TagRegistry {
+            format: cfg.format,
+            name: cfg.registry.clone(),
+            store,
+            move_tags: cfg.move_tags.clone(),
+            manifests: Mutex::new(HashMap::new()),
+        })
+    }
+
+    async fn manifest(&self, digest: &str) -> Result<Manifest, RegistryError> {
+        if let Some(m) = self.manifests.lock().await.get(digest) {
+            return Ok(m.clone());
+        }
+        let d = Digest::parse(digest).map_err(TagError::from)?;
+        let m = self.store.fetch(&d).await?;
+        self.manifests
+            .lock()
+            .await
+            .insert(digest.to_string(), m.clone());
+        Ok(m)
+    }
+
+    fn invalid(&self, message: impl Into<String>) -> RegistryError {
+        RegistryError::Invalid {
+            registry: self.name.clone(),
+            message: message.into(),
+        }
+    }
+
+    async fn plan_tags(&self, input: PlanInput<'_>) -> Result<PlanOutcome, RegistryError> {
+        let target = input.target;
+        let mut refusals = Vec::new();
+        let mut warnings = Vec::new();
+        let mut notes = Vec::new();
+        let recorded = input.target_package.and_then(|p| p.digest.clone());
+        let own_tags = version_tags(&target.version);
+
+        // The target's own version tag, observed once: it proves (or disproves) the target.
+        let mut own_live: Option<(String, Digest)> = None;
+        for t in &own_tags {
+            if let Some(d) = self.store.resolve(t).await? {
+                own_live = Some((t.clone(), d));
+                break;
+            }
+        }
+        let digest = match (&recorded, &own_live) {
+            (Some(d), _) => Digest::parse(d).map_err(TagError::from)?,
+            (None, Some((t, d))) => {
+                warnings.push(format!(
+                    "{}: {} recorded no digest; using the digest tag {t} points at now ({d})",
+                    self.name, target.version
+                ));
+                d.clone()
+            }
+            (None, None) => {
+                return Err(self.invalid(format!(
+                    "{} recorded no digest here and no tag {} exists: nothing to roll back to",
+                    target.version,
+                    own_tags.join(" or ")
+                )))
+            }
+        };
+        if let (Some(_), Some((t, live))) = (&recorded, &own_live) {
+            if live != &digest {
+                refusals.push(format!(
+                    "{}: tag {t} now points at {live}, not at {digest} recorded for {}: the target was re-pushed (tampered with); --force rolls back to the recorded digest anyway",
+                    self.name, target.version
+                ));
+            }
+        }
+        if !self.store.exists(&digest).await? {
+            return Err(self.invalid(format!(
+                "manifest {digest} of {} no longer exists in {}: cannot roll back to it",
+                target.version, self.name
+            )));
+        }
+
+        let mut tags: Vec<String> = input
+            .target_package
+            .map(|p| p.tags.clone())
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| {
+                let mut t = self.move_tags.clone();
+                let own = own_live
+                    .as_ref()
+                    .map(|(t, _)| t.clone())
+                    .unwrap_or_else(|| target.version.to_string());
+                if !t.contains(&own) {
+                    t.insert(0, own);
+                }
+                t
+            });
+        tags.dedup();
+        if input.target_package.is_none_or(|p| p.tags.is_empty()) {
+            notes.push(format!(
+                "{} recorded no tags; moving {}",
+                target.version,
+                tags.join(", ")
+            ));
+        }
+        let current_only: Vec<String> = input
+            .current_package
+            .map(|p| {
+                p.tags
+                    .iter()
+                    .filter(|t| !tags.contains(t))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        let observed = join_all(
+            tags.iter()
+                .chain(current_only.iter())
+                .map(|t| async move { (t.clone(), self.store.resolve(t).await) }),
+        )
+        .await;
+        let mut steps = Vec::new();
+        for (tag, live) in observed {
+            let live = live?;
+            let is_current_only = current_only.contains(&tag);
+            let mut step = Step::new(Action::Unchanged, &tag);
+            step.before = live.as_ref().map(|d| d.to_string());
+            if is_current_only {
+                if live.is_none() {
+                    continue;
+                }
+                step.action = Action::LeftInPlace;
+                step.detail = Some(format!(
+                    "only {} had this tag; left in place",
+                    input
+                        .current
+                        .map(|c| c.version.to_string())
+                        .unwrap_or_default()
+                ));
+            } else {
+                step.after = Some(digest.to_string());
+                if live.as_ref() != Some(&digest) {
+                    step.action = Action::MoveTag;
+                    if live.is_none() {
+                        step.detail = Some("tag is missing; it will be created".into());
+                    }
+                }
+            }
+            steps.push(step);
+        }
+        Ok(PlanOutcome {
+            plan: RegistryPlan {
+                format: self.format,
+                registry: self.name.clone(),
+                steps,
+                notes,
+            },
+            refusals,
+            warnings,
+        })
+    }
+}
+
+impl super::Registry for TagRegistry {
+    fn format(&self) -> Format {
+        self.format
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn plan<'a>(
+        &'a self,
+        input: PlanInput<'a>,
+    ) -> BoxFuture<'a, Result<PlanOutcome, RegistryError>> {
+        Box::pin(self.plan_tags(input))
+    }
+
+    fn prepare<'a>(&'a self, steps: &'a [Step]) -> BoxFuture<'a, Result<(), RegistryError>> {
+        Box::pin(async move {
+            let mut digests: Vec<&str> = steps
+                .iter()
+                .filter(|s| s.action == Action::MoveTag)
+                .filter_map(|s| s.after.as_deref())
+                .collect();
+            digests.sort_unstable();
+            digests.dedup();
+            for d in digests {
+                self.manifest(d).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn apply<'a>(&'a self, step: &'a Step) -> BoxFuture<'a, Result<Undo, RegistryError>> {
+        Box::pin(async move {
+            let after = step.after.as_deref().ok_or_else(|| {
+                self.invalid(format!(
+                    "step for tag {} has no target digest",
+                    step.reference
+                ))
+            })?;
+            let manifest = self.manifest(after).await?;
+            self.store.put(&step.reference, &manifest).await?;
+            Ok(serde_json::json!({ "tag": step.reference, "before": step.before }))
+        })
+    }
+
+    fn undo<'a>(
+        &'a self,
+        step: &'a Step,
+        _undo: &'a Undo,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        Box::pin(async move {
+            let Some(before) = step.before.as_deref() else {
+                return Err(self.invalid(format!(
+                    "tag {} did not exist before the rollback and the distribution API cannot delete a tag; it still points at {}",
+                    step.reference,
+                    step.after.as_deref().unwrap_or("the target")
+                )));
+            };
+            let manifest = self.manifest(before).await?;
+            self.store.put(&step.reference, &manifest).await?;
+            Ok(())
+        })
+    }
+
+    fn observe_release<'a>(
+        &'a self,
+        version: &'a Version,
+    ) -> BoxFuture<'a, Result<Package, RegistryError>> {
+        Box::pin(async move {
+            let mut found = None;
+            for t in version_tags(version) {
+                if let Some(d) = self.store.resolve(&t).await? {
+                    found = Some(d);
+                    break;
+                }
+            }
+            let digest = found.ok_or_else(|| {
+                self.invalid(format!(
+                    "no tag {} found: push the release before recording it",
+                    version_tags(version).join(" or ")
+                ))
+            })?;
+            let mut tags = self.store.tags_pointing_at(&digest, version).await?;
+            tags.sort_by_key(|t| (!version_tags(version).contains(t), t.clone()));
+            let mut pkg = Package::new(self.format.as_str(), &self.name);
+            pkg.status = Some(Status::Deployed);
+            pkg.digest = Some(digest.to_string());
+            pkg.tags = tags;
+            Ok(pkg)
+        })
+    }
+
+    fn restored_package(&self, plan: &RegistryPlan, target: Option<&Package>) -> Package {
+        let mut pkg = target
+            .cloned()
+            .unwrap_or_else(|| Package::new(self.format.as_str(), &self.name));
+        pkg.loc = Default::default();
+        pkg.status = Some(Status::Deployed);
+        if let Some(d) = plan.steps.iter().find_map(|s| s.after.clone()) {
+            pkg.digest = Some(d);
+        }
+        pkg.tags = plan
+            .steps
+            .iter()
+            .filter(|s| matches!(s.action, Action::MoveTag | Action::Unchanged))
+            .map(|s| s.reference.clone())
+            .collect();
+        pkg
+    }
+}
