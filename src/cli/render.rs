@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::output::{short_digest, Output};
+use super::output::{short_digest, table, Output};
 use crate::coordinator::{Outcome, OutcomeKind};
 use crate::plan::{Action, Plan, RegistryPlan, Step};
 
@@ -219,30 +219,36 @@ pub fn outcome_text(plan: &Plan, outcome: &Outcome, o: &Output) -> String {
             title(plan)
         )),
     };
-    let width = outcome
+    let rows: Vec<Vec<String>> = outcome
         .steps
         .iter()
-        .map(|r| r.reference.chars().count())
-        .max()
-        .unwrap_or(0);
-    for r in &outcome.steps {
-        let state = match (r.ok, r.undone) {
-            (true, true) => "applied, undone",
-            (true, false) => match r.action {
-                Action::MoveTag => "moved",
-                Action::RestoreFile => "restored",
-                _ => "ok",
-            },
-            (false, _) => "FAILED",
-        };
-        let pad = width.saturating_sub(r.reference.chars().count());
-        s.push_str(&format!(
-            "  {}  {}{}  {state:<15} {:>6} ms\n",
-            r.registry,
-            r.reference,
-            " ".repeat(pad),
-            r.millis
-        ));
+        .map(|r| {
+            let state = match (r.ok, r.undone) {
+                (true, true) => "applied, undone",
+                (true, false) => match r.action {
+                    Action::MoveTag => "moved",
+                    Action::RestoreFile => "restored",
+                    _ => "ok",
+                },
+                (false, _) => "FAILED",
+            };
+            let format = plan
+                .registries
+                .iter()
+                .find(|p| p.registry == r.registry)
+                .map(|p| p.format.as_str())
+                .unwrap_or("");
+            vec![
+                String::new(),
+                format!("{format} {}", r.registry),
+                r.reference.clone(),
+                state.to_string(),
+                format!("{} ms", r.millis),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        s.push_str(&table(&["", "REGISTRY", "REFERENCE", "RESULT", "TIME"], &rows));
     }
     for e in &outcome.errors {
         s.push_str(&format!("  {} {e}\n", o.red("error:")));

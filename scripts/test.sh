@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install what bagboy's tests need on a fresh Debian machine, then run the whole suite.
+# Usage: scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real servers and tools the integration tests start: the CNCF distribution registry,
+# git (taps), htpasswd (bcrypt users for registry auth), openssl (token-server keys).
+need=()
+[ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+command -v git >/dev/null 2>&1 || need+=(git)
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# The Debian package may start a registry service on :5000; the tests never use it.
+
+cargo test --all-targets "$@"
