@@ -704,3 +704,270 @@ pub fn record_entry(history: &mut History, mut entry: Deployment) {
 pub fn unfinished_journals(store: &Store) -> Vec<std::path::PathBuf> {
     journal::unfinished(&store.state_dir())
 }
+
+/// What `bagboy recover` did.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Recovered {
+    /// Nothing was unfinished.
+    Nothing,
+    /// The interrupted rollback was completed; the target is deployed.
+    Finished,
+    /// The interrupted rollback was undone; the previous release is current again.
+    Undone,
+    /// Undo failed again: the journal is kept, manual work needed.
+    Stuck,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RecoverReport {
+    pub journal: Option<String>,
+    pub result: Recovered,
+    pub target: Option<String>,
+    pub actions: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+impl<'a> RollbackCoordinator<'a> {
+    fn config_for(&self, rp: &crate::plan::RegistryPlan) -> RegistryConfig {
+        self.config
+            .find_registry(&rp.registry)
+            .cloned()
+            .unwrap_or_else(|| RegistryConfig {
+                format: rp.format,
+                registry: rp.registry.clone(),
+                insecure: false,
+                move_tags: Vec::new(),
+                remote: None,
+                branch: None,
+                formula: None,
+                loc: Default::default(),
+            })
+    }
+
+    /// Finish or undo the oldest unfinished rollback (the caller holds the lock).
+    pub async fn recover(&self, force_undo: bool) -> Result<RecoverReport, Error> {
+        let Some(path) = unfinished_journals(self.store).into_iter().next() else {
+            return self.recover_orphans();
+        };
+        let journal =
+            Journal::open(&path).map_err(|e| Error::Failed(e.to_string(), Exit::Partial))?;
+        let data = journal.snapshot();
+        let plan = &data.plan;
+        let mut actions = Vec::new();
+        let mut errors = Vec::new();
+        for rp in &plan.registries {
+            if let Err(e) = self.backend(&self.config_for(rp)) {
+                return Err(errors_to_error(
+                    "opening registries for recovery",
+                    vec![(rp.registry.clone(), e)],
+                ));
+            }
+        }
+        let mut undo_mode = force_undo
+            || data.phase == Phase::Undoing
+            || data.steps.iter().any(|s| {
+                matches!(
+                    s.state,
+                    StepState::Failed | StepState::Undone | StepState::UndoFailed
+                )
+            });
+
+        if !undo_mode {
+            // Re-applying is idempotent (same manifest bytes; a tap already at the content is
+            // left alone), so every step not known to be applied is simply applied.
+            'finish: for rp_idx in 0..plan.registries.len() {
+                let rp = &plan.registries[rp_idx];
+                let Some(b) = self.backend_named(&rp.registry) else {
+                    continue;
+                };
+                if let Err(e) = b.prepare(&rp.steps).await {
+                    errors.push(format!("{}: {e}", rp.registry));
+                    undo_mode = true;
+                    break 'finish;
+                }
+                for js in data.steps.iter().filter(|s| s.registry == rp_idx) {
+                    if js.state == StepState::Applied {
+                        continue;
+                    }
+                    let step = &rp.steps[js.step];
+                    match b.apply(step).await {
+                        Ok(undo) => {
+                            let _ = journal.record(
+                                js.registry,
+                                js.step,
+                                StepState::Applied,
+                                Some(undo),
+                                None,
+                            );
+                            actions.push(format!("applied {} {}", rp.registry, step.reference));
+                        }
+                        Err(e) => {
+                            let _ = journal.record(
+                                js.registry,
+                                js.step,
+                                StepState::Failed,
+                                None,
+                                Some(e.to_string()),
+                            );
+                            errors.push(format!("{} {}: {e}", rp.registry, step.reference));
+                            undo_mode = true;
+                            break 'finish;
+                        }
+                    }
+                }
+            }
+        }
+
+        let mut stuck = false;
+        if undo_mode {
+            let _ = journal.set_phase(Phase::Undoing);
+            let current = journal.snapshot();
+            for js in current.steps.iter().rev() {
+                if matches!(js.state, StepState::Pending | StepState::Undone) {
+                    continue;
+                }
+                let rp = &plan.registries[js.registry];
+                let step = &rp.steps[js.step];
+                let Some(b) = self.backend_named(&rp.registry) else {
+                    continue;
+                };
+                let undo = js.undo.clone().unwrap_or(serde_json::Value::Null);
+                match b.undo(step, &undo).await {
+                    Ok(()) => {
+                        let _ = journal.record(js.registry, js.step, StepState::Undone, None, None);
+                        actions.push(format!("undid {} {}", rp.registry, step.reference));
+                    }
+                    Err(e) => {
+                        let _ = journal.record(
+                            js.registry,
+                            js.step,
+                            StepState::UndoFailed,
+                            None,
+                            Some(e.to_string()),
+                        );
+                        errors.push(format!("undo of {} {}: {e}", rp.registry, step.reference));
+                        stuck = true;
+                    }
+                }
+            }
+        }
+        let result = if stuck {
+            Recovered::Stuck
+        } else if undo_mode {
+            Recovered::Undone
+        } else {
+            Recovered::Finished
+        };
+        if !stuck {
+            self.write_recovered(&data, result == Recovered::Finished, &errors)?;
+            let _ = journal.finish();
+        }
+        Ok(RecoverReport {
+            journal: Some(path.display().to_string()),
+            result,
+            target: Some(plan.target.version.clone()),
+            actions,
+            errors,
+        })
+    }
+
+    /// Record the outcome of a recovered operation in the history.
+    fn write_recovered(
+        &self,
+        data: &JournalData,
+        finished: bool,
+        errors: &[String],
+    ) -> Result<(), Error> {
+        let loaded = self.store.load()?;
+        let mut h = loaded.history.clone();
+        let plan = &data.plan;
+        let pos = h.deployments.iter().position(|d| {
+            d.timestamp.as_str() == data.entry_timestamp
+                && d.version.as_str() == plan.target.version
+        });
+        let pos = match pos {
+            Some(p) => p,
+            None => {
+                // The entry was written before the journal; if a person removed it, recreate it.
+                let version = Version::parse(&plan.target.version).map_err(|e| {
+                    Error::Failed(format!("journal names a bad version: {e}"), Exit::Partial)
+                })?;
+                let mut e = Deployment::new(version, Status::RollingBack);
+                e.rollback_of = plan.current.as_ref().map(|c| c.version.clone());
+                e.commit = plan.target.commit.clone();
+                h.deployments.push(e);
+                h.deployments.len() - 1
+            }
+        };
+        if finished {
+            let previous = h.current().filter(|c| *c != pos);
+            let e = &mut h.deployments[pos];
+            e.set_status(Status::Deployed);
+            for p in &mut e.packages {
+                p.status = Some(Status::Deployed);
+            }
+            e.notes = Some(append_note(
+                e.notes.as_deref(),
+                "interrupted; finished by `bagboy recover`",
+            ));
+            if let Some(c) = previous {
+                h.deployments[c].set_status(Status::RolledBackFrom);
+            }
+        } else {
+            let e = &mut h.deployments[pos];
+            e.set_status(Status::RollbackFailed);
+            let mut note = "interrupted; undone by `bagboy recover`".to_string();
+            if !errors.is_empty() {
+                note.push_str(&format!(" after: {}", errors.join("; ")));
+            }
+            e.notes = Some(append_note(e.notes.as_deref(), &note));
+        }
+        self.store.save(&h, &loaded.fingerprint)?;
+        Ok(())
+    }
+
+    /// `rolling_back` entries with no journal: the run died before touching any registry.
+    fn recover_orphans(&self) -> Result<RecoverReport, Error> {
+        let loaded = self.store.load()?;
+        let mut h = loaded.history.clone();
+        let mut actions = Vec::new();
+        for d in &mut h.deployments {
+            if d.effective_status() == Some(Status::RollingBack) {
+                d.set_status(Status::RollbackFailed);
+                d.notes = Some(append_note(
+                    d.notes.as_deref(),
+                    "interrupted before any registry was changed; marked by `bagboy recover`",
+                ));
+                actions.push(format!(
+                    "marked the interrupted rollback to {} as rollback_failed",
+                    d.version
+                ));
+            }
+        }
+        if actions.is_empty() {
+            return Ok(RecoverReport {
+                journal: None,
+                result: Recovered::Nothing,
+                target: None,
+                actions,
+                errors: Vec::new(),
+            });
+        }
+        self.store.save(&h, &loaded.fingerprint)?;
+        Ok(RecoverReport {
+            journal: None,
+            result: Recovered::Undone,
+            target: None,
+            actions,
+            errors: Vec::new(),
+        })
+    }
+}
+
+fn append_note(existing: Option<&str>, note: &str) -> String {
+    match existing {
+        Some(n) if !n.is_empty() => format!("{n}; {note}"),
+        _ => note.to_string(),
+    }
+}

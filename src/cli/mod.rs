@@ -88,6 +88,8 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Record a release: observe the registries for version V and mark it deployed
     Record(RecordArgs),
+    /// Finish or undo a rollback that was interrupted (crash, kill, lost network)
+    Recover(RecoverArgs),
     /// Inspect and maintain the deployment history
     #[command(subcommand)]
     Versions(VersionsCommand),
@@ -155,6 +157,15 @@ pub struct RecordArgs {
     pub commit: Option<String>,
     #[arg(long, value_name = "TEXT")]
     pub notes: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// Undo the interrupted rollback instead of finishing it
+    #[arg(long)]
+    pub undo: bool,
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
 }
 
 #[derive(Debug, Args)]
@@ -244,6 +255,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Rollback(a) => rollback::rollback(&Context::new(&cli)?, a),
         Command::Record(a) => rollback::record(&Context::new(&cli)?, a),
+        Command::Recover(a) => rollback::recover(&Context::new(&cli)?, a),
         Command::Versions(v) => {
             let ctx = Context::new(&cli)?;
             match v {

@@ -248,7 +248,10 @@ pub fn outcome_text(plan: &Plan, outcome: &Outcome, o: &Output) -> String {
         })
         .collect();
     if !rows.is_empty() {
-        s.push_str(&table(&["", "REGISTRY", "REFERENCE", "RESULT", "TIME"], &rows));
+        s.push_str(&table(
+            &["", "REGISTRY", "REFERENCE", "RESULT", "TIME"],
+            &rows,
+        ));
     }
     for e in &outcome.errors {
         s.push_str(&format!("  {} {e}\n", o.red("error:")));

@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
 use super::render;
-use super::{Context, RecordArgs, ReportFormat, RollbackArgs};
+use super::{Context, ListFormat, RecordArgs, RecoverArgs, ReportFormat, RollbackArgs};
 use crate::coordinator::{self, Reporter, Request, RollbackCoordinator};
 use crate::error::{Error, Exit};
 use crate::history::{Deployment, Status, Version};
@@ -148,6 +148,20 @@ pub fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<(), Error> {
         Some(ctx.store.lock(&command)?)
     };
     let loaded = ctx.store.load()?;
+    if let Some(d) = loaded
+        .history
+        .deployments
+        .iter()
+        .find(|d| d.effective_status() == Some(Status::RollingBack))
+    {
+        return Err(Error::refused_with_hint(
+            format!(
+                "a rollback to {} ({}) is still marked rolling_back: it was interrupted",
+                d.version, d.timestamp
+            ),
+            "run `bagboy recover` to finish or undo it first",
+        ));
+    }
     let coordinator = RollbackCoordinator::new(&ctx.config, &ctx.store);
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let target_idx = match (&args.version, interactive && !args.yes && !args.dry_run) {
@@ -296,5 +310,52 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Error> {
         s.push_str(&format!("  {} {}  {what}\n", p.format, p.registry));
     }
     ctx.out.raw(&s);
+    Ok(())
+}
+
+pub fn recover(ctx: &Context, args: &RecoverArgs) -> Result<(), Error> {
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let lock = ctx.store.lock(&command)?;
+    let coordinator = RollbackCoordinator::new(&ctx.config, &ctx.store);
+    let rt = runtime()?;
+    let report = rt.block_on(coordinator.recover(args.undo))?;
+    drop(lock);
+    match args.format {
+        ListFormat::Json => ctx
+            .out
+            .line(&pretty(&serde_json::to_value(&report).unwrap_or_default())),
+        ListFormat::Text => {
+            let mut s = String::new();
+            let target = report.target.as_deref().unwrap_or("-");
+            s.push_str(&match report.result {
+                coordinator::Recovered::Nothing => "nothing to recover\n".to_string(),
+                coordinator::Recovered::Finished => {
+                    format!("finished the interrupted rollback to {target}\n")
+                }
+                coordinator::Recovered::Undone => {
+                    format!("undid the interrupted rollback to {target}\n")
+                }
+                coordinator::Recovered::Stuck => {
+                    "could not undo the interrupted rollback; the journal is kept\n".to_string()
+                }
+            });
+            for a in &report.actions {
+                s.push_str(&format!("  {a}\n"));
+            }
+            for e in &report.errors {
+                s.push_str(&format!("  error: {e}\n"));
+            }
+            ctx.out.raw(&s);
+        }
+    }
+    if report.result == coordinator::Recovered::Stuck {
+        return Err(Error::Failed(
+            format!(
+                "recovery is stuck; fix the registry named above and run `bagboy recover` again (journal {})",
+                report.journal.unwrap_or_default()
+            ),
+            Exit::Partial,
+        ));
+    }
     Ok(())
 }

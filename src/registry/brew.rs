@@ -191,12 +191,6 @@ impl super::Registry for BrewRegistry {
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
             let tap = self.tap().await?;
-            let applied: Applied = serde_json::from_value(undo.clone()).map_err(|e| {
-                self.invalid(format!(
-                    "undo record for {} is damaged: {e}",
-                    step.reference
-                ))
-            })?;
             let message = format!(
                 "{}: undo rollback (another registry failed)",
                 step.reference
@@ -205,6 +199,32 @@ impl super::Registry for BrewRegistry {
                     .unwrap_or(&step.reference)
                     .trim_end_matches(".rb")
             );
+            if undo.is_null() {
+                // Interrupted before the outcome was journaled: the push may or may not have
+                // happened. Put the pre-rollback content back only if ours is what is there.
+                let plan: RestorePlan = serde_json::from_value(step.data["restore"].clone())
+                    .map_err(|e| {
+                        self.invalid(format!("plan step for {} is damaged: {e}", step.reference))
+                    })?;
+                blocking(&self.name, move || {
+                    let author = Author::resolve(&tap);
+                    tap.replace_file(
+                        &plan.path,
+                        Some(&plan.desired),
+                        plan.live.as_deref(),
+                        &message,
+                        &author,
+                    )
+                })
+                .await?;
+                return Ok(());
+            }
+            let applied: Applied = serde_json::from_value(undo.clone()).map_err(|e| {
+                self.invalid(format!(
+                    "undo record for {} is damaged: {e}",
+                    step.reference
+                ))
+            })?;
             blocking(&self.name, move || {
                 let author = Author::resolve(&tap);
                 tap.undo(&applied, &message, &author)

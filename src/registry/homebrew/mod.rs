@@ -772,6 +772,23 @@ impl Tap {
         }
     }
 
+    /// Put `path` back from `expected` to `new` (`None` = absent) when no [`Applied`] record
+    /// exists (an interrupted run): a file already at `new` is left alone, a file at neither
+    /// is someone else's change and a conflict. Returns the remote head afterwards.
+    pub fn replace_file(
+        &self,
+        path: &str,
+        expected: Option<&str>,
+        new: Option<&str>,
+        message: &str,
+        author: &Author,
+    ) -> Result<String, TapError> {
+        match self.replace_and_push(path, expected, new, message, author)? {
+            Outcome::Pushed { commit, .. } => Ok(commit),
+            Outcome::AlreadyThere { head } => Ok(head),
+        }
+    }
+
     /// Change `path` from `expected` to `new` (`None` = absent) on the remote branch. Other
     /// people's commits on other files are kept by building on the fresh head; a change to
     /// this file is a conflict. Two push attempts at most, never forced.
