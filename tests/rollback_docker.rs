@@ -1,0 +1,381 @@
+//! The Docker/OCI must-show list: the real `bagboy` binary rolling back tags on real
+//! `docker-registry` instances. Every check of a registry's state goes through the harness's
+//! plain-HTTP client, never through bagboy's.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Output;
+
+use assert_cmd::Command;
+use serde_json::Value;
+use support::cli::{text, Project};
+use support::{Auth, Request, TestRegistry, TokenUser};
+
+const REPO: &str = "acme/myapp";
+
+/// Every tag any test pushes, so a snapshot sees all of them.
+const ALL_TAGS: &[&str] = &[
+    "v1.0.0", "v1.1.0", "v1.1.5", "v1.2.0", "latest", "1.0", "1.1", "1.2", "1", "stable", "edge",
+    "prod",
+];
+
+/// One repository on one registry, as a test sees it.
+#[derive(Clone, Copy)]
+struct Repo<'a> {
+    reg: &'a TestRegistry,
+    path: &'a str,
+}
+
+impl Repo<'_> {
+    /// The registry identity bagboy uses (`127.0.0.1:PORT/acme/myapp`).
+    fn name(&self) -> String {
+        self.reg.repo(self.path)
+    }
+
+    fn digest(&self, tag: &str) -> Option<String> {
+        self.reg.tag_digest(self.path, tag)
+    }
+
+    /// Every known tag and the digest it points at now.
+    fn snapshot(&self) -> BTreeMap<&'static str, Option<String>> {
+        ALL_TAGS.iter().map(|t| (*t, self.digest(t))).collect()
+    }
+
+    /// Pushes a release image under `version`, then points `aliases` at it.
+    fn push_release(&self, version: &str, aliases: &[&str], index: bool) -> String {
+        let digest = if index {
+            self.reg.push_index(self.path, version)
+        } else {
+            self.reg.push_image(self.path, version)
+        };
+        for a in aliases {
+            self.reg.put_tag(self.path, a, &digest);
+        }
+        digest
+    }
+}
+
+/// A project directory configured for some repositories, with credentials from the environment.
+struct Env {
+    p: Project,
+    creds: Option<(String, String)>,
+}
+
+impl Env {
+    fn new(repos: &[Repo<'_>]) -> Env {
+        let p = Project::new();
+        let mut yaml = String::from("name: myapp\nregistries:\n");
+        for r in repos {
+            yaml.push_str(&format!(
+                "  - format: docker\n    registry: \"{}\"\n    insecure: true\n",
+                r.name()
+            ));
+        }
+        p.write("bagboy.yaml", &yaml);
+        std::fs::create_dir_all(p.path().join(".docker")).unwrap();
+        Env { p, creds: None }
+    }
+
+    fn with_creds(mut self, user: &str, password: &str) -> Env {
+        self.creds = Some((user.into(), password.into()));
+        self
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = self.p.bagboy();
+        // An empty Docker config: the machine's credentials are never read.
+        c.env("DOCKER_CONFIG", self.p.path().join(".docker"))
+            .env("BAGBOY_ACTOR", "ci-test")
+            .env("BAGBOY_HTTP_RETRIES", "0");
+        match &self.creds {
+            Some((u, pw)) => c
+                .env("BAGBOY_REGISTRY_USERNAME", u)
+                .env("BAGBOY_REGISTRY_PASSWORD", pw),
+            None => c
+                .env_remove("BAGBOY_REGISTRY_USERNAME")
+                .env_remove("BAGBOY_REGISTRY_PASSWORD"),
+        };
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run bagboy")
+    }
+
+    fn record(&self, version: &str) {
+        let out = self.run(&["record", "--version", version]);
+        assert!(out.status.success(), "record {version}: {:?}", text(&out));
+    }
+
+    /// `bagboy versions list --format json`: deployments newest first.
+    fn versions(&self) -> Vec<Value> {
+        let out = self.run(&["versions", "list", "--format", "json"]);
+        assert!(out.status.success(), "versions list: {:?}", text(&out));
+        let doc: Value = serde_json::from_slice(&out.stdout).expect("versions json");
+        doc["deployments"].as_array().expect("deployments").clone()
+    }
+
+    fn history(&self) -> Vec<u8> {
+        self.p.history_bytes()
+    }
+}
+
+/// Digests of the three releases in one repository.
+#[derive(Clone, Debug)]
+struct Releases {
+    v100: String,
+    v110: String,
+    v120: String,
+}
+
+/// The standard story, in every repository at once: v1.0.0 (+latest, 1.0), recorded;
+/// v1.1.0 (+latest, 1.1, and `moving`), recorded; v1.2.0 (+latest, 1.2, and `moving`), recorded.
+fn three_releases(env: &Env, repos: &[Repo<'_>], index: bool, moving: &[&str]) -> Vec<Releases> {
+    let v100: Vec<String> = repos
+        .iter()
+        .map(|r| r.push_release("v1.0.0", &["latest", "1.0"], index))
+        .collect();
+    env.record("v1.0.0");
+    let mut aliases = vec!["latest", "1.1"];
+    aliases.extend_from_slice(moving);
+    let v110: Vec<String> = repos
+        .iter()
+        .map(|r| r.push_release("v1.1.0", &aliases, index))
+        .collect();
+    env.record("v1.1.0");
+    let mut aliases = vec!["latest", "1.2"];
+    aliases.extend_from_slice(moving);
+    let v120: Vec<String> = repos
+        .iter()
+        .map(|r| r.push_release("v1.2.0", &aliases, index))
+        .collect();
+    env.record("v1.2.0");
+    (0..repos.len())
+        .map(|i| Releases {
+            v100: v100[i].clone(),
+            v110: v110[i].clone(),
+            v120: v120[i].clone(),
+        })
+        .collect()
+}
+
+fn entry<'a>(versions: &'a [Value], version: &str) -> Vec<&'a Value> {
+    versions.iter().filter(|d| d["version"] == version).collect()
+}
+
+fn strs(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `(registry, tag)` of every `move_tag` step in a plan's JSON.
+fn planned_moves(plan: &Value) -> BTreeSet<(String, String)> {
+    plan["registries"]
+        .as_array()
+        .expect("registries")
+        .iter()
+        .flat_map(|r| {
+            let name = r["registry"].as_str().unwrap().to_string();
+            r["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["action"] == "move_tag")
+                .map(move |s| (name.clone(), s["reference"].as_str().unwrap().to_string()))
+        })
+        .collect()
+}
+
+/// Requests bagboy sent since `from` (an earlier length of `bagboy_requests()`).
+fn requests_since(reg: &TestRegistry, from: usize) -> Vec<Request> {
+    reg.bagboy_requests().into_iter().skip(from).collect()
+}
+
+fn describe(reqs: &[Request]) -> String {
+    reqs.iter()
+        .map(|r| format!("{} {} {}", r.method, r.path, r.status))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Asserts the history after a successful rollback from v1.2.0 to v1.1.0.
+fn assert_rolled_back(env: &Env, registries: &[String], digests: &[&str]) {
+    let versions = env.versions();
+    let newest = &versions[0];
+    assert_eq!(newest["version"], "v1.1.0", "{newest:#}");
+    assert_eq!(newest["status"], "deployed", "{newest:#}");
+    assert_eq!(newest["current"], true, "{newest:#}");
+    assert_eq!(newest["rollback_of"], "v1.2.0", "{newest:#}");
+    for (name, digest) in registries.iter().zip(digests) {
+        let pkg = newest["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["registry"] == name.as_str())
+            .unwrap_or_else(|| panic!("no package for {name}: {newest:#}"));
+        assert_eq!(pkg["digest"], *digest, "{newest:#}");
+        assert_eq!(pkg["status"], "deployed", "{newest:#}");
+        assert_eq!(
+            strs(&pkg["tags"]),
+            ["v1.1.0", "latest", "1.1"].map(String::from).into(),
+            "{newest:#}"
+        );
+    }
+    let v120 = entry(&versions, "v1.2.0");
+    assert_eq!(v120.len(), 1);
+    assert_eq!(v120[0]["status"], "rolled_back_from");
+    let deployed = versions
+        .iter()
+        .filter(|d| d["status"] == "deployed")
+        .count();
+    assert_eq!(deployed, 1, "at most one entry is deployed: {versions:#?}");
+}
+
+/// Rolls back to v1.1.0 and checks the registry and the history; then again, as a no-op.
+fn rollback_to_previous_release(index: bool) {
+    let reg = TestRegistry::start(Auth::None);
+    let repo = Repo {
+        reg: &reg,
+        path: REPO,
+    };
+    let env = Env::new(&[repo]);
+    let rel = three_releases(&env, &[repo], index, &[]).remove(0);
+
+    // What `record` saw for v1.1.0: its digest and the tags that pointed at it then.
+    let versions = env.versions();
+    let recorded = &entry(&versions, "v1.1.0")[0]["packages"][0];
+    assert_eq!(recorded["digest"], rel.v110.as_str());
+    assert_eq!(
+        strs(&recorded["tags"]),
+        ["v1.1.0", "latest", "1.1"].map(String::from).into()
+    );
+    assert_eq!(repo.digest("latest").as_ref(), Some(&rel.v120));
+
+    let out = env.run(&["rollback", "--version", "v1.1.0", "--yes"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+
+    for tag in ["v1.1.0", "latest", "1.1"] {
+        assert_eq!(repo.digest(tag).as_ref(), Some(&rel.v110), "tag {tag}");
+    }
+    // Tags only v1.2.0 (or v1.0.0) had are left alone.
+    assert_eq!(repo.digest("v1.2.0").as_ref(), Some(&rel.v120));
+    assert_eq!(repo.digest("1.2").as_ref(), Some(&rel.v120));
+    assert_eq!(repo.digest("v1.0.0").as_ref(), Some(&rel.v100));
+    assert_eq!(repo.digest("1.0").as_ref(), Some(&rel.v100));
+    assert!(
+        stdout.contains("1.2") && stdout.contains("left in place"),
+        "the plan lists the tags left in place: {stdout}"
+    );
+    if index {
+        // The index itself, not one platform's manifest, and byte for byte.
+        let (bytes, content_type) = reg.get_manifest(REPO, "latest").unwrap();
+        assert_eq!(support::sha256_digest(&bytes), rel.v110);
+        assert_eq!(content_type, support::push::OCI_INDEX);
+    }
+    assert_rolled_back(&env, &[repo.name()], &[rel.v110.as_str()]);
+
+    // Again: nothing to do, nothing written.
+    let before = env.history();
+    let snapshot = repo.snapshot();
+    let out = env.run(&["rollback", "--version", "v1.1.0", "--yes"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("nothing to do"), "{stdout}\n{stderr}");
+    assert_eq!(env.history(), before, "a no-op rollback writes nothing");
+    assert_eq!(repo.snapshot(), snapshot);
+}
+
+#[test]
+fn rollback_moves_every_recorded_tag_single_arch() {
+    rollback_to_previous_release(false);
+}
+
+#[test]
+fn rollback_moves_every_recorded_tag_multi_arch_index() {
+    rollback_to_previous_release(true);
+}
+
+#[test]
+fn dry_run_changes_nothing_and_lists_exactly_the_moves() {
+    let reg = TestRegistry::start(Auth::None);
+    let repo = Repo {
+        reg: &reg,
+        path: REPO,
+    };
+    let env = Env::new(&[repo]);
+    let rel = three_releases(&env, &[repo], false, &["stable", "1"]).remove(0);
+
+    let history = env.history();
+    let snapshot = repo.snapshot();
+    let out = env.run(&[
+        "rollback",
+        "--version",
+        "v1.1.0",
+        "--dry-run",
+        "--format",
+        "json",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let dry: Value = serde_json::from_str(&stdout).expect("plan json");
+    assert_eq!(env.history(), history, "dry-run leaves the history alone");
+    assert_eq!(repo.snapshot(), snapshot, "dry-run leaves the registry alone");
+    let puts = reg
+        .bagboy_requests()
+        .into_iter()
+        .filter(|r| r.method != "GET" && r.method != "HEAD")
+        .count();
+    assert_eq!(puts, 0, "dry-run only reads");
+
+    let moves = planned_moves(&dry);
+    let name = repo.name();
+    let expected: BTreeSet<(String, String)> = ["latest", "stable", "1"]
+        .iter()
+        .map(|t| (name.clone(), t.to_string()))
+        .collect();
+    assert_eq!(moves, expected, "{dry:#}");
+    for step in dry["registries"][0]["steps"].as_array().unwrap() {
+        if step["action"] == "move_tag" {
+            assert_eq!(step["before"], rel.v120.as_str(), "{step}");
+            assert_eq!(step["after"], rel.v110.as_str(), "{step}");
+        }
+    }
+
+    let out = env.run(&["rollback", "--version", "v1.1.0", "--yes", "--format", "json"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let real: Value = serde_json::from_str(&stdout).expect("outcome json");
+    assert_eq!(real["outcome"]["kind"], "rolled_back", "{real:#}");
+    let done: BTreeSet<(String, String)> = real["outcome"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["action"] == "move_tag" && s["ok"] == true && s["undone"] == false)
+        .map(|s| {
+            (
+                s["registry"].as_str().unwrap().to_string(),
+                s["reference"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(done, moves, "the real run moved exactly what dry-run listed");
+    assert_eq!(
+        real["outcome"]["steps"].as_array().unwrap().len(),
+        moves.len(),
+        "{real:#}"
+    );
+    assert_eq!(
+        real["plan"]["registries"], dry["registries"],
+        "the executed plan is the previewed one"
+    );
+    for t in ["v1.1.0", "latest", "1.1", "stable", "1"] {
+        assert_eq!(repo.digest(t).as_ref(), Some(&rel.v110), "tag {t}");
+    }
+}
