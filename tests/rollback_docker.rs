@@ -379,3 +379,67 @@ fn dry_run_changes_nothing_and_lists_exactly_the_moves() {
         assert_eq!(repo.digest(t).as_ref(), Some(&rel.v110), "tag {t}");
     }
 }
+
+/// With the right credentials the rollback works; with a wrong password it is refused before
+/// anything changes, naming the registry.
+fn rollback_with_credentials(auth: Auth, user: &str, password: &str) {
+    let reg = TestRegistry::start(auth);
+    let repo = Repo {
+        reg: &reg,
+        path: REPO,
+    };
+    let good = Env::new(&[repo]).with_creds(user, password);
+    let rel = three_releases(&good, &[repo], false, &[]).remove(0);
+    // Same project, wrong password.
+    let bad = good.with_creds(user, "not-the-password");
+
+    let history = bad.history();
+    let snapshot = repo.snapshot();
+    let out = bad.run(&["rollback", "--version", "v1.1.0", "--yes"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&repo.name()),
+        "the error names the registry: {stderr}"
+    );
+    assert!(
+        stderr.to_lowercase().contains("auth") || stderr.to_lowercase().contains("credential"),
+        "the error says what is wrong: {stderr}"
+    );
+    assert!(
+        !stderr.contains("not-the-password") && !stdout.contains("not-the-password"),
+        "the password never appears: {stderr}"
+    );
+    assert_eq!(bad.history(), history);
+    assert_eq!(repo.snapshot(), snapshot);
+
+    let good = bad.with_creds(user, password);
+    let out = good.run(&["rollback", "--version", "v1.1.0", "--yes"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    for tag in ["v1.1.0", "latest", "1.1"] {
+        assert_eq!(repo.digest(tag).as_ref(), Some(&rel.v110), "tag {tag}");
+    }
+    assert_rolled_back(&good, &[repo.name()], &[rel.v110.as_str()]);
+}
+
+#[test]
+fn htpasswd_registry_needs_the_right_password() {
+    rollback_with_credentials(
+        Auth::Htpasswd {
+            user: "ci".into(),
+            password: "ci-password".into(),
+        },
+        "ci",
+        "ci-password",
+    );
+}
+
+#[test]
+fn token_registry_needs_the_right_password() {
+    rollback_with_credentials(
+        Auth::Token(TokenUser::defaults()),
+        "alice",
+        "alice-password",
+    );
+}
