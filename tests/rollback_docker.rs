@@ -443,3 +443,86 @@ fn token_registry_needs_the_right_password() {
         "alice-password",
     );
 }
+
+#[test]
+fn failure_on_second_registry_puts_the_first_back() {
+    let open = TestRegistry::start(Auth::None);
+    let locked = TestRegistry::start(Auth::Token(TokenUser::defaults()));
+    let first = Repo {
+        reg: &open,
+        path: REPO,
+    };
+    let second = Repo {
+        reg: &locked,
+        path: REPO,
+    };
+    // `reader` may pull everywhere but push nowhere on the token registry.
+    let env = Env::new(&[first, second]).with_creds("reader", "reader-password");
+    let moving = ["stable", "1", "edge", "prod"];
+    let rels = three_releases(&env, &[first, second], false, &moving);
+    let before_first = first.snapshot();
+    let before_second = second.snapshot();
+    for t in ["latest", "stable", "1", "edge", "prod"] {
+        assert_eq!(before_first[t].as_ref(), Some(&rels[0].v120));
+    }
+    let history = env.history();
+    let seen_first = open.bagboy_requests().len();
+    let seen_second = locked.bagboy_requests().len();
+
+    let out = env.run(&["rollback", "--version", "v1.1.0", "--yes"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains(&second.name()), "{stderr}");
+
+    // The first registry really changed, then was put back.
+    let first_reqs = requests_since(&open, seen_first);
+    let puts: Vec<&Request> = first_reqs
+        .iter()
+        .filter(|r| r.method == "PUT" && r.is_manifest())
+        .collect();
+    assert!(
+        !puts.is_empty() && puts.iter().all(|r| r.status == 201),
+        "the first registry saw tag moves:\n{}",
+        describe(&first_reqs)
+    );
+    assert_eq!(
+        puts.len() % 2,
+        0,
+        "every move has its undo:\n{}",
+        describe(&first_reqs)
+    );
+    let second_reqs = requests_since(&locked, seen_second);
+    assert!(
+        second_reqs
+            .iter()
+            .any(|r| r.method == "PUT" && r.is_manifest()),
+        "the second registry was asked to move a tag:\n{}",
+        describe(&second_reqs)
+    );
+    assert!(
+        second_reqs
+            .iter()
+            .all(|r| !(r.method == "PUT" && r.status == 201)),
+        "the second registry accepted nothing:\n{}",
+        describe(&second_reqs)
+    );
+    assert_eq!(first.snapshot(), before_first, "first registry put back");
+    assert_eq!(second.snapshot(), before_second);
+
+    let versions = env.versions();
+    assert_ne!(env.history(), history, "the attempt is recorded");
+    let newest = &versions[0];
+    assert_eq!(newest["version"], "v1.1.0", "{newest:#}");
+    assert_eq!(newest["status"], "rollback_failed", "{newest:#}");
+    assert_eq!(newest["rollback_of"], "v1.2.0", "{newest:#}");
+    let v120 = entry(&versions, "v1.2.0");
+    assert_eq!(v120[0]["status"], "deployed");
+    assert_eq!(v120[0]["current"], true);
+    let journals: Vec<_> = std::fs::read_dir(env.p.path().join(".bagboy/journal"))
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        journals.is_empty(),
+        "no journal is kept when everything was undone: {journals:?}"
+    );
+}
