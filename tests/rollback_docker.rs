@@ -526,3 +526,186 @@ fn failure_on_second_registry_puts_the_first_back() {
         "no journal is kept when everything was undone: {journals:?}"
     );
 }
+
+#[test]
+fn tampered_target_is_refused_unless_forced() {
+    let reg = TestRegistry::start(Auth::None);
+    let repo = Repo {
+        reg: &reg,
+        path: REPO,
+    };
+    let env = Env::new(&[repo]);
+    let rel = three_releases(&env, &[repo], false, &[]).remove(0);
+    // Someone re-pushes v1.1.0 as a different image.
+    let impostor = reg.push_image(REPO, "v1.1.0");
+    assert_ne!(impostor, rel.v110);
+
+    let history = env.history();
+    let snapshot = repo.snapshot();
+    let out = env.run(&["rollback", "--version", "v1.1.0", "--yes"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("v1.1.0")
+            && (stderr.contains("tampered") || stderr.contains("re-pushed")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--force"), "says how to override: {stderr}");
+    assert_eq!(env.history(), history);
+    assert_eq!(repo.snapshot(), snapshot);
+
+    // The dry-run shows the same refusal and also exits 2.
+    let out = env.run(&["rollback", "--version", "v1.1.0", "--dry-run", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        plan["refusals"].to_string().contains("tampered"),
+        "{plan:#}"
+    );
+
+    let out = env.run(&["rollback", "--version", "v1.1.0", "--yes", "--force"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    for tag in ["v1.1.0", "latest", "1.1"] {
+        assert_eq!(
+            repo.digest(tag).as_ref(),
+            Some(&rel.v110),
+            "tag {tag} points at the recorded digest, not the impostor"
+        );
+    }
+    assert_eq!(repo.digest("v1.2.0").as_ref(), Some(&rel.v120));
+    assert_rolled_back(&env, &[repo.name()], &[rel.v110.as_str()]);
+}
+
+/// Counts what one rollback asks of the registry; returns the total.
+fn minimal_requests(auth: Auth, creds: Option<(&str, &str)>, moving: &[&str]) -> usize {
+    let reg = TestRegistry::start(auth);
+    let repo = Repo {
+        reg: &reg,
+        path: REPO,
+    };
+    let mut env = Env::new(&[repo]);
+    if let Some((u, p)) = creds {
+        env = env.with_creds(u, p);
+    }
+    let rel = three_releases(&env, &[repo], false, moving).remove(0);
+    let k = moving.len() + 1; // and `latest`
+    let seen = reg.bagboy_requests().len();
+    let tokens = || {
+        reg.token_server
+            .as_ref()
+            .map_or(0, |t| t.bagboy_requests().len())
+    };
+    let tokens_seen = tokens();
+
+    let out = env.run(&["rollback", "--version", "v1.1.0", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let reqs = requests_since(&reg, seen);
+    let token_requests = tokens() - tokens_seen;
+    let all = describe(&reqs);
+    assert_eq!(reqs.iter().filter(|r| r.is_blob()).count(), 0, "{all}");
+    let gets: Vec<&Request> = reqs
+        .iter()
+        .filter(|r| r.method == "GET" && r.is_manifest() && r.status == 200)
+        .collect();
+    assert_eq!(gets.len(), 1, "one manifest fetch:\n{all}");
+    assert!(gets[0].path.ends_with(&rel.v110), "by digest:\n{all}");
+    let puts = reqs
+        .iter()
+        .filter(|r| r.method == "PUT" && r.is_manifest() && r.status == 201)
+        .count();
+    assert_eq!(puts, k, "one PUT per moved tag:\n{all}");
+    assert_eq!(
+        reqs.iter()
+            .filter(|r| r.method == "PUT" || r.method == "POST" || r.method == "PATCH")
+            .count(),
+        k,
+        "nothing else is written:\n{all}"
+    );
+    for t in ["latest"].iter().chain(moving) {
+        assert_eq!(repo.digest(t).as_ref(), Some(&rel.v110), "tag {t}");
+    }
+    eprintln!(
+        "rollback moving {k} tags: {} registry requests ({} answered 401), {token_requests} token requests:\n{all}",
+        reqs.len(),
+        reqs.iter().filter(|r| r.status == 401).count()
+    );
+    reqs.len()
+}
+
+#[test]
+fn rollback_requests_are_minimal() {
+    let anonymous = minimal_requests(Auth::None, None, &["stable", "1"]);
+    let basic = minimal_requests(
+        Auth::Htpasswd {
+            user: "ci".into(),
+            password: "ci-password".into(),
+        },
+        Some(("ci", "ci-password")),
+        &["stable", "1"],
+    );
+    let token = minimal_requests(
+        Auth::Token(TokenUser::defaults()),
+        Some(("alice", "alice-password")),
+        &["stable", "1"],
+    );
+    eprintln!("requests per rollback (k = 3): anonymous {anonymous}, htpasswd {basic}, token {token}");
+}
+
+#[test]
+fn partial_rollback_changes_only_the_named_registry() {
+    let one = TestRegistry::start(Auth::None);
+    let two = TestRegistry::start(Auth::None);
+    let first = Repo {
+        reg: &one,
+        path: REPO,
+    };
+    let second = Repo {
+        reg: &two,
+        path: "acme/other",
+    };
+    let env = Env::new(&[first, second]);
+    let rels = three_releases(&env, &[first, second], false, &["stable"]);
+    let untouched = first.snapshot();
+    let seen = one.bagboy_requests().len();
+
+    let out = env.run(&[
+        "rollback",
+        "--version",
+        "v1.1.0",
+        "--yes",
+        "--registry",
+        &second.name(),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_eq!(first.snapshot(), untouched, "the other registry is untouched");
+    assert!(
+        requests_since(&one, seen).is_empty(),
+        "the other registry is not even asked:\n{}",
+        describe(&requests_since(&one, seen))
+    );
+    for t in ["v1.1.0", "latest", "1.1", "stable"] {
+        assert_eq!(second.digest(t).as_ref(), Some(&rels[1].v110), "tag {t}");
+    }
+    assert_eq!(first.digest("latest").as_ref(), Some(&rels[0].v120));
+    let versions = env.versions();
+    let newest = &versions[0];
+    assert_eq!(newest["version"], "v1.1.0", "{newest:#}");
+    assert_eq!(newest["rollback_of"], "v1.2.0", "{newest:#}");
+    let registries: Vec<&str> = newest["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["registry"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        registries,
+        [second.name()],
+        "the entry does not claim the registry it did not touch: {newest:#}"
+    );
+    assert!(
+        newest["notes"].as_str().unwrap_or_default().contains("partial"),
+        "{newest:#}"
+    );
+}
