@@ -625,6 +625,10 @@ fn minimal_requests(auth: Auth, creds: Option<(&str, &str)>, moving: &[&str]) ->
     for t in ["latest"].iter().chain(moving) {
         assert_eq!(repo.digest(t).as_ref(), Some(&rel.v110), "tag {t}");
     }
+    assert!(
+        token_requests <= 2,
+        "one token per scope (pull, then pull,push), not one per request: {token_requests}"
+    );
     eprintln!(
         "rollback moving {k} tags: {} registry requests ({} answered 401), {token_requests} token requests:\n{all}",
         reqs.len(),
@@ -708,4 +712,135 @@ fn partial_rollback_changes_only_the_named_registry() {
         newest["notes"].as_str().unwrap_or_default().contains("partial"),
         "{newest:#}"
     );
+}
+
+/// A hand-written history over releases pushed to `repo`: v1.0.0, v1.1.0 (with `v110_extra`
+/// lines), a failed v1.1.5, and v1.2.0 deployed. Returns the digests of v1.1.0 and v1.2.0.
+fn history_with_failed_entry(env: &Env, repo: Repo<'_>, v110_extra: &str) -> Releases {
+    let v100 = repo.push_release("v1.0.0", &["1.0"], false);
+    let v110 = repo.push_release("v1.1.0", &["1.1"], false);
+    let v115 = repo.push_release("v1.1.5", &[], false);
+    let v120 = repo.push_release("v1.2.0", &["latest", "1.2"], false);
+    let name = repo.name();
+    let pkg = |digest: &str, tags: &str| {
+        format!(
+            "    packages:\n      - format: docker\n        registry: \"{name}\"\n        digest: \"{digest}\"\n        tags: [{tags}]\n"
+        )
+    };
+    let mut yaml = String::from("deployments:\n");
+    yaml.push_str("  - version: \"v1.2.0\"\n    timestamp: \"2026-01-04T00:00:00Z\"\n    status: deployed\n");
+    yaml.push_str(&pkg(&v120, "\"v1.2.0\", \"latest\", \"1.2\""));
+    yaml.push_str("  - version: \"v1.1.5\"\n    timestamp: \"2026-01-03T00:00:00Z\"\n    status: failed\n");
+    yaml.push_str(&pkg(&v115, "\"v1.1.5\", \"latest\""));
+    yaml.push_str("  - version: \"v1.1.0\"\n    timestamp: \"2026-01-02T00:00:00Z\"\n    status: superseded\n");
+    yaml.push_str(v110_extra);
+    yaml.push_str(&pkg(&v110, "\"v1.1.0\", \"latest\", \"1.1\""));
+    yaml.push_str("  - version: \"v1.0.0\"\n    timestamp: \"2026-01-01T00:00:00Z\"\n    status: superseded\n");
+    yaml.push_str(&pkg(&v100, "\"v1.0.0\", \"latest\", \"1.0\""));
+    env.p.write_history(&yaml);
+    Releases { v100, v110, v120 }
+}
+
+#[test]
+fn default_target_skips_failed_entries() {
+    let reg = TestRegistry::start(Auth::None);
+    let repo = Repo {
+        reg: &reg,
+        path: REPO,
+    };
+    let env = Env::new(&[repo]);
+    let rel = history_with_failed_entry(&env, repo, "");
+
+    let out = env.run(&["rollback", "--yes"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("v1.2.0 → v1.1.0"), "{stdout}");
+    for tag in ["v1.1.0", "latest", "1.1"] {
+        assert_eq!(repo.digest(tag).as_ref(), Some(&rel.v110), "tag {tag}");
+    }
+    assert_rolled_back(&env, &[repo.name()], &[rel.v110.as_str()]);
+    let versions = env.versions();
+    assert_eq!(entry(&versions, "v1.1.5")[0]["status"], "failed");
+}
+
+#[test]
+fn failed_or_unsafe_targets_need_force() {
+    let reg = TestRegistry::start(Auth::None);
+    let repo = Repo {
+        reg: &reg,
+        path: REPO,
+    };
+    let env = Env::new(&[repo]);
+    let rel = history_with_failed_entry(&env, repo, "    rollback_safe: false\n");
+    let history = env.history();
+    let snapshot = repo.snapshot();
+
+    for (args, needle) in [
+        (vec!["--version", "v1.1.0"], "rollback_safe: false"),
+        (vec!["--version", "v1.1.5"], "failed"),
+        // The default target is the newest earlier entry that did not fail: v1.1.0, which is
+        // unsafe. It is refused, not silently passed over for an even older release.
+        (vec![], "rollback_safe: false"),
+    ] {
+        let out = env
+            .cmd()
+            .arg("rollback")
+            .args(&args)
+            .arg("--yes")
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stdout}\n{stderr}");
+        assert!(
+            stderr.contains(needle) && stderr.contains("--force"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(env.history(), history, "{args:?}");
+        assert_eq!(repo.snapshot(), snapshot, "{args:?}");
+    }
+
+    let out = env.run(&["rollback", "--version", "v1.1.0", "--yes", "--force"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    for tag in ["v1.1.0", "latest", "1.1"] {
+        assert_eq!(repo.digest(tag).as_ref(), Some(&rel.v110), "tag {tag}");
+    }
+    assert_eq!(repo.digest("v1.0.0").as_ref(), Some(&rel.v100));
+    assert_rolled_back(&env, &[repo.name()], &[rel.v110.as_str()]);
+}
+
+#[test]
+fn without_a_terminal_and_without_yes_it_refuses() {
+    let reg = TestRegistry::start(Auth::None);
+    let repo = Repo {
+        reg: &reg,
+        path: REPO,
+    };
+    let env = Env::new(&[repo]);
+    let rel = three_releases(&env, &[repo], false, &[]).remove(0);
+    let history = env.history();
+    let snapshot = repo.snapshot();
+    let seen = reg.bagboy_requests().len();
+
+    for args in [
+        vec!["rollback", "--version", "v1.1.0"],
+        vec!["rollback"],
+    ] {
+        let out = env.cmd().args(&args).write_stdin("y\n").output().unwrap();
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stdout}\n{stderr}");
+        assert!(stderr.contains("--yes"), "{args:?}: {stderr}");
+        assert!(
+            stdout.contains("v1.2.0 → v1.1.0"),
+            "the plan that would run is shown: {stdout}"
+        );
+        assert_eq!(env.history(), history, "{args:?}");
+        assert_eq!(repo.snapshot(), snapshot, "{args:?}");
+    }
+    let writes = requests_since(&reg, seen)
+        .into_iter()
+        .filter(|r| r.method != "GET" && r.method != "HEAD")
+        .count();
+    assert_eq!(writes, 0);
+    assert_eq!(repo.digest("latest").as_ref(), Some(&rel.v120));
 }
