@@ -161,7 +161,10 @@ fn three_releases(env: &Env, repos: &[Repo<'_>], index: bool, moving: &[&str]) -
 }
 
 fn entry<'a>(versions: &'a [Value], version: &str) -> Vec<&'a Value> {
-    versions.iter().filter(|d| d["version"] == version).collect()
+    versions
+        .iter()
+        .filter(|d| d["version"] == version)
+        .collect()
 }
 
 fn strs(v: &Value) -> BTreeSet<String> {
@@ -326,7 +329,11 @@ fn dry_run_changes_nothing_and_lists_exactly_the_moves() {
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     let dry: Value = serde_json::from_str(&stdout).expect("plan json");
     assert_eq!(env.history(), history, "dry-run leaves the history alone");
-    assert_eq!(repo.snapshot(), snapshot, "dry-run leaves the registry alone");
+    assert_eq!(
+        repo.snapshot(),
+        snapshot,
+        "dry-run leaves the registry alone"
+    );
     let puts = reg
         .bagboy_requests()
         .into_iter()
@@ -348,7 +355,14 @@ fn dry_run_changes_nothing_and_lists_exactly_the_moves() {
         }
     }
 
-    let out = env.run(&["rollback", "--version", "v1.1.0", "--yes", "--format", "json"]);
+    let out = env.run(&[
+        "rollback",
+        "--version",
+        "v1.1.0",
+        "--yes",
+        "--format",
+        "json",
+    ]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     let real: Value = serde_json::from_str(&stdout).expect("outcome json");
@@ -365,7 +379,10 @@ fn dry_run_changes_nothing_and_lists_exactly_the_moves() {
             )
         })
         .collect();
-    assert_eq!(done, moves, "the real run moved exactly what dry-run listed");
+    assert_eq!(
+        done, moves,
+        "the real run moved exactly what dry-run listed"
+    );
     assert_eq!(
         real["outcome"]["steps"].as_array().unwrap().len(),
         moves.len(),
@@ -546,8 +563,7 @@ fn tampered_target_is_refused_unless_forced() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
     assert!(
-        stderr.contains("v1.1.0")
-            && (stderr.contains("tampered") || stderr.contains("re-pushed")),
+        stderr.contains("v1.1.0") && (stderr.contains("tampered") || stderr.contains("re-pushed")),
         "{stderr}"
     );
     assert!(stderr.contains("--force"), "says how to override: {stderr}");
@@ -555,7 +571,14 @@ fn tampered_target_is_refused_unless_forced() {
     assert_eq!(repo.snapshot(), snapshot);
 
     // The dry-run shows the same refusal and also exits 2.
-    let out = env.run(&["rollback", "--version", "v1.1.0", "--dry-run", "--format", "json"]);
+    let out = env.run(&[
+        "rollback",
+        "--version",
+        "v1.1.0",
+        "--dry-run",
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
     let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
@@ -653,7 +676,9 @@ fn rollback_requests_are_minimal() {
         Some(("alice", "alice-password")),
         &["stable", "1"],
     );
-    eprintln!("requests per rollback (k = 3): anonymous {anonymous}, htpasswd {basic}, token {token}");
+    eprintln!(
+        "requests per rollback (k = 3): anonymous {anonymous}, htpasswd {basic}, token {token}"
+    );
 }
 
 #[test]
@@ -683,7 +708,11 @@ fn partial_rollback_changes_only_the_named_registry() {
     ]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert_eq!(first.snapshot(), untouched, "the other registry is untouched");
+    assert_eq!(
+        first.snapshot(),
+        untouched,
+        "the other registry is untouched"
+    );
     assert!(
         requests_since(&one, seen).is_empty(),
         "the other registry is not even asked:\n{}",
@@ -709,7 +738,10 @@ fn partial_rollback_changes_only_the_named_registry() {
         "the entry does not claim the registry it did not touch: {newest:#}"
     );
     assert!(
-        newest["notes"].as_str().unwrap_or_default().contains("partial"),
+        newest["notes"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("partial"),
         "{newest:#}"
     );
 }
@@ -728,9 +760,13 @@ fn history_with_failed_entry(env: &Env, repo: Repo<'_>, v110_extra: &str) -> Rel
         )
     };
     let mut yaml = String::from("deployments:\n");
-    yaml.push_str("  - version: \"v1.2.0\"\n    timestamp: \"2026-01-04T00:00:00Z\"\n    status: deployed\n");
+    yaml.push_str(
+        "  - version: \"v1.2.0\"\n    timestamp: \"2026-01-04T00:00:00Z\"\n    status: deployed\n",
+    );
     yaml.push_str(&pkg(&v120, "\"v1.2.0\", \"latest\", \"1.2\""));
-    yaml.push_str("  - version: \"v1.1.5\"\n    timestamp: \"2026-01-03T00:00:00Z\"\n    status: failed\n");
+    yaml.push_str(
+        "  - version: \"v1.1.5\"\n    timestamp: \"2026-01-03T00:00:00Z\"\n    status: failed\n",
+    );
     yaml.push_str(&pkg(&v115, "\"v1.1.5\", \"latest\""));
     yaml.push_str("  - version: \"v1.1.0\"\n    timestamp: \"2026-01-02T00:00:00Z\"\n    status: superseded\n");
     yaml.push_str(v110_extra);
@@ -822,10 +858,7 @@ fn without_a_terminal_and_without_yes_it_refuses() {
     let snapshot = repo.snapshot();
     let seen = reg.bagboy_requests().len();
 
-    for args in [
-        vec!["rollback", "--version", "v1.1.0"],
-        vec!["rollback"],
-    ] {
+    for args in [vec!["rollback", "--version", "v1.1.0"], vec!["rollback"]] {
         let out = env.cmd().args(&args).write_stdin("y\n").output().unwrap();
         let (stdout, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stdout}\n{stderr}");
