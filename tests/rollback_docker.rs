@@ -648,6 +648,19 @@ fn minimal_requests(auth: Auth, creds: Option<(&str, &str)>, moving: &[&str]) ->
     for t in ["latest"].iter().chain(moving) {
         assert_eq!(repo.digest(t).as_ref(), Some(&rel.v110), "tag {t}");
     }
+    let heads: Vec<&str> = reqs
+        .iter()
+        .filter(|r| r.method == "HEAD" && r.status != 401)
+        .map(|r| r.path.as_str())
+        .collect();
+    let distinct: BTreeSet<&str> = heads.iter().copied().collect();
+    assert_eq!(
+        heads.len(),
+        distinct.len(),
+        "no tag is asked about twice:\n{all}"
+    );
+    // One HEAD per tag that takes part: the recorded tags and the current release's own.
+    assert_eq!(heads.len(), k + 2 + 2, "{all}");
     assert!(
         token_requests <= 2,
         "one token per scope (pull, then pull,push), not one per request: {token_requests}"
