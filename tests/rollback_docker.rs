@@ -293,6 +293,29 @@ fn rollback_to_previous_release(index: bool) {
     assert!(stdout.contains("nothing to do"), "{stdout}\n{stderr}");
     assert_eq!(env.history(), before, "a no-op rollback writes nothing");
     assert_eq!(repo.snapshot(), snapshot);
+
+    // Drift: someone points `latest` at v1.2.0 again. The same command repairs it.
+    reg.put_tag(REPO, "latest", &rel.v120);
+    let out = env.run(&["rollback", "--version", "v1.1.0", "--yes"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("latest"), "{stdout}");
+    for tag in ["v1.1.0", "latest", "1.1"] {
+        assert_eq!(repo.digest(tag).as_ref(), Some(&rel.v110), "tag {tag}");
+    }
+    let versions = env.versions();
+    let v110 = entry(&versions, "v1.1.0");
+    assert_eq!(v110.len(), 3, "{versions:#?}");
+    assert_eq!(v110[0]["status"], "deployed");
+    assert_eq!(v110[1]["status"], "superseded");
+    assert_eq!(entry(&versions, "v1.2.0")[0]["status"], "rolled_back_from");
+    assert_eq!(
+        versions
+            .iter()
+            .filter(|d| d["status"] == "deployed")
+            .count(),
+        1
+    );
 }
 
 #[test]
