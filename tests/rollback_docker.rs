@@ -443,7 +443,7 @@ fn rollback_with_credentials(auth: Auth, user: &str, password: &str) {
         "the error names the registry: {stderr}"
     );
     assert!(
-        stderr.to_lowercase().contains("auth") || stderr.to_lowercase().contains("credential"),
+        stderr.contains("authentication failed") && stderr.contains("rejected"),
         "the error says what is wrong: {stderr}"
     );
     assert!(
