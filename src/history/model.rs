@@ -353,7 +353,11 @@ impl History {
     }
 
     /// The default rollback target: the newest entry older than the current one that is not
-    /// `failed`/`rollback_failed`, not marked `rollback_safe: false`, and a different version.
+    /// `failed`/`rollback_failed` (nor an unfinished `rolling_back`), and a different version.
+    ///
+    /// An entry marked `rollback_safe: false` is not passed over: it is the target, and the
+    /// rollback refuses it without `--force` (contract). Skipping it would silently go back
+    /// further than the release before the current one.
     pub fn default_target(&self) -> Option<usize> {
         let order = self.newest_first();
         let current = self.current();
@@ -366,7 +370,6 @@ impl History {
             let d = &self.deployments[*i];
             !d.effective_status().is_some_and(Status::is_failure)
                 && d.effective_status() != Some(Status::RollingBack)
-                && d.rollback_safe != Some(false)
                 && Some(&d.version) != current_version
         })
     }

@@ -203,8 +203,12 @@ impl TagRegistry {
 
         // The target's own version tag, observed once: it proves (or disproves) the target.
         let mut own_live: Option<(String, Digest)> = None;
+        // Every tag resolved so far, so that no tag is asked about twice.
+        let mut resolved: HashMap<String, Option<Digest>> = HashMap::new();
         for t in &own_tags {
-            if let Some(d) = self.store.resolve(t).await? {
+            let live = self.store.resolve(t).await?;
+            resolved.insert(t.clone(), live.clone());
+            if let Some(d) = live {
                 own_live = Some((t.clone(), d));
                 break;
             }
@@ -234,7 +238,9 @@ impl TagRegistry {
                 ));
             }
         }
-        if !self.store.exists(&digest).await? {
+        // A tag that resolves to the digest proves the manifest exists; ask only otherwise.
+        let proven = own_live.as_ref().is_some_and(|(_, d)| d == &digest);
+        if !proven && !self.store.exists(&digest).await? {
             return Err(self.invalid(format!(
                 "manifest {digest} of {} no longer exists in {}: cannot roll back to it",
                 target.version, self.name
@@ -275,11 +281,14 @@ impl TagRegistry {
             })
             .unwrap_or_default();
 
-        let observed = join_all(
-            tags.iter()
-                .chain(current_only.iter())
-                .map(|t| async move { (t.clone(), self.store.resolve(t).await) }),
-        )
+        // The version tags were resolved above; every other tag is resolved once, here.
+        let resolved = &resolved;
+        let observed = join_all(tags.iter().chain(current_only.iter()).map(|t| async move {
+            match resolved.get(t) {
+                Some(known) => (t.clone(), Ok(known.clone())),
+                None => (t.clone(), self.store.resolve(t).await),
+            }
+        }))
         .await;
         let mut steps = Vec::new();
         for (tag, live) in observed {

@@ -106,6 +106,8 @@ pub struct OciClient {
     options: ClientOptions,
     credential: Option<Credential>,
     state: Mutex<AuthState>,
+    /// Held while fetching a token, so concurrent requests share one fetch per scope.
+    token_fetch: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for OciClient {
@@ -187,6 +189,7 @@ impl OciClient {
             options,
             credential,
             state: Mutex::new(AuthState::default()),
+            token_fetch: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -528,10 +531,20 @@ impl OciClient {
             }
             Some(AuthScheme::Bearer { realm, service }) => {
                 let key = call.scope.clone().unwrap_or_default();
-                if let Some(cached) = self.lock().tokens.get(&key) {
-                    if cached.expires > Instant::now() {
-                        return Ok(Some(bearer(&cached.token)));
-                    }
+                let cached = |this: &Self| {
+                    this.lock()
+                        .tokens
+                        .get(&key)
+                        .filter(|c| c.expires > Instant::now())
+                        .map(|c| bearer(&c.token))
+                };
+                if let Some(header) = cached(self) {
+                    return Ok(Some(header));
+                }
+                // One fetch at a time: whoever waited finds the token the first one got.
+                let _fetching = self.token_fetch.lock().await;
+                if let Some(header) = cached(self) {
+                    return Ok(Some(header));
                 }
                 let token = self
                     .fetch_token(&realm, service.as_deref(), call.scope.as_deref(), call)

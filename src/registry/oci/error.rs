@@ -55,8 +55,7 @@ pub enum OciError {
     InvalidDigest { input: String },
 
     #[error(
-        "authentication to registry {} failed for {ctx}{}; {hint}",
-        ctx.registry,
+        "authentication failed for {ctx}{}; {hint}",
         status_and_detail(status, detail)
     )]
     AuthenticationFailed {
