@@ -290,7 +290,10 @@ fn formula_rollback_restores_1_1_0_with_version_scheme_and_is_idempotent() {
         "bagboy-test <bagboy-test@example.com>|bagboy-test <bagboy-test@example.com>"
     );
     // The plan said why the scheme was raised.
-    assert!(out.contains("version_scheme"), "plan mentions version_scheme:\n{out}");
+    assert!(
+        out.contains("version_scheme"),
+        "plan mentions version_scheme:\n{out}"
+    );
 
     // History: a new deployed v1.1.0 entry that is a rollback of v1.2.0; v1.2.0 rolled back from.
     let h = f.history();
@@ -318,6 +321,21 @@ fn formula_rollback_restores_1_1_0_with_version_scheme_and_is_idempotent() {
     );
     assert_eq!(f.remote_refs(), refs, "no new commit");
     assert_eq!(f.project.history_bytes(), hist, "history not rewritten");
+
+    // Forward again to v1.2.0: its content, and the scheme is kept (never lowered), or users
+    // who took the 1.1.0 downgrade would never be offered 1.2.0 again.
+    f.expect(0, &["rollback", "--version", "v1.2.0", "--yes"]);
+    assert_eq!(
+        f.tap.file_in_fresh_clone(FORMULA).as_deref(),
+        Some(with_scheme_after_license(&goreleaser_formula("myapp", "1.2.0"), 1).as_str())
+    );
+    assert_eq!(
+        f.message_of(&f.tap.head()).trim_end(),
+        "myapp: roll back to v1.2.0 (from v1.1.0)"
+    );
+    let h = f.history();
+    assert_eq!((version(&h[0]), status(&h[0])), ("v1.2.0", "deployed"));
+    assert_eq!(deployed(&h).len(), 1);
 }
 
 #[test]
@@ -393,7 +411,14 @@ fn dry_run_prints_the_diff_in_every_format_and_changes_nothing() {
     // json
     let (out, _) = f.expect(
         0,
-        &["rollback", "--version", "v1.1.0", "--dry-run", "--format", "json"],
+        &[
+            "rollback",
+            "--version",
+            "v1.1.0",
+            "--dry-run",
+            "--format",
+            "json",
+        ],
     );
     let plan: Value = serde_json::from_str(&out).expect("dry-run json parses");
     let steps: Vec<&Value> = plan["registries"]
@@ -407,7 +432,10 @@ fn dry_run_prints_the_diff_in_every_format_and_changes_nothing() {
     assert_eq!(step["action"], "restore_file");
     assert_eq!(step["reference"], FORMULA);
     let diff = step["diff"].as_str().expect("diff in json");
-    assert!(diff.starts_with("--- a/Formula/myapp.rb\n+++ b/Formula/myapp.rb\n"), "{diff}");
+    assert!(
+        diff.starts_with("--- a/Formula/myapp.rb\n+++ b/Formula/myapp.rb\n"),
+        "{diff}"
+    );
     for l in expect_lines {
         assert!(diff.lines().any(|x| x == l), "json diff has `{l}`:\n{diff}");
     }
@@ -416,9 +444,18 @@ fn dry_run_prints_the_diff_in_every_format_and_changes_nothing() {
     // markdown: a fenced ```diff block holding the same diff
     let (out, _) = f.expect(
         0,
-        &["rollback", "--version", "v1.1.0", "--dry-run", "--format", "markdown"],
+        &[
+            "rollback",
+            "--version",
+            "v1.1.0",
+            "--dry-run",
+            "--format",
+            "markdown",
+        ],
     );
-    let fence = out.find("```diff\n").unwrap_or_else(|| panic!("no ```diff fence:\n{out}"));
+    let fence = out
+        .find("```diff\n")
+        .unwrap_or_else(|| panic!("no ```diff fence:\n{out}"));
     let body = &out[fence + "```diff\n".len()..];
     let end = body.find("\n```").expect("closing fence");
     assert_eq!(&body[..=end], json_diff, "markdown diff = json diff");
@@ -438,14 +475,24 @@ fn dry_run_prints_the_diff_in_every_format_and_changes_nothing() {
 // 3. Docker + brew: Docker's PUT is denied after planning succeeded; the tap is compensated.
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn docker_failure_after_the_tap_push_is_compensated_by_a_restoring_commit() {
+/// Brew + docker where docker's tag PUT is denied. `concurrency: None` = bagboy's default
+/// (every changing step in flight at once); `Some(1)` runs the steps one by one in config order
+/// (brew first), so the tap is pushed strictly before the docker PUT is even sent.
+/// Returns (stdout, stderr) of the failed rollback.
+fn docker_fails_after_tap(concurrency: Option<usize>, format: &str) -> (String, String) {
     let reg = TestRegistry::start(Auth::Token(TokenUser::defaults()));
     // `reader` may pull (plan and prepare succeed) but not push (the tag PUT fails).
     let mut f = Fixture::new()
         .with_env("BAGBOY_REGISTRY_USERNAME", "reader")
         .with_env("BAGBOY_REGISTRY_PASSWORD", "reader-password");
     f.config(&[f.brew_registry(), docker_entry(&reg.repo(IMAGE))]);
+    if let Some(n) = concurrency {
+        let cfg = std::fs::read_to_string(f.project.path().join("bagboy.yaml")).unwrap();
+        f.project.write(
+            "bagboy.yaml",
+            &format!("{cfg}rollback:\n  concurrency: {n}\n"),
+        );
+    }
     let mut digests = Vec::new();
     for v in VERSIONS {
         digests.push(publish_image(&reg, v));
@@ -455,9 +502,22 @@ fn docker_failure_after_the_tap_push_is_compensated_by_a_restoring_commit() {
     let pre_head = f.tap.head();
     let pre_tree = f.tap.tree_of(&pre_head);
     let pre_log = f.tap.log();
-    assert_eq!(reg.tag_digest(IMAGE, "latest").as_deref(), Some(digests[2].as_str()));
+    assert_eq!(
+        reg.tag_digest(IMAGE, "latest").as_deref(),
+        Some(digests[2].as_str())
+    );
 
-    let (out, err) = f.expect(1, &["rollback", "--version", "v1.1.0", "--yes"]);
+    let (out, err) = f.expect(
+        1,
+        &[
+            "rollback",
+            "--version",
+            "v1.1.0",
+            "--yes",
+            "--format",
+            format,
+        ],
+    );
 
     // Docker: nothing moved.
     assert_eq!(
@@ -471,8 +531,8 @@ fn docker_failure_after_the_tap_push_is_compensated_by_a_restoring_commit() {
     assert_eq!(
         log.len(),
         pre_log.len() + 2,
-        "the tap step was applied and then undone by a restoring commit (if this fails with \
-         +0 commits, the tap step never ran before the docker failure stopped launching)\n{report}"
+        "the tap step was applied and then undone by a restoring commit (+0 commits would mean \
+         the tap step never ran before the docker failure stopped launching)\n{report}"
     );
     assert_eq!(&log[2..], &pre_log[..], "no force-push\n{report}");
     let (restoring, rollback) = (&log[0], &log[1]);
@@ -481,14 +541,17 @@ fn docker_failure_after_the_tap_push_is_compensated_by_a_restoring_commit() {
         "myapp: roll back to v1.1.0 (from v1.2.0)"
     );
     assert_eq!(f.parents_of(restoring), vec![rollback.clone()]);
+    assert_eq!(f.files_changed(restoring), vec![FORMULA.to_string()]);
     assert_eq!(f.tap.tree_of(restoring), pre_tree, "{report}");
-    assert_eq!(f.tap.tree_of(&f.tap.head()), pre_tree);
     assert_eq!(
         f.tap.file_in_fresh_clone(FORMULA).as_deref(),
         Some(goreleaser_formula("myapp", "1.2.0").as_str())
     );
-    assert!(out.contains("applied, undone"), "{report}");
     assert!(err.contains("failed and was undone"), "{report}");
+    assert!(
+        err.contains("latest"),
+        "the error names the failed tag:\n{report}"
+    );
 
     // History: the attempt is rollback_failed, v1.2.0 still the deployed one.
     let h = f.history();
@@ -496,8 +559,45 @@ fn docker_failure_after_the_tap_push_is_compensated_by_a_restoring_commit() {
     assert_eq!(status(&h[0]), "rollback_failed", "{:#?}", h[0]);
     assert_eq!(h[0]["rollback_of"], "v1.2.0");
     assert_eq!(status(release_entry(&h, "v1.2.0")), "deployed");
+    assert_eq!(status(release_entry(&h, "v1.1.0")), "superseded");
     assert_eq!(deployed(&h).len(), 1);
-    assert!(f.journals().is_empty(), "journal removed: the history is the record");
+    assert!(
+        f.journals().is_empty(),
+        "journal removed: the history is the record"
+    );
+    (out, err)
+}
+
+#[test]
+fn docker_failure_with_the_tap_push_in_flight_is_compensated() {
+    // Default concurrency: both changing steps are launched together. Observed: the docker PUT
+    // fails first (~10 ms), the tap push completes after that (~150 ms), and is undone.
+    let (out, _) = docker_fails_after_tap(None, "text");
+    assert!(out.contains("applied, undone"), "{out}");
+    assert!(out.contains("FAILED"), "{out}");
+}
+
+#[test]
+fn docker_failure_after_the_tap_was_pushed_is_compensated() {
+    // concurrency 1, brew configured first: the tap push has finished before docker starts.
+    let (out, _) = docker_fails_after_tap(Some(1), "json");
+    let v: Value = serde_json::from_str(&out).expect("outcome json");
+    assert_eq!(v["outcome"]["kind"], "failed_undone", "{v:#}");
+    let steps = v["outcome"]["steps"].as_array().unwrap();
+    let brew = steps
+        .iter()
+        .find(|s| s["registry"] == TAP)
+        .expect("brew step");
+    let docker = steps
+        .iter()
+        .find(|s| s["registry"] != TAP)
+        .expect("docker step");
+    assert_eq!(
+        (brew["ok"].as_bool(), brew["undone"].as_bool()),
+        (Some(true), Some(true))
+    );
+    assert_eq!(docker["ok"], false);
+    assert_eq!(docker["reference"], "latest");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -509,7 +609,9 @@ fn unrelated_push_during_the_rollback_is_kept_and_built_upon() {
     let f = formula_fixture();
     let pre_log = f.tap.log();
     // Their commit: an unrelated file, pushed by the hook when bagboy's push arrives.
-    let theirs = f.tap.commit_file("README.md", "# acme tap\n", "docs: readme");
+    let theirs = f
+        .tap
+        .commit_file("README.md", "# acme tap\n", "docs: readme");
     f.tap.race_next_push();
 
     let (out, err) = f.expect(0, &["rollback", "--version", "v1.1.0", "--yes"]);
@@ -518,7 +620,11 @@ fn unrelated_push_during_the_rollback_is_kept_and_built_upon() {
     let log = f.tap.log();
     assert_eq!(log.len(), pre_log.len() + 2, "{log:?}\n{out}\n{err}");
     assert_eq!(log[1], theirs, "their commit is kept");
-    assert_eq!(f.parents_of(&log[0]), vec![theirs.clone()], "bagboy rebuilt on their commit");
+    assert_eq!(
+        f.parents_of(&log[0]),
+        vec![theirs.clone()],
+        "bagboy rebuilt on their commit"
+    );
     assert_eq!(&log[2..], &pre_log[..]);
     let clone = f.tap.clone_fresh();
     assert_eq!(
@@ -565,7 +671,10 @@ fn push_to_the_formula_during_the_rollback_stops_it_and_nothing_stays_changed() 
     let log = f.tap.log();
     assert_eq!(log.len(), pre_log.len() + 1, "{report}");
     assert_eq!(&log[1..], &pre_log[..]);
-    assert_eq!(f.tap.file_in_fresh_clone(FORMULA).as_deref(), Some(hotfix.as_str()));
+    assert_eq!(
+        f.tap.file_in_fresh_clone(FORMULA).as_deref(),
+        Some(hotfix.as_str())
+    );
     assert!(
         err.contains("Formula/myapp.rb") && err.contains("changed by commit"),
         "the error names the conflict:\n{report}"
@@ -576,8 +685,22 @@ fn push_to_the_formula_during_the_rollback_stops_it_and_nothing_stays_changed() 
         Some(digests[2].as_str()),
         "{report}"
     );
-    assert_eq!(reg.tag_digest(IMAGE, "v1.2.0").as_deref(), Some(digests[2].as_str()));
-    assert_eq!(reg.tag_digest(IMAGE, "v1.1.0").as_deref(), Some(digests[1].as_str()));
+    assert_eq!(
+        reg.tag_digest(IMAGE, "v1.2.0").as_deref(),
+        Some(digests[2].as_str())
+    );
+    assert_eq!(
+        reg.tag_digest(IMAGE, "v1.1.0").as_deref(),
+        Some(digests[1].as_str())
+    );
+    // `latest` really was moved and put back (not merely never touched).
+    let puts: Vec<_> = reg
+        .bagboy_requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT" && r.path.ends_with("/manifests/latest"))
+        .collect();
+    assert_eq!(puts.len(), 2, "apply + undo of latest: {puts:?}\n{report}");
+    assert!(out.contains("applied, undone"), "{report}");
     // History.
     let h = f.history();
     assert_eq!(status(&h[0]), "rollback_failed", "{report}");
@@ -596,7 +719,10 @@ fn assert_refused(f: &Fixture, args: &[&str], must_mention: &[&str]) -> String {
     let hist = f.project.history_bytes();
     let (out, err) = f.expect(2, args);
     for m in must_mention {
-        assert!(err.contains(m), "error mentions `{m}`:\nstderr:\n{err}\nstdout:\n{out}");
+        assert!(
+            err.contains(m),
+            "error mentions `{m}`:\nstderr:\n{err}\nstdout:\n{out}"
+        );
     }
     assert!(err.contains("error:"), "{err}");
     assert_eq!(f.remote_refs(), refs, "tap unchanged");
@@ -629,7 +755,7 @@ fn formula_names_with_a_path_are_refused() {
         for extra in [&["--yes"][..], &["--dry-run"][..]] {
             let mut args = vec!["rollback", "--version", "v1.1.0"];
             args.extend_from_slice(extra);
-            assert_refused(&f, &args, &[bad, reason]);
+            assert_refused(&f, &args, &[bad, reason, "bagboy.yaml"]);
         }
         // Recording with it is refused too.
         let hist = f.project.history_bytes();
@@ -674,7 +800,11 @@ fn a_target_tap_commit_without_the_formula_is_refused() {
         &[&bare, "neither a formula nor a cask"],
     );
     assert!(err.contains("myapp"), "{err}");
-    assert_refused(&f, &["rollback", "--version", "v1.1.0", "--dry-run"], &[&bare]);
+    assert_refused(
+        &f,
+        &["rollback", "--version", "v1.1.0", "--dry-run"],
+        &[&bare],
+    );
 
     // A tap_commit that is not in the tap at all is bad input as well.
     let ghost = "0123456789abcdef0123456789abcdef01234567";
@@ -713,10 +843,15 @@ fn record_stores_the_commit_whose_formula_declares_the_version() {
     f.publish_formula("v1.0.0");
     f.publish_formula("v1.1.0");
     // Unrelated tap activity after 1.1.0: head is not the 1.1.0 commit any more.
-    f.tap.commit_file("README.md", "# acme tap\n", "docs: readme");
+    f.tap
+        .commit_file("README.md", "# acme tap\n", "docs: readme");
     f.tap.push();
     f.publish_formula("v1.2.0");
-    f.tap.commit_file("Formula/other.rb", &goreleaser_formula("other", "9.9.9"), "other 9.9.9");
+    f.tap.commit_file(
+        "Formula/other.rb",
+        &goreleaser_formula("other", "9.9.9"),
+        "other 9.9.9",
+    );
     f.tap.push();
 
     // Record out of publishing order, as a late `record` in CI would.
@@ -760,8 +895,14 @@ fn assert_no_secret(what: &str, haystack: &[u8]) {
         base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{SENTINEL}"));
     let s = String::from_utf8_lossy(haystack);
     assert!(!s.contains(SENTINEL), "{what} contains GITHUB_TOKEN:\n{s}");
-    assert!(!s.contains(&basic), "{what} contains the token as Basic auth:\n{s}");
-    assert!(!s.contains("x9Q2v7Lk3Zr8Wm4Tn6Yp1Hs5"), "{what} contains part of the token");
+    assert!(
+        !s.contains(&basic),
+        "{what} contains the token as Basic auth:\n{s}"
+    );
+    assert!(
+        !s.contains("x9Q2v7Lk3Zr8Wm4Tn6Yp1Hs5"),
+        "{what} contains part of the token"
+    );
 }
 
 fn all_files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -783,7 +924,10 @@ fn github_token_never_reaches_output_history_or_journal() {
     let rewrite = |target: &str| {
         vec![
             ("GIT_CONFIG_COUNT".to_string(), "1".to_string()),
-            ("GIT_CONFIG_KEY_0".to_string(), format!("url.{target}.insteadOf")),
+            (
+                "GIT_CONFIG_KEY_0".to_string(),
+                format!("url.{target}.insteadOf"),
+            ),
             (
                 "GIT_CONFIG_VALUE_0".to_string(),
                 format!("https://github.com/{TAP}.git"),
@@ -792,7 +936,9 @@ fn github_token_never_reaches_output_history_or_journal() {
     };
     f.env.push(("GITHUB_TOKEN".into(), SENTINEL.into()));
     f.env.extend(rewrite(&f.tap.url()));
-    f.config(&[format!("  - format: brew\n    registry: {TAP}\n    branch: main\n")]);
+    f.config(&[format!(
+        "  - format: brew\n    registry: {TAP}\n    branch: main\n"
+    )]);
 
     // Capture the journal while a rollback runs: the tap's pre-receive hook copies it.
     let captured = f.project.path().join("captured-journal");
@@ -813,7 +959,15 @@ fn github_token_never_reaches_output_history_or_journal() {
         run(
             &f,
             0,
-            &["-vvv", "rollback", "--version", "v1.1.0", "--dry-run", "--format", format],
+            &[
+                "-vvv",
+                "rollback",
+                "--version",
+                "v1.1.0",
+                "--dry-run",
+                "--format",
+                format,
+            ],
         );
     }
     {
@@ -830,7 +984,19 @@ fn github_token_never_reaches_output_history_or_journal() {
         .unwrap();
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
-    run(&f, 0, &["-vvv", "--log-format", "json", "rollback", "--version", "v1.1.0", "--yes"]);
+    run(
+        &f,
+        0,
+        &[
+            "-vvv",
+            "--log-format",
+            "json",
+            "rollback",
+            "--version",
+            "v1.1.0",
+            "--yes",
+        ],
+    );
     run(&f, 0, &["-vvv", "rollback", "--version", "v1.1.0", "--yes"]);
     run(&f, 0, &["versions", "list", "--format", "json"]);
     // Failures print git's stderr and the tap URL: still no token.
@@ -843,9 +1009,16 @@ fn github_token_never_reaches_output_history_or_journal() {
     broken.env.push(("GITHUB_TOKEN".into(), SENTINEL.into()));
     broken.env.extend(rewrite("file:///nonexistent/tap.git"));
     std::fs::create_dir_all(broken.project.path().join("docker-config")).unwrap();
-    broken.project.write("bagboy.yaml", &std::fs::read_to_string(f.project.path().join("bagboy.yaml")).unwrap());
+    broken.project.write(
+        "bagboy.yaml",
+        &std::fs::read_to_string(f.project.path().join("bagboy.yaml")).unwrap(),
+    );
     broken.project.write_history(&f.project.history());
-    run(&broken, 2, &["-vvv", "rollback", "--version", "v1.2.0", "--yes"]);
+    run(
+        &broken,
+        2,
+        &["-vvv", "rollback", "--version", "v1.2.0", "--yes"],
+    );
     run(&broken, 2, &["-vvv", "record", "--version", "v1.2.0"]);
 
     // The rollback really went through GitHub-style config, and the journal was captured.
@@ -876,6 +1049,9 @@ fn github_token_never_reaches_output_history_or_journal() {
             assert_no_secret(&file.display().to_string(), &std::fs::read(&file).unwrap());
         }
     }
-    let tap_log = git(&f.tap.remote, &["log", "--format=%H %an %ae %cn %ce%n%B", "main"]);
+    let tap_log = git(
+        &f.tap.remote,
+        &["log", "--format=%H %an %ae %cn %ce%n%B", "main"],
+    );
     assert_no_secret("tap commits", tap_log.as_bytes());
 }
