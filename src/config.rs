@@ -289,7 +289,18 @@ fn registry(p: &mut Problems, warnings: &mut Vec<Problem>, node: &Node) -> Optio
             }
             "remote" => r.remote = p.string(key, v),
             "branch" => r.branch = p.string(key, v),
-            "formula" | "cask" => r.formula = p.string(key, v),
+            "formula" | "cask" => {
+                r.formula = p.string(key, v);
+                // The name becomes a path in the tap; refuse it here rather than let a
+                // recorded name silently win over a config that can never be right.
+                if let Some(Err(e)) = r
+                    .formula
+                    .as_deref()
+                    .map(crate::registry::homebrew::validate_name)
+                {
+                    p.push(v.loc, e.to_string());
+                }
+            }
             _ => warnings.push(Problem {
                 loc: k.loc,
                 message: format!("unknown registry key `{key}` ignored"),

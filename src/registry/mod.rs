@@ -61,6 +61,7 @@ impl RegistryError {
                 homebrew::TapError::InvalidName { .. }
                     | homebrew::TapError::InvalidTap { .. }
                     | homebrew::TapError::InvalidCommit { .. }
+                    | homebrew::TapError::NoCommit { .. }
                     | homebrew::TapError::NotFound { .. }
                     | homebrew::TapError::NoVersion { .. }
                     | homebrew::TapError::NoBranch { .. }
