@@ -509,7 +509,8 @@ struct Upstream {
 
 impl Upstream {
     /// Send `req` and read the answer, on the kept-alive connection when there is one. A kept
-    /// connection the server closed while idle is replaced once, as HTTP clients do.
+    /// connection the server had closed while idle (nothing at all came back) is replaced
+    /// once, as HTTP clients do; a request the server may have acted on is never re-sent.
     async fn exchange(&mut self, req: &Request) -> io::Result<Response> {
         let bytes = {
             let mut b = req.head.bytes(&["expect"]);
@@ -518,25 +519,34 @@ impl Upstream {
         };
         let reused = self.conn.is_some();
         match self.try_exchange(&bytes, &req.method).await {
-            Err(_) if reused => {
+            Err(Attempt::Stale(_)) if reused => {
                 self.conn = None;
-                self.try_exchange(&bytes, &req.method).await
+                self.try_exchange(&bytes, &req.method)
+                    .await
+                    .map_err(Attempt::into_io)
             }
-            other => other,
+            other => other.map_err(Attempt::into_io),
         }
     }
 
-    async fn try_exchange(&mut self, bytes: &[u8], method: &str) -> io::Result<Response> {
+    async fn try_exchange(&mut self, bytes: &[u8], method: &str) -> Result<Response, Attempt> {
         if self.conn.is_none() {
-            let s = TcpStream::connect(self.addr).await?;
+            let s = TcpStream::connect(self.addr)
+                .await
+                .map_err(Attempt::Failed)?;
             let _ = s.set_nodelay(true);
             let (r, w) = s.into_split();
             self.conn = Some((BufReader::new(r), w));
         }
         let (r, w) = self.conn.as_mut().expect("connected above");
         let result = async {
-            w.write_all(bytes).await?;
-            read_response(r, method).await
+            w.write_all(bytes).await.map_err(Attempt::Stale)?;
+            match r.fill_buf().await {
+                Ok([]) => return Err(Attempt::Stale(io::ErrorKind::UnexpectedEof.into())),
+                Err(e) => return Err(Attempt::Stale(e)),
+                Ok(_) => {}
+            }
+            read_response(r, method).await.map_err(Attempt::Failed)
         }
         .await;
         match &result {
@@ -544,6 +554,20 @@ impl Upstream {
             _ => self.conn = None,
         }
         result
+    }
+}
+
+/// Why an upstream exchange failed: `Stale` when the server cannot have answered.
+enum Attempt {
+    Stale(io::Error),
+    Failed(io::Error),
+}
+
+impl Attempt {
+    fn into_io(self) -> io::Error {
+        match self {
+            Attempt::Stale(e) | Attempt::Failed(e) => e,
+        }
     }
 }
 
