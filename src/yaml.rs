@@ -241,7 +241,28 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Node, ParseError> {
                 message: first_line(&e.without_snippet().to_string()),
             }
         })?;
-    Ok(to_node(spanned, text))
+    let root = to_node(spanned, text);
+    if let Some(loc) = collection_key(&root) {
+        // bagboy's files never need them, and the writer has no faithful way back for them.
+        return Err(ParseError::Syntax {
+            path: path.to_path_buf(),
+            loc,
+            message: "a mapping key must be a plain value (string, number, boolean), not a list or mapping".into(),
+        });
+    }
+    Ok(root)
+}
+
+/// The position of the first mapping key that is a list or a mapping.
+fn collection_key(n: &Node) -> Option<Loc> {
+    match &n.value {
+        Value::Seq(items) => items.iter().find_map(collection_key),
+        Value::Map(entries) => entries.iter().find_map(|(k, v)| match k.value {
+            Value::Seq(_) | Value::Map(_) => Some(k.loc),
+            _ => collection_key(v),
+        }),
+        _ => None,
+    }
 }
 
 fn first_line(s: &str) -> String {
@@ -409,7 +430,12 @@ impl Emitter {
     /// `key: value` for a node, at `indent` spaces.
     pub fn field(&mut self, indent: usize, key: &str, value: &Node) {
         self.pad(indent);
-        self.out.push_str(&quote_key(key));
+        self.keyed(indent, &quote_key(key), value);
+    }
+
+    /// `key: value` with the key already rendered.
+    fn keyed(&mut self, indent: usize, key: &str, value: &Node) {
+        self.out.push_str(key);
         self.out.push(':');
         self.value_after_key(indent, value);
     }
@@ -423,9 +449,7 @@ impl Emitter {
 
     /// Writes `key:` then a field continuation; used for the first field of a list item.
     pub fn field_inline(&mut self, indent: usize, key: &str, value: &Node) {
-        self.out.push_str(&quote_key(key));
-        self.out.push(':');
-        self.value_after_key(indent, value);
+        self.keyed(indent, &quote_key(key), value);
     }
 
     pub fn raw_line(&mut self, indent: usize, text: &str) {
@@ -460,8 +484,8 @@ impl Emitter {
         match &node.value {
             Value::Map(entries) => {
                 for (k, v) in entries {
-                    let key = k.as_scalar().map_or("", |s| s.text.as_str());
-                    self.field(indent, key, v);
+                    self.pad(indent);
+                    self.keyed(indent, &render_key(k), v);
                 }
             }
             Value::Seq(items) => {
@@ -470,12 +494,10 @@ impl Emitter {
                         Value::Map(entries) if !entries.is_empty() => {
                             let inner = self.item_start(indent);
                             for (i, (k, v)) in entries.iter().enumerate() {
-                                let key = k.as_scalar().map_or("", |s| s.text.as_str());
-                                if i == 0 {
-                                    self.field_inline(inner, key, v);
-                                } else {
-                                    self.field(inner, key, v);
+                                if i > 0 {
+                                    self.pad(inner);
                                 }
+                                self.keyed(inner, &render_key(k), v);
                             }
                         }
                         Value::Seq(inner) if !inner.is_empty() => {
@@ -515,6 +537,18 @@ fn scalar_text(node: &Node) -> String {
         },
         // Nested collections inside flow lists are not produced by bagboy's own model.
         Value::Seq(_) | Value::Map(_) => "null".into(),
+    }
+}
+
+/// A key of a kept (unknown) mapping, keeping its YAML type: writing `1` and `"1"` both as
+/// `"1"` would make two distinct keys collide, and the file unreadable.
+fn render_key(key: &Node) -> String {
+    match &key.value {
+        Value::Scalar(s) if s.kind == ScalarKind::Str => quote_key(&s.text),
+        Value::Scalar(s) => s.text.clone(),
+        Value::Null => "null".into(),
+        // `parse` refuses collection keys, so only a hand-built tree can get here.
+        Value::Seq(_) | Value::Map(_) => quote(""),
     }
 }
 

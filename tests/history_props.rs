@@ -615,3 +615,34 @@ fn fixtures_round_trip() {
         assert_eq!(first, history::to_yaml(&again), "{}", path.display());
     }
 }
+
+/// Unknown fields whose keys are not strings: each key must keep its identity on write-back,
+/// or two distinct keys (`1` and `"1"`) collide and the file can no longer be read.
+#[test]
+fn typed_keys_in_unknown_fields_round_trip() {
+    let scratch = Scratch::new();
+    for extra in [
+        "x:\n  1: a\n  \"1\": b\n",
+        "x:\n  true: a\n  \"true\": b\n",
+        "x:\n  1.10: a\n  \"1.10\": b\n",
+        "x:\n  ~: a\n  \"\": b\n",
+        "x:\n  ? [a]\n  : 1\n  ? [b]\n  : 2\n",
+    ] {
+        let text = format!("deployments: []\n{extra}");
+        std::fs::write(&scratch.history, &text).unwrap();
+        let Ok(loaded) = Store::new(&scratch.history).load() else {
+            continue; // refusing such keys is fine too
+        };
+        let first = history::to_yaml(&loaded.history);
+        std::fs::write(&scratch.history, &first).unwrap();
+        let again = Store::new(&scratch.history)
+            .load()
+            .unwrap_or_else(|e| panic!("{text:?} was written back unreadable: {e}\n{first}"));
+        assert_eq!(first, history::to_yaml(&again.history), "{text:?}");
+        assert_eq!(
+            strip_extra(&loaded.history.extra),
+            strip_extra(&again.history.extra),
+            "{text:?}"
+        );
+    }
+}
