@@ -181,6 +181,9 @@ pub fn read_bounded(path: &Path) -> Result<Vec<u8>, ParseError> {
     Ok(bytes)
 }
 
+/// Deepest nesting accepted: see [`options`].
+pub const MAX_DEPTH: usize = 32;
+
 fn options() -> serde_saphyr::Options {
     let budget = serde_saphyr::budget! {
         max_reader_input_bytes: Some(DEFAULT_MAX_FILE_BYTES as usize),
@@ -188,7 +191,11 @@ fn options() -> serde_saphyr::Options {
         max_aliases: 10_000,
         max_anchors: 10_000,
         max_nodes: 4_000_000,
-        max_depth: 64,
+        // The deserializer recurses once per level with large frames (~37 KiB each in a debug
+        // build), so 64 levels overflowed a 2 MiB thread stack (tokio workers, test threads)
+        // before this budget could refuse them. bagboy's files nest 5 levels; 32 leaves room for
+        // users' extra fields.
+        max_depth: MAX_DEPTH,
         max_documents: 1,
         max_recorded_anchor_bytes: 4 * 1024 * 1024,
     };
@@ -234,7 +241,28 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Node, ParseError> {
                 message: first_line(&e.without_snippet().to_string()),
             }
         })?;
-    Ok(to_node(spanned, text))
+    let root = to_node(spanned, text);
+    if let Some(loc) = collection_key(&root) {
+        // bagboy's files never need them, and the writer has no faithful way back for them.
+        return Err(ParseError::Syntax {
+            path: path.to_path_buf(),
+            loc,
+            message: "a mapping key must be a plain value (string, number, boolean), not a list or mapping".into(),
+        });
+    }
+    Ok(root)
+}
+
+/// The position of the first mapping key that is a list or a mapping.
+fn collection_key(n: &Node) -> Option<Loc> {
+    match &n.value {
+        Value::Seq(items) => items.iter().find_map(collection_key),
+        Value::Map(entries) => entries.iter().find_map(|(k, v)| match k.value {
+            Value::Seq(_) | Value::Map(_) => Some(k.loc),
+            _ => collection_key(v),
+        }),
+        _ => None,
+    }
 }
 
 fn first_line(s: &str) -> String {
@@ -402,7 +430,12 @@ impl Emitter {
     /// `key: value` for a node, at `indent` spaces.
     pub fn field(&mut self, indent: usize, key: &str, value: &Node) {
         self.pad(indent);
-        self.out.push_str(&quote_key(key));
+        self.keyed(indent, &quote_key(key), value);
+    }
+
+    /// `key: value` with the key already rendered.
+    fn keyed(&mut self, indent: usize, key: &str, value: &Node) {
+        self.out.push_str(key);
         self.out.push(':');
         self.value_after_key(indent, value);
     }
@@ -416,9 +449,7 @@ impl Emitter {
 
     /// Writes `key:` then a field continuation; used for the first field of a list item.
     pub fn field_inline(&mut self, indent: usize, key: &str, value: &Node) {
-        self.out.push_str(&quote_key(key));
-        self.out.push(':');
-        self.value_after_key(indent, value);
+        self.keyed(indent, &quote_key(key), value);
     }
 
     pub fn raw_line(&mut self, indent: usize, text: &str) {
@@ -453,8 +484,8 @@ impl Emitter {
         match &node.value {
             Value::Map(entries) => {
                 for (k, v) in entries {
-                    let key = k.as_scalar().map_or("", |s| s.text.as_str());
-                    self.field(indent, key, v);
+                    self.pad(indent);
+                    self.keyed(indent, &render_key(k), v);
                 }
             }
             Value::Seq(items) => {
@@ -463,12 +494,10 @@ impl Emitter {
                         Value::Map(entries) if !entries.is_empty() => {
                             let inner = self.item_start(indent);
                             for (i, (k, v)) in entries.iter().enumerate() {
-                                let key = k.as_scalar().map_or("", |s| s.text.as_str());
-                                if i == 0 {
-                                    self.field_inline(inner, key, v);
-                                } else {
-                                    self.field(inner, key, v);
+                                if i > 0 {
+                                    self.pad(inner);
                                 }
+                                self.keyed(inner, &render_key(k), v);
                             }
                         }
                         Value::Seq(inner) if !inner.is_empty() => {
@@ -511,6 +540,18 @@ fn scalar_text(node: &Node) -> String {
     }
 }
 
+/// A key of a kept (unknown) mapping, keeping its YAML type: writing `1` and `"1"` both as
+/// `"1"` would make two distinct keys collide, and the file unreadable.
+fn render_key(key: &Node) -> String {
+    match &key.value {
+        Value::Scalar(s) if s.kind == ScalarKind::Str => quote_key(&s.text),
+        Value::Scalar(s) => s.text.clone(),
+        Value::Null => "null".into(),
+        // `parse` refuses collection keys, so only a hand-built tree can get here.
+        Value::Seq(_) | Value::Map(_) => quote(""),
+    }
+}
+
 fn quote_key(key: &str) -> String {
     if is_plain_word(key) {
         key.to_string()
@@ -519,9 +560,45 @@ fn quote_key(key: &str) -> String {
     }
 }
 
-/// Double-quoted YAML scalar. JSON string escapes are a subset of YAML's double-quoted ones.
+/// Double-quoted YAML scalar.
+///
+/// Not JSON escaping: JSON leaves DEL, C1 controls and U+FFFE/U+FFFF literal, and YAML readers
+/// refuse those characters, so a string read from an escape (`"a\x7f"`) would be written back as
+/// a file bagboy cannot read again. NEL, LS, PS and BOM are escaped too, so that no reader can
+/// take them for line breaks or a byte-order mark.
 pub fn quote(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Characters outside YAML's printable set, or that some reader treats as a break or BOM.
+/// All of them are below U+10000, so a `\uXXXX` escape fits.
+fn needs_escape(c: char) -> bool {
+    matches!(c,
+        '\u{0}'..='\u{1f}'
+        | '\u{7f}'..='\u{9f}'
+        | '\u{2028}'
+        | '\u{2029}'
+        | '\u{feff}'
+        | '\u{fffe}'
+        | '\u{ffff}'
+    )
 }
 
 /// Words that read back as the same string in YAML 1.1 and 1.2 (no numbers, booleans, nulls).
@@ -621,6 +698,47 @@ mod tests {
             prev = c;
         }
         assert!(p(&s).is_err());
+    }
+
+    #[test]
+    fn quoted_strings_read_back() {
+        for text in [
+            "plain",
+            "q\"b\\s",
+            "nl\ncr\rtab\t",
+            "del\u{7f}",
+            "c1\u{85}\u{9b}",
+            "ls\u{2028}ps\u{2029}",
+            "bom\u{feff}",
+            "nonchar\u{fffe}\u{ffff}",
+            "nul\u{0}bel\u{7}",
+            "é日本🚀",
+        ] {
+            let doc = format!("k: {}\n", quote(text));
+            let n = p(&doc).unwrap_or_else(|e| panic!("{doc:?}: {e}"));
+            let (_, _, v) = n.entries().unwrap().next().unwrap();
+            assert_eq!(v.as_scalar().unwrap().text, text, "{doc:?}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_a_small_stack() {
+        for depth in [MAX_DEPTH, MAX_DEPTH + 1, 200] {
+            let flow = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let block: String = (0..depth)
+                .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+                .collect();
+            for text in [flow, block] {
+                // 2 MiB: the default for spawned threads and tokio workers.
+                let ok = std::thread::Builder::new()
+                    .stack_size(2 << 20)
+                    .spawn(move || p(&text).is_ok())
+                    .unwrap()
+                    .join()
+                    .unwrap();
+                assert_eq!(ok, depth <= MAX_DEPTH, "depth {depth}");
+            }
+        }
     }
 
     #[test]
