@@ -1,7 +1,7 @@
 //! Publish a fake release of `myapp` to a local OCI layout and a local Homebrew tap, the way a
 //! release pipeline would: used by the quickstart (examples/quickstart/run.sh).
 //!
-//! Usage: cargo run --example publish -- <oci-layout-dir> <tap-work-clone> <version>
+//! Usage: cargo run --example publish -- <oci-layout-dir> <tap-work-clone | -> <version>
 
 use std::path::Path;
 use std::process::Command;
@@ -43,6 +43,9 @@ fn publish(
         layout.set_tag(&tag, &manifest.descriptor())?;
     }
     println!("oci-layout: {version} → {}", manifest.digest);
+    if tap == Path::new("-") {
+        return Ok(());
+    }
 
     std::fs::create_dir_all(tap.join("Formula"))?;
     std::fs::write(tap.join("Formula/myapp.rb"), formula(bare))?;

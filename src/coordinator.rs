@@ -371,7 +371,9 @@ impl<'a> RollbackCoordinator<'a> {
         let mut entry = Deployment::new(target.version.clone(), Status::RollingBack);
         entry.timestamp = later_than(history);
         entry.commit = target.commit.clone();
-        entry.rollback_of = current_idx.map(|c| history.deployments[c].version.to_string());
+        entry.rollback_of = current_idx
+            .filter(|_| !same_version)
+            .map(|c| history.deployments[c].version.to_string());
         entry.actor = actor();
         if plan.partial {
             let names: Vec<&str> = plan
@@ -498,7 +500,19 @@ impl<'a> RollbackCoordinator<'a> {
                     } else {
                         Status::RolledBackFrom
                     };
-                    final_history.deployments[c].set_status(status);
+                    let old = &mut final_history.deployments[c];
+                    if plan.partial {
+                        // Only the rolled-back registries left the old release; the package
+                        // statuses say which, the entry stops being current.
+                        old.status = Some(status);
+                        for p in &mut old.packages {
+                            if plan.registries.iter().any(|r| r.registry == p.registry) {
+                                p.status = Some(status);
+                            }
+                        }
+                    } else {
+                        old.set_status(status);
+                    }
                 }
             }
             OutcomeKind::FailedUndone => {

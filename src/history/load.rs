@@ -38,6 +38,20 @@ impl Problems {
         }
     }
 
+    /// Keys bagboy keeps for write-back must be strings: `1:` and `"1":` would collide.
+    pub fn string_key(&mut self, key: &Node) -> bool {
+        match key.as_scalar() {
+            Some(s) if s.kind == ScalarKind::Str => true,
+            _ => {
+                self.push(
+                    key.loc,
+                    format!("keys must be strings, found {}; quote it", key.type_name()),
+                );
+                false
+            }
+        }
+    }
+
     pub fn boolean(&mut self, key: &str, node: &Node) -> Option<bool> {
         match node.as_scalar() {
             Some(s) if s.kind == ScalarKind::Bool => Some(s.text == "true"),
@@ -173,7 +187,10 @@ pub fn from_tree(root: &Node) -> Result<History, Vec<Problem>> {
         return Err(p.0);
     };
     let mut saw_deployments = false;
-    for (key, _, value) in entries {
+    for (key, key_node, value) in entries {
+        if !p.string_key(key_node) {
+            continue;
+        }
         if key == "deployments" {
             saw_deployments = true;
             for item in p.list("deployments", value) {
@@ -240,7 +257,10 @@ fn deployment(p: &mut Problems, node: &Node) -> Option<Deployment> {
         extra: Vec::new(),
         loc: node.loc,
     };
-    for (key, _, v) in entries {
+    for (key, key_node, v) in entries {
+        if !p.string_key(key_node) {
+            continue;
+        }
         match key {
             "version" => version = p.version("version", v),
             "timestamp" => timestamp = timestamp_field(p, v),
@@ -333,7 +353,10 @@ fn package(p: &mut Problems, node: &Node) -> Option<Package> {
     let mut pkg = Package::new("", "");
     pkg.loc = node.loc;
     let (mut format, mut registry) = (None, None);
-    for (key, _, v) in entries {
+    for (key, key_node, v) in entries {
+        if !p.string_key(key_node) {
+            continue;
+        }
         match key {
             "format" => format = p.string(key, v),
             "registry" => registry = p.string(key, v),

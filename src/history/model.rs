@@ -354,6 +354,9 @@ impl History {
 
     /// The default rollback target: the newest entry older than the current one that is not
     /// `failed`/`rollback_failed` (nor an unfinished `rolling_back`), and a different version.
+    /// Entries marked `rolled_back_from` are passed over too: a rollback moved away from them
+    /// because they were bad, so a second `bagboy rollback` goes further back, never forward
+    /// to the broken release.
     ///
     /// An entry marked `rollback_safe: false` is not passed over: it is the target, and the
     /// rollback refuses it without `--force` (contract). Skipping it would silently go back
@@ -370,6 +373,7 @@ impl History {
             let d = &self.deployments[*i];
             !d.effective_status().is_some_and(Status::is_failure)
                 && d.effective_status() != Some(Status::RollingBack)
+                && d.effective_status() != Some(Status::RolledBackFrom)
                 && Some(&d.version) != current_version
         })
     }
