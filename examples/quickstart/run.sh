@@ -58,7 +58,7 @@ run rollback --version v1.1.0 --yes
 run versions list
 
 echo; echo "==> what users now get"
-echo "OCI layout tag latest → $(python3 -c 'import json,sys; idx=json.load(open("oci/index.json")); print([m["digest"] for m in idx["manifests"] if m.get("annotations",{}).get("org.opencontainers.image.ref.name")=="latest"][0])')"
+echo "OCI layout tag latest → $(grep -B4 'ref.name": "latest"' oci/index.json | grep -o "sha256:[0-9a-f]*")"
 git clone -q tap.git tap-check 2>/dev/null
 echo "Formula/myapp.rb:"; grep -E '^\s+(version|version_scheme) ' tap-check/Formula/myapp.rb
 echo "tap log:"; git -C tap-check log --oneline | head -4

@@ -1,0 +1,79 @@
+//! Snapshots of what people read: the rollback preview (text and markdown) and the outcome,
+//! on an OCI layout plus a Homebrew tap. Image digests are deterministic and kept; tap commit
+//! ids, timings and temp paths are filtered.
+
+mod support;
+
+use bagboy::registry::oci::OciLayout;
+use support::cli::{text, Project};
+use support::tap::{goreleaser_formula, TestTap};
+
+fn project() -> (Project, TestTap) {
+    let p = Project::new();
+    let tap = TestTap::new();
+    let layout = OciLayout::init(p.path().join("oci")).unwrap();
+    p.write(
+        "bagboy.yaml",
+        &format!(
+            "name: myapp\nregistries:\n  - format: oci-layout\n    registry: oci\n  - format: brew\n    registry: acme/homebrew-tap\n    remote: \"{}\"\n    branch: main\n",
+            tap.url()
+        ),
+    );
+    for v in ["1.0.0", "1.1.0", "1.2.0"] {
+        let m = layout
+            .add_image(
+                &format!("v{v}"),
+                format!("{{\"version\":\"{v}\"}}").as_bytes(),
+                format!("layer {v}").as_bytes(),
+            )
+            .unwrap();
+        layout.set_tag("latest", &m.descriptor()).unwrap();
+        tap.commit_file(
+            "Formula/myapp.rb",
+            &goreleaser_formula("myapp", v),
+            &format!("myapp {v}"),
+        );
+        tap.push();
+        let out = p
+            .bagboy()
+            .args(["record", "--version", &format!("v{v}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{:?}", text(&out));
+    }
+    (p, tap)
+}
+
+fn settings() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.add_filter(r"\b[0-9a-f]{40}\b", "[COMMIT]");
+    s.add_filter(r"\b[0-9a-f]{10}\b", "[COMMIT]");
+    s.add_filter(r"\d+ ms", "[N] ms");
+    s.add_filter(r"in \d+\.\d+s", "in [T]s");
+    s
+}
+
+#[test]
+fn rollback_preview_and_outcome() {
+    let (p, _tap) = project();
+    let out = p.bagboy().args(["rollback", "--dry-run"]).output().unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    settings().bind(|| insta::assert_snapshot!("dry_run_text", text(&out).0));
+
+    let out = p
+        .bagboy()
+        .args(["rollback", "--dry-run", "--format", "markdown"])
+        .output()
+        .unwrap();
+    settings().bind(|| insta::assert_snapshot!("dry_run_markdown", text(&out).0));
+
+    let out = p
+        .bagboy()
+        .args(["rollback", "--version", "v1.1.0", "--yes"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (stdout, _) = text(&out);
+    let outcome = &stdout[stdout.find("Rolled back").unwrap()..];
+    settings().bind(|| insta::assert_snapshot!("rollback_outcome", outcome));
+}
