@@ -85,21 +85,13 @@ fn pick_interactively(history: &crate::history::History) -> Result<Option<usize>
             }
         );
     }
-    eprint!(
+    let prompt = format!(
         "Number [default {}]: ",
         default
             .and_then(|d| candidates.iter().position(|c| *c == d))
             .map_or(1, |p| p + 1)
     );
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|source| Error::Io {
-            context: "reading the choice".into(),
-            source,
-        })?;
+    let line = ask(&prompt)?;
     let line = line.trim();
     if line.is_empty() {
         return Ok(default.or(candidates.first().copied()));
@@ -112,17 +104,23 @@ fn pick_interactively(history: &crate::history::History) -> Result<Option<usize>
     }
 }
 
-fn confirm() -> Result<bool, Error> {
-    eprint!("Proceed with the rollback? [y/N] ");
+/// Ask on stderr, read one line from stdin.
+fn ask(prompt: &str) -> Result<String, Error> {
+    eprint!("{prompt}");
     let _ = std::io::stderr().flush();
     let mut line = String::new();
     std::io::stdin()
         .lock()
         .read_line(&mut line)
         .map_err(|source| Error::Io {
-            context: "reading the confirmation".into(),
+            context: "reading an answer from the terminal".into(),
             source,
         })?;
+    Ok(line)
+}
+
+fn confirm() -> Result<bool, Error> {
+    let line = ask("Proceed with the rollback? [y/N] ")?;
     Ok(matches!(
         line.trim().to_ascii_lowercase().as_str(),
         "y" | "yes"
