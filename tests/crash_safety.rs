@@ -335,16 +335,28 @@ impl<'r> Scenario<'r> {
         }
     }
 
-    /// The history's deployments; `Err` when the file does not parse.
+    /// The history's deployments, oldest first; `Err` when the file does not parse.
     fn history(&self) -> Result<Vec<Value>, String> {
         let text = std::fs::read_to_string(self.project.history_path())
             .map_err(|e| format!("history unreadable: {e}"))?;
         let doc: Value = serde_saphyr::from_str(&text)
             .map_err(|e| format!("history does not parse (torn?): {e}\n{text}"))?;
-        doc["deployments"]
+        let mut entries = doc["deployments"]
             .as_array()
             .cloned()
-            .ok_or_else(|| format!("history has no deployments list:\n{text}"))
+            .ok_or_else(|| format!("history has no deployments list:\n{text}"))?;
+        let ts = |e: &Value| {
+            time::OffsetDateTime::parse(
+                e["timestamp"].as_str().unwrap_or_default(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .ok()
+        };
+        if let Some(bad) = entries.iter().find(|e| ts(e).is_none()) {
+            return Err(format!("an entry has no RFC 3339 timestamp: {bad}"));
+        }
+        entries.sort_by_key(ts);
+        Ok(entries)
     }
 
     fn journals(&self) -> Vec<PathBuf> {
