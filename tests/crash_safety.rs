@@ -276,7 +276,11 @@ impl<'r> Scenario<'r> {
     fn docker_state(&self) -> Vec<Snapshot> {
         self.repos
             .iter()
-            .map(|r| TAGS.iter().map(|t| (*t, self.reg.tag_digest(r, t))).collect())
+            .map(|r| {
+                TAGS.iter()
+                    .map(|t| (*t, self.reg.tag_digest(r, t)))
+                    .collect()
+            })
             .collect()
     }
 
@@ -296,9 +300,25 @@ impl<'r> Scenario<'r> {
             } else if snap == self.target[i] {
                 states.push(At::Target);
             } else {
+                let odd: Vec<String> = snap
+                    .iter()
+                    .map(|(t, d)| {
+                        let at = if *d == self.pre[i][t] && *d == self.target[i][t] {
+                            "same"
+                        } else if *d == self.pre[i][t] {
+                            "pre"
+                        } else if *d == self.target[i][t] {
+                            "target"
+                        } else {
+                            "elsewhere"
+                        };
+                        format!("{t}={at}")
+                    })
+                    .collect();
                 problems.push(format!(
-                    "{} is half rolled back: {snap:?}\n  pre: {:?}\n  target: {:?}",
-                    self.repos[i], self.pre[i], self.target[i]
+                    "{} is half rolled back: {}",
+                    self.repos[i],
+                    odd.join(" ")
                 ));
             }
         }
@@ -390,7 +410,10 @@ impl<'r> Scenario<'r> {
             ));
         }
         let current = deployed[0];
-        let new: Vec<&Value> = h.iter().filter(|e| e.get("rollback_of").is_some()).collect();
+        let new: Vec<&Value> = h
+            .iter()
+            .filter(|e| e.get("rollback_of").is_some())
+            .collect();
         if !self.journals().is_empty() {
             return Err(format!("journal left: {:?}", self.journals()));
         }
@@ -418,7 +441,9 @@ impl<'r> Scenario<'r> {
                 }
                 for e in new.iter().filter(|e| !std::ptr::eq(**e, current)) {
                     if status(e) != "rollback_failed" {
-                        return Err(format!("an earlier attempt is not rollback_failed:\n{text}"));
+                        return Err(format!(
+                            "an earlier attempt is not rollback_failed:\n{text}"
+                        ));
                     }
                 }
                 Ok("deployed")
@@ -435,7 +460,9 @@ impl<'r> Scenario<'r> {
                 match new.len() {
                     0 => {
                         if self.project.history_bytes() != self.history_pre {
-                            return Err(format!("the history changed without a new entry:\n{text}"));
+                            return Err(format!(
+                                "the history changed without a new entry:\n{text}"
+                            ));
                         }
                         Ok("no entry")
                     }
@@ -550,9 +577,11 @@ fn failure_matrix(fault: Fault) {
                     run.show()
                 ));
             }
-            if at == At::Pre && entry == "no entry" && !run.stderr.contains("nothing was changed")
-            {
-                return Err(format!("a planning failure does not say nothing changed: {}", run.show()));
+            if at == At::Pre && entry == "no entry" && !run.stderr.contains("nothing was changed") {
+                return Err(format!(
+                    "a planning failure does not say nothing changed: {}",
+                    run.show()
+                ));
             }
             Ok(format!("{at}, history: {entry}"))
         })();
@@ -577,8 +606,10 @@ fn failure_matrix(fault: Fault) {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert!(
-        rows.iter()
-            .any(|(_, r)| r.outcome.as_deref().is_ok_and(|o| o.contains("rollback_failed"))),
+        rows.iter().any(|(_, r)| r
+            .outcome
+            .as_deref()
+            .is_ok_and(|o| o.contains("rollback_failed"))),
         "no fault hit the apply phase"
     );
 }
@@ -637,7 +668,12 @@ fn rejected_tap_push_puts_the_tags_back() {
     install_hook(&sc.tap, "#!/bin/sh\necho 'tap is frozen' >&2\nexit 1\n");
     let run = sc.run(&ROLLBACK);
     assert_eq!(run.code, Some(1), "{}", run.show());
-    assert_eq!(sc.settled(), Ok((At::Pre, "rollback_failed")), "{}", run.show());
+    assert_eq!(
+        sc.settled(),
+        Ok((At::Pre, "rollback_failed")),
+        "{}",
+        run.show()
+    );
     std::fs::remove_file(sc.tap.remote.join("hooks/pre-receive")).unwrap();
     assert_eq!(sc.rollback_again_works(), Ok(()));
 }
@@ -680,8 +716,7 @@ fn wait_for_file(p: &std::path::Path, timeout: Duration) -> bool {
 fn kill_at(sc: &Scenario<'_>, point: &KillPoint) -> Result<String, String> {
     match point {
         KillPoint::Request(k) => {
-            sc.proxy
-                .set_fault(sc.base + k, Fault::Stall(Duration::MAX));
+            sc.proxy.set_fault(sc.base + k, Fault::Stall(Duration::MAX));
             let mut child = sc.spawn(&ROLLBACK, false);
             if !sc.proxy.wait_for_request(sc.base + k, WAIT) {
                 let _ = child.kill();
@@ -784,7 +819,11 @@ fn kill_at(sc: &Scenario<'_>, point: &KillPoint) -> Result<String, String> {
             }
             Ok(format!(
                 "tap push held by a hook; killed {}{}",
-                if *group { "bagboy + git (group)" } else { "bagboy only" },
+                if *group {
+                    "bagboy + git (group)"
+                } else {
+                    "bagboy only"
+                },
                 if *group {
                     String::new()
                 } else if landed {
@@ -913,7 +952,10 @@ fn ten_concurrent_rollbacks_one_proceeds_the_others_exit_4() {
         "{codes:?}\n{stderrs:#?}"
     );
     assert_eq!(
-        stderrs.iter().filter(|e| e.contains("is held by pid")).count(),
+        stderrs
+            .iter()
+            .filter(|e| e.contains("is held by pid"))
+            .count(),
         9,
         "{stderrs:#?}"
     );
@@ -997,7 +1039,8 @@ fn secrets_never_leak(auth: Auth) {
         ],
     );
     let v = ["-vvv", "--log-format", "json"];
-    let with = |args: &[&str]| -> Vec<String> { v.iter().chain(args).map(|s| s.to_string()).collect() };
+    let with =
+        |args: &[&str]| -> Vec<String> { v.iter().chain(args).map(|s| s.to_string()).collect() };
     let mut transcripts: Vec<(String, String)> = Vec::new();
     let mut run = |what: &str, args: &[&str], want: i32| {
         let args = with(args);
