@@ -685,6 +685,54 @@ fn install_hook(tap: &TestTap, script: &str) {
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// A `pre-receive` hook that holds the first push to the tap until released, then accepts or
+/// rejects it; later pushes (compensation, recover) go through.
+struct Gate {
+    reached: PathBuf,
+    release: PathBuf,
+    exited: PathBuf,
+}
+
+impl Gate {
+    fn install(tap: &TestTap, accept: bool) -> Gate {
+        let dir = tap.root();
+        let g = Gate {
+            reached: dir.join("hook-reached"),
+            release: dir.join("hook-release"),
+            exited: dir.join("hook-exited"),
+        };
+        install_hook(
+            tap,
+            &format!(
+                "#!/bin/sh\n\
+                 mkdir '{once}' 2>/dev/null || exit 0\n\
+                 touch '{reached}'\n\
+                 while [ ! -e '{release}' ]; do sleep 0.05; done\n\
+                 touch '{exited}'\n\
+                 exit {code}\n",
+                once = dir.join("hook-once").display(),
+                reached = g.reached.display(),
+                release = g.release.display(),
+                exited = g.exited.display(),
+                code = if accept { 0 } else { 1 },
+            ),
+        );
+        g
+    }
+
+    fn wait_reached(&self) -> bool {
+        wait_for_file(&self.reached, WAIT)
+    }
+
+    fn release(&self) {
+        std::fs::write(&self.release, "").unwrap();
+    }
+
+    fn wait_exited(&self) -> bool {
+        wait_for_file(&self.exited, WAIT)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. SIGKILL
 // ---------------------------------------------------------------------------------------------
@@ -767,31 +815,9 @@ fn kill_at(sc: &Scenario<'_>, point: &KillPoint) -> Result<String, String> {
                 .unwrap_or_default())
         }
         KillPoint::TapPush { group, accept } => {
-            let dir = sc.tap.root();
-            let (reached, release, exited, once) = (
-                dir.join("hook-reached"),
-                dir.join("hook-release"),
-                dir.join("hook-exited"),
-                dir.join("hook-once"),
-            );
-            install_hook(
-                &sc.tap,
-                &format!(
-                    "#!/bin/sh\n\
-                     mkdir '{once}' 2>/dev/null || exit 0\n\
-                     touch '{reached}'\n\
-                     while [ ! -e '{release}' ]; do sleep 0.05; done\n\
-                     touch '{exited}'\n\
-                     exit {code}\n",
-                    once = once.display(),
-                    reached = reached.display(),
-                    release = release.display(),
-                    exited = exited.display(),
-                    code = if *accept { 0 } else { 1 },
-                ),
-            );
+            let gate = Gate::install(&sc.tap, *accept);
             let mut child = sc.spawn(&ROLLBACK, *group);
-            if !wait_for_file(&reached, WAIT) {
+            if !gate.wait_reached() {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err("the tap push never reached the hook".into());
@@ -805,11 +831,11 @@ fn kill_at(sc: &Scenario<'_>, point: &KillPoint) -> Result<String, String> {
                 child.kill().unwrap();
             }
             child.wait().unwrap();
-            std::fs::write(&release, "").unwrap();
+            gate.release();
             let mut landed = false;
             if !*group {
                 // The orphaned git push finishes on its own: wait for it to settle.
-                assert!(wait_for_file(&exited, WAIT), "hook never released");
+                assert!(gate.wait_exited(), "hook never released");
                 let deadline = Instant::now() + Duration::from_secs(5);
                 while *accept && Instant::now() < deadline && sc.tap.head() == head {
                     std::thread::sleep(Duration::from_millis(20));
@@ -843,9 +869,18 @@ fn recover_after(sc: &Scenario<'_>, undo: bool) -> Result<String, String> {
     } else {
         &["recover"]
     };
+    if !sc.lock_path().exists() {
+        return Err("the killed rollback left no lock behind".into());
+    }
     let first = sc.run(args);
     if first.code != Some(0) {
         return Err(format!("recover failed: {}", first.show()));
+    }
+    if !first.stderr.contains("stale lock") {
+        return Err(format!(
+            "recover did not say it took over the dead process's lock: {}",
+            first.show()
+        ));
     }
     let (at, entry) = sc
         .settled()
@@ -922,18 +957,30 @@ fn sigkill_at_every_request_and_during_the_tap_push_then_recover_converges() {
 #[test]
 fn ten_concurrent_rollbacks_one_proceeds_the_others_exit_4() {
     let reg = TestRegistry::start(Auth::None);
-    let mut sc = Scenario::new(&reg);
-    sc.formula_target = None;
-    // The winner's first write is held for a while, so it holds the lock while all start.
-    let first = AtomicBool::new(false);
-    sc.proxy.set_fault_when(move |s| {
-        (s.method == "PUT" && !first.swap(true, Ordering::SeqCst))
-            .then_some(Fault::Stall(Duration::from_secs(4)))
-    });
-    let children: Vec<Child> = (0..10).map(|_| sc.spawn(&ROLLBACK, false)).collect();
+    let sc = Scenario::new(&reg);
+    // The winner's tap push is held until every other process has exited, so it holds the lock
+    // while they all start (a proxy stall can only be released by its timeout, which a slow
+    // machine could outlast).
+    let gate = Gate::install(&sc.tap, true);
+    let mut children: Vec<Child> = (0..10).map(|_| sc.spawn(&ROLLBACK, false)).collect();
+    assert!(gate.wait_reached(), "no rollback reached the tap push");
+    let deadline = Instant::now() + WAIT;
+    let mut codes: Vec<Option<Option<i32>>> = vec![None; children.len()];
+    while codes.iter().filter(|c| c.is_some()).count() < 9 && Instant::now() < deadline {
+        for (c, code) in children.iter_mut().zip(codes.iter_mut()) {
+            if code.is_none() {
+                if let Some(status) = c.try_wait().unwrap() {
+                    *code = Some(status.code());
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    gate.release();
     let codes: Vec<Option<i32>> = children
         .into_iter()
-        .map(|c| c.wait_with_output().unwrap().status.code())
+        .zip(codes)
+        .map(|(c, code)| code.unwrap_or_else(|| c.wait_with_output().unwrap().status.code()))
         .collect();
     let stderrs: Vec<String> = std::fs::read_dir(sc.tap.root())
         .unwrap()
@@ -968,14 +1015,10 @@ fn ten_concurrent_rollbacks_one_proceeds_the_others_exit_4() {
 fn rollback_or_recover_during_a_running_rollback_exits_4() {
     let reg = TestRegistry::start(Auth::None);
     let sc = Scenario::new(&reg);
-    let first = AtomicBool::new(false);
-    sc.proxy.set_fault_when(move |s| {
-        (s.method == "PUT" && !first.swap(true, Ordering::SeqCst))
-            .then_some(Fault::Stall(Duration::from_secs(5)))
-    });
+    let gate = Gate::install(&sc.tap, true);
     let child = sc.spawn(&ROLLBACK, false);
     let pid = child.id();
-    assert!(sc.proxy.wait_for_stall(WAIT).is_some());
+    assert!(gate.wait_reached());
     assert_eq!(sc.journals().len(), 1, "the running rollback has a journal");
     for args in [&ROLLBACK[..], &["recover"], &["recover", "--undo"]] {
         let run = sc.run(args);
@@ -986,6 +1029,7 @@ fn rollback_or_recover_during_a_running_rollback_exits_4() {
             run.show()
         );
     }
+    gate.release();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(sc.settled(), Ok((At::Target, "deployed")));
