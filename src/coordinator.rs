@@ -445,7 +445,17 @@ impl<'a> RollbackCoordinator<'a> {
         let mut undo_failed = false;
         if !run.errors.is_empty() {
             let _ = journal.set_phase(Phase::Undoing);
-            for (r, s, undo) in run.applied.iter().rev() {
+            // A failed step may still have reached the registry (the answer to a PUT or a push
+            // can be lost after the server acted), so it is undone too, with no undo record:
+            // each backend's undo then checks first (a tag still at its observed digest, a tap
+            // file not at our content, is left alone), as `recover` relies on.
+            let mut touched: Vec<(usize, usize, Undo)> = run.applied.clone();
+            touched.extend(
+                run.failed
+                    .iter()
+                    .map(|(r, s)| (*r, *s, serde_json::Value::Null)),
+            );
+            for (r, s, undo) in touched.iter().rev() {
                 let rp = &plan.registries[*r];
                 let step = &rp.steps[*s];
                 let Some(b) = self.backend_named(&rp.registry) else {
@@ -635,6 +645,9 @@ impl<'a> RollbackCoordinator<'a> {
                 }
                 Err(e) => {
                     let _ = journal.record(r, s, StepState::Failed, None, Some(e.to_string()));
+                    if e.may_have_landed() {
+                        run.failed.push((r, s));
+                    }
                     run.errors
                         .push(format!("{} {}: {e}", rp.registry, step.reference));
                     // Stop launching; steps already sent finish and are undone with the rest.
@@ -649,6 +662,8 @@ impl<'a> RollbackCoordinator<'a> {
 #[derive(Default)]
 struct ApplyRun {
     applied: Vec<(usize, usize, Undo)>,
+    /// Steps that returned an error after which the registry may still have changed.
+    failed: Vec<(usize, usize)>,
     errors: Vec<String>,
     reports: Vec<StepReport>,
 }

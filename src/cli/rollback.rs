@@ -128,6 +128,15 @@ fn confirm() -> Result<bool, Error> {
 }
 
 pub fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<(), Error> {
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    // Read the history under the lock, so the compare-and-swap base is what we plan from.
+    let lock = if args.dry_run {
+        None
+    } else {
+        Some(ctx.store.lock(&command)?)
+    };
+    // Only under the lock does a journal mean an unfinished rollback: a running one (which
+    // holds the lock) has a journal too, and is reported above as the lock's holder.
     let unfinished = coordinator::unfinished_journals(&ctx.store);
     if let Some(j) = unfinished.first() {
         return Err(Error::refused_with_hint(
@@ -138,13 +147,6 @@ pub fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<(), Error> {
             "run `bagboy recover` to finish or undo it first",
         ));
     }
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    // Read the history under the lock, so the compare-and-swap base is what we plan from.
-    let lock = if args.dry_run {
-        None
-    } else {
-        Some(ctx.store.lock(&command)?)
-    };
     let loaded = ctx.store.load()?;
     if let Some(d) = loaded
         .history

@@ -51,6 +51,20 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
+    /// Whether a failed `apply` may still have changed the registry, so compensation has to
+    /// check it and put it back. Every backend's undo is safe on a step that never landed.
+    pub fn may_have_landed(&self) -> bool {
+        match self {
+            RegistryError::Invalid { .. } => false,
+            RegistryError::Tags(e) => e.may_have_landed(),
+            // Only a push can land without bagboy knowing (its answer lost); a conflict or a
+            // failure before the push changed nothing.
+            RegistryError::Tap(homebrew::TapError::Git { command, .. }) => command.contains("push"),
+            RegistryError::Tap(_) => false,
+            RegistryError::Task { .. } => true,
+        }
+    }
+
     /// Errors that mean "fix your input or credentials" rather than "the operation failed".
     pub fn is_input(&self) -> bool {
         match self {

@@ -23,6 +23,18 @@ pub enum TagError {
 }
 
 impl TagError {
+    /// Whether a failed write may still have taken effect: the answer was lost (reset,
+    /// timeout, unreadable response) or the server failed (5xx) after perhaps acting. A
+    /// refused connection or a 4xx answer means the registry did not change.
+    pub fn may_have_landed(&self) -> bool {
+        let TagError::Oci(e) = self;
+        match e {
+            OciError::Transport { kind, .. } => *kind != "connection failed",
+            OciError::BadResponse { status, .. } => status.is_none_or(|s| s >= 500),
+            _ => false,
+        }
+    }
+
     pub fn is_input(&self) -> bool {
         let TagError::Oci(e) = self;
         matches!(
@@ -381,9 +393,17 @@ impl super::Registry for TagRegistry {
     fn undo<'a>(
         &'a self,
         step: &'a Step,
-        _undo: &'a Undo,
+        undo: &'a Undo,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
+            if undo.is_null() && step.before.is_some() {
+                // Whether the step landed is unknown (it failed, or the run was interrupted):
+                // a tag still at its observed digest needs nothing.
+                let live = self.store.resolve(&step.reference).await?;
+                if live.as_ref().map(|d| d.to_string()) == step.before {
+                    return Ok(());
+                }
+            }
             let Some(before) = step.before.as_deref() else {
                 // A tag the rollback would have created: fine if it never got there.
                 if self.store.resolve(&step.reference).await?.is_none() {

@@ -66,6 +66,8 @@ struct Shared {
     key: PathBuf,
     cert_der_b64: String,
     log: Mutex<Vec<TokenRequest>>,
+    /// Every token handed out, so tests can check none leaks into output.
+    issued: Mutex<Vec<String>>,
 }
 
 pub struct TokenServer {
@@ -116,6 +118,7 @@ impl TokenServer {
             key,
             cert_der_b64: base64::engine::general_purpose::STANDARD.encode(&der.stdout),
             log: Mutex::new(Vec::new()),
+            issued: Mutex::new(Vec::new()),
         });
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind token server");
         let port = listener.local_addr().expect("token server addr").port();
@@ -153,6 +156,15 @@ impl TokenServer {
     pub fn requests(&self) -> Vec<TokenRequest> {
         self.shared
             .log
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every token issued so far (to anyone), oldest first.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.shared
+            .issued
             .lock()
             .map(|l| l.clone())
             .unwrap_or_default()
@@ -240,10 +252,15 @@ fn handle(shared: &Shared, stream: TcpStream) -> std::io::Result<()> {
         (401, r#"{"details":"invalid credentials"}"#.to_string())
     } else {
         match issue(shared, user, &scopes) {
-            Ok(token) => (
-                200,
-                format!(r#"{{"token":"{token}","access_token":"{token}","expires_in":300}}"#),
-            ),
+            Ok(token) => {
+                if let Ok(mut issued) = shared.issued.lock() {
+                    issued.push(token.clone());
+                }
+                (
+                    200,
+                    format!(r#"{{"token":"{token}","access_token":"{token}","expires_in":300}}"#),
+                )
+            }
             Err(e) => (500, format!(r#"{{"details":"{e}"}}"#)),
         }
     };
