@@ -208,7 +208,7 @@ fn tags_are_listed_from_a_real_registry() {
 
 /// docker-registry 2.8 ignores `n` on tags/list, so paging is exercised against a scripted server.
 #[test]
-fn tags_follow_link_pages_of_two() {
+fn scripted_server_tags_follow_link_pages_of_two() {
     let all = ["t1", "t2", "t3", "t4", "t5"];
     let server = FakeServer::start(move |req, _| {
         let url = reqwest::Url::parse(&format!("http://x{}", req.target)).unwrap();
@@ -260,8 +260,11 @@ fn fast_retries(retries: u32) -> ClientOptions {
 
 const TINY_MANIFEST: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{},"layers":[]}"#;
 
+/// A scripted server (not a mock of the registry's logic): 503/429/502 in a fixed order, which a
+/// real registry cannot be made to answer on cue. `tests/crash_safety.rs` covers failures
+/// injected in front of the real registry.
 #[test]
-fn transient_failures_are_retried_and_others_are_not() {
+fn scripted_server_transient_failures_are_retried_and_others_are_not() {
     let server = FakeServer::start(|_, i| match i {
         0 => FakeResponse::new(503),
         1 => FakeResponse::new(429).header("retry-after", "0"),
@@ -331,8 +334,9 @@ fn transient_failures_are_retried_and_others_are_not() {
     assert!(matches!(err, OciError::Transport { .. }), "{err:?}");
 }
 
+/// A scripted server that lies about digests: no real registry does, which is the point.
 #[test]
-fn digests_are_verified_against_the_request_and_the_header() {
+fn scripted_server_digests_are_verified_against_the_request_and_the_header() {
     let lying = FakeServer::start(|_, _| {
         FakeResponse::new(200)
             .header("content-type", "application/vnd.oci.image.manifest.v1+json")
