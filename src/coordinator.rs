@@ -39,9 +39,6 @@ pub trait Reporter: Send + Sync {
     fn undo_finished(&self, _registry: &str, _step: &Step, _error: Option<&str>) {}
 }
 
-/// A reporter that reports nothing.
-pub struct Silent;
-impl Reporter for Silent {}
 
 #[derive(Clone, Debug, Serialize)]
 pub struct StepReport {
