@@ -39,7 +39,6 @@ pub trait Reporter: Send + Sync {
     fn undo_finished(&self, _registry: &str, _step: &Step, _error: Option<&str>) {}
 }
 
-
 #[derive(Clone, Debug, Serialize)]
 pub struct StepReport {
     pub registry: String,
