@@ -39,6 +39,10 @@ pub trait Reporter: Send + Sync {
     fn undo_finished(&self, _registry: &str, _step: &Step, _error: Option<&str>) {}
 }
 
+/// `recover` reports through its own summary.
+struct NoProgress;
+impl Reporter for NoProgress {}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct StepReport {
     pub registry: String,
@@ -426,8 +430,17 @@ impl<'a> RollbackCoordinator<'a> {
             },
         )
         .map_err(|e| {
+            // Nothing has touched a registry yet: take the in-flight entry back out.
+            let restored = self.store.save(history, &fingerprint).is_ok();
             Error::Failed(
-                format!("{e}; nothing was changed in any registry"),
+                format!(
+                    "{e}; nothing was changed in any registry{}",
+                    if restored {
+                        ""
+                    } else {
+                        " (the history keeps a rolling_back entry: `bagboy recover` clears it)"
+                    }
+                ),
                 Exit::FailedUndone,
             )
         })?;
@@ -435,42 +448,27 @@ impl<'a> RollbackCoordinator<'a> {
         // 2. Apply.
         let run = self.apply_all(plan, &changing, &journal, reporter).await;
         let mut reports = run.reports;
-        let mut errors = run.errors.clone();
+        let apply_failed = !run.errors.is_empty();
+        let mut errors = run.errors;
 
         // 3. Compensate.
         let mut undo_failed = false;
-        if !run.errors.is_empty() {
+        if apply_failed {
             let _ = journal.set_phase(Phase::Undoing);
             // A failed step may still have reached the registry (the answer to a PUT or a push
             // can be lost after the server acted), so it is undone too, with no undo record:
             // each backend's undo then checks first (a tag still at its observed digest, a tap
             // file not at our content, is left alone), as `recover` relies on.
-            let mut touched: Vec<(usize, usize, Undo)> = run.applied.clone();
+            let mut touched: Vec<(usize, usize, Undo)> = run.applied;
             touched.extend(
                 run.failed
                     .iter()
                     .map(|(r, s)| (*r, *s, serde_json::Value::Null)),
             );
-            for (r, s, undo) in touched.iter().rev() {
-                let rp = &plan.registries[*r];
-                let step = &rp.steps[*s];
-                let Some(b) = self.backend_named(&rp.registry) else {
-                    continue;
-                };
-                let res = b.undo(step, undo).await;
-                let err = res.as_ref().err().map(|e| e.to_string());
-                reporter.undo_finished(&rp.registry, step, err.as_deref());
-                let _ = journal.record(
-                    *r,
-                    *s,
-                    if err.is_some() {
-                        StepState::UndoFailed
-                    } else {
-                        StepState::Undone
-                    },
-                    None,
-                    err.clone(),
-                );
+            touched.reverse();
+            for (r, s, err) in self.undo_steps(plan, &touched, &journal, reporter).await {
+                let rp = &plan.registries[r];
+                let step = &rp.steps[s];
                 if let Some(report) = reports
                     .iter_mut()
                     .find(|x| x.registry == rp.registry && x.reference == step.reference)
@@ -485,7 +483,7 @@ impl<'a> RollbackCoordinator<'a> {
         }
 
         // 4. Write the outcome back.
-        let kind = if run.errors.is_empty() {
+        let kind = if !apply_failed {
             OutcomeKind::RolledBack
         } else if undo_failed {
             OutcomeKind::Partial
@@ -562,6 +560,34 @@ impl<'a> RollbackCoordinator<'a> {
             errors,
             journal: journal_kept,
         })
+    }
+
+    /// Undo `steps` in the order given, journaling each result; returns each step's error.
+    async fn undo_steps(
+        &self,
+        plan: &Plan,
+        steps: &[(usize, usize, Undo)],
+        journal: &Journal,
+        reporter: &dyn Reporter,
+    ) -> Vec<(usize, usize, Option<String>)> {
+        let mut out = Vec::new();
+        for (r, s, undo) in steps {
+            let rp = &plan.registries[*r];
+            let step = &rp.steps[*s];
+            let Some(b) = self.backend_named(&rp.registry) else {
+                continue;
+            };
+            let err = b.undo(step, undo).await.err().map(|e| e.to_string());
+            reporter.undo_finished(&rp.registry, step, err.as_deref());
+            let state = if err.is_some() {
+                StepState::UndoFailed
+            } else {
+                StepState::Undone
+            };
+            let _ = journal.record(*r, *s, state, None, err.clone());
+            out.push((*r, *s, err));
+        }
+        out
     }
 
     async fn apply_all(
@@ -847,31 +873,21 @@ impl<'a> RollbackCoordinator<'a> {
         let mut stuck = false;
         if undo_mode {
             let _ = journal.set_phase(Phase::Undoing);
-            let current = journal.snapshot();
-            for js in current.steps.iter().rev() {
-                if matches!(js.state, StepState::Pending | StepState::Undone) {
-                    continue;
-                }
-                let rp = &plan.registries[js.registry];
-                let step = &rp.steps[js.step];
-                let Some(b) = self.backend_named(&rp.registry) else {
-                    continue;
-                };
-                let undo = js.undo.clone().unwrap_or(serde_json::Value::Null);
-                match b.undo(step, &undo).await {
-                    Ok(()) => {
-                        let _ = journal.record(js.registry, js.step, StepState::Undone, None, None);
-                        actions.push(format!("undid {} {}", rp.registry, step.reference));
-                    }
-                    Err(e) => {
-                        let _ = journal.record(
-                            js.registry,
-                            js.step,
-                            StepState::UndoFailed,
-                            None,
-                            Some(e.to_string()),
-                        );
-                        errors.push(format!("undo of {} {}: {e}", rp.registry, step.reference));
+            let todo: Vec<(usize, usize, Undo)> = journal
+                .snapshot()
+                .steps
+                .iter()
+                .rev()
+                .filter(|js| !matches!(js.state, StepState::Pending | StepState::Undone))
+                .map(|js| (js.registry, js.step, js.undo.clone().unwrap_or_default()))
+                .collect();
+            for (r, s, err) in self.undo_steps(plan, &todo, &journal, &NoProgress).await {
+                let rp = &plan.registries[r];
+                let reference = &rp.steps[s].reference;
+                match err {
+                    None => actions.push(format!("undid {} {reference}", rp.registry)),
+                    Some(e) => {
+                        errors.push(format!("undo of {} {reference}: {e}", rp.registry));
                         stuck = true;
                     }
                 }
