@@ -1,6 +1,5 @@
 //! `bagboy.yaml`: the project's registries and rollback settings.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::history::{self, Problem, Problems};
@@ -8,59 +7,47 @@ use crate::yaml::{self, Loc, Node, ParseError};
 
 pub const DEFAULT_FILE: &str = "bagboy.yaml";
 
-/// The kinds of registry bagboy can roll back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum Format {
-    #[serde(rename = "docker")]
-    Docker,
-    #[serde(rename = "oci-layout")]
-    OciLayout,
-    #[serde(rename = "brew")]
-    Brew,
-}
-
-impl Format {
-    pub const ALL: [Format; 3] = [Format::Docker, Format::OciLayout, Format::Brew];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Docker => "docker",
-            Format::OciLayout => "oci-layout",
-            Format::Brew => "brew",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Format> {
-        match s {
-            "docker" | "oci" => Some(Format::Docker),
-            "oci-layout" => Some(Format::OciLayout),
-            "brew" | "homebrew" => Some(Format::Brew),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One configured registry.
+/// One configured registry: the keys every backend shares, and the rest for its backend.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RegistryConfig {
-    pub format: Format,
+    /// The backend kind's canonical name (`docker`, `oci-layout`, `brew`, ...).
+    pub format: String,
     /// The identity matched against `packages[].registry` in the history.
     pub registry: String,
-    /// Plain HTTP (local registries).
-    pub insecure: bool,
-    /// Tags to move when a history entry records none.
-    pub move_tags: Vec<String>,
-    /// Tap git remote (brew); default `https://github.com/<registry>.git`.
-    pub remote: Option<String>,
-    pub branch: Option<String>,
-    pub formula: Option<String>,
     pub loc: Loc,
+    /// The item's other keys as written (key node, value node), read by its backend.
+    pub options: Vec<(Node, Node)>,
+}
+
+impl RegistryConfig {
+    pub fn new(format: &str, registry: &str) -> Self {
+        RegistryConfig {
+            format: format.to_string(),
+            registry: registry.to_string(),
+            loc: Loc::default(),
+            options: Vec::new(),
+        }
+    }
+
+    /// The backend's keys: `(key, key node, value node)` in file order.
+    pub fn options(&self) -> impl Iterator<Item = (&str, &Node, &Node)> {
+        self.options
+            .iter()
+            .map(|(k, v)| (k.as_scalar().map_or("", |s| s.text.as_str()), k, v))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.options()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, _, v)| v)
+    }
+
+    /// Set a backend key (for registries the history names but the config does not).
+    pub fn set(&mut self, key: &str, value: Node) {
+        self.options
+            .retain(|(k, _)| k.as_scalar().map(|s| s.text.as_str()) != Some(key));
+        self.options.push((Node::str(key), value));
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -151,7 +138,8 @@ impl Config {
             }
         }
         for r in &mut cfg.registries {
-            if r.format == Format::OciLayout && Path::new(&r.registry).is_relative() {
+            let is_path = crate::registry::kind(&r.format).is_some_and(|k| k.registry_is_path);
+            if is_path && Path::new(&r.registry).is_relative() {
                 let base = path.parent().unwrap_or(Path::new(""));
                 if !base.as_os_str().is_empty() {
                     r.registry = base.join(&r.registry).to_string_lossy().into_owned();
@@ -253,77 +241,51 @@ fn registry(p: &mut Problems, warnings: &mut Vec<Problem>, node: &Node) -> Optio
         return None;
     };
     let before = p.0.len();
-    let mut format = None;
-    let mut r = RegistryConfig {
-        format: Format::Docker,
-        registry: String::new(),
-        insecure: false,
-        move_tags: Vec::new(),
-        remote: None,
-        branch: None,
-        formula: None,
-        loc: node.loc,
-    };
+    let mut kind = None;
+    let mut format_seen = false;
+    let mut r = RegistryConfig::new("", "");
+    r.loc = node.loc;
     for (key, k, v) in entries {
         match key {
             "format" => {
+                format_seen = true;
                 if let Some(f) = p.string(key, v) {
-                    format = Format::parse(&f);
-                    if format.is_none() {
+                    kind = crate::registry::kind(&f);
+                    if kind.is_none() {
                         p.push(
                             v.loc,
-                            format!("unknown format `{f}`; expected docker, oci-layout or brew"),
+                            format!(
+                                "unknown format `{f}`; expected {}",
+                                crate::registry::kind_names()
+                            ),
                         );
                     }
                 }
             }
             "registry" => r.registry = p.string(key, v).unwrap_or_default(),
-            "insecure" => r.insecure = p.boolean(key, v).unwrap_or(false),
-            "move_tags" => {
-                r.move_tags = p.string_list(key, v);
-                for t in &r.move_tags {
-                    if !history::is_tag(t) {
-                        p.push(v.loc, format!("`{t}` is not a valid OCI tag"));
-                    }
-                }
-            }
-            "remote" => r.remote = p.string(key, v),
-            "branch" => r.branch = p.string(key, v),
-            "formula" | "cask" => {
-                r.formula = p.string(key, v);
-                // The name becomes a path in the tap; refuse it here rather than let a
-                // recorded name silently win over a config that can never be right.
-                if let Some(Err(e)) = r
-                    .formula
-                    .as_deref()
-                    .map(crate::registry::homebrew::validate_name)
-                {
-                    p.push(v.loc, e.to_string());
-                }
-            }
-            _ => warnings.push(Problem {
-                loc: k.loc,
-                message: format!("unknown registry key `{key}` ignored"),
-            }),
+            _ => r.options.push((k.clone(), v.clone())),
         }
     }
-    match format {
-        Some(f) => r.format = f,
-        None if !node
-            .entries()
-            .is_some_and(|mut e| e.any(|(k, _, _)| k == "format")) =>
-        {
-            p.push(
-                node.loc,
-                "registry is missing `format` (docker, oci-layout or brew)",
-            )
-        }
-        None => {}
+    if !format_seen {
+        p.push(
+            node.loc,
+            format!(
+                "registry is missing `format` ({})",
+                crate::registry::kind_names()
+            ),
+        );
     }
     if r.registry.trim().is_empty() {
         p.push(node.loc, "registry is missing `registry`");
     }
-    (p.0.len() == before).then_some(r)
+    if let Some(k) = kind {
+        r.format = k.name.to_string();
+        match (k.check)(&r) {
+            Ok(w) => warnings.extend(w),
+            Err(problems) => p.0.extend(problems),
+        }
+    }
+    (p.0.len() == before && kind.is_some()).then_some(r)
 }
 
 fn rollback(

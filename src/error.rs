@@ -33,6 +33,9 @@ pub enum Error {
         message: String,
         hint: Option<String>,
     },
+    /// The history or a registry changed since a plan was made; nothing was changed.
+    #[error("{message}")]
+    Stale { message: String, hint: String },
     /// Refused after listing every problem (a plan with refusals).
     #[error("{0}")]
     Failed(String, Exit),
@@ -67,6 +70,7 @@ impl Error {
             Error::History(_) | Error::Config(_) | Error::Refused { .. } => Exit::Usage,
             Error::Lock(LockError::Held { .. }) => Exit::Busy,
             Error::Lock(_) => Exit::Usage,
+            Error::Stale { .. } => Exit::Busy,
             Error::Failed(_, exit) => *exit,
             Error::Io { .. } => Exit::FailedUndone,
         }
@@ -89,6 +93,7 @@ impl Error {
                 holder.pid, holder.host
             )),
             Error::Refused { hint, .. } => hint.clone(),
+            Error::Stale { hint, .. } => Some(hint.clone()),
             _ => None,
         }
     }

@@ -383,7 +383,7 @@ impl<'r> Scenario<'r> {
         std::fs::read_dir(self.project.path().join(".bagboy/journal"))
             .map(|d| {
                 d.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .filter(|p| p.extension().is_some_and(|x| x == "json" || x == "jsonl"))
                     .collect()
             })
             .unwrap_or_default()

@@ -976,7 +976,7 @@ fn github_token_never_reaches_output_history_or_journal() {
         std::fs::write(
             &hook,
             format!(
-                "#!/bin/sh\nmkdir -p '{c}' && cp '{j}'/*.json '{c}/' 2>/dev/null\nexit 0\n",
+                "#!/bin/sh\nmkdir -p '{c}' && cp '{j}'/*.jsonl '{c}/' 2>/dev/null\nexit 0\n",
                 c = captured.display(),
                 j = journal_dir.display()
             ),

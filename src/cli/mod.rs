@@ -13,6 +13,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use crate::config::Config;
 use crate::error::Error;
 use crate::history::Store;
+use crate::ops::Workspace;
 pub use output::Output;
 
 #[derive(Debug, Parser)]
@@ -25,7 +26,7 @@ bagboy keeps a deployment history (.bagboy/deployment-history.yml), plans a roll
 registry (Docker/OCI tags, OCI layouts, Homebrew taps), previews it, applies it with \
 compensation on failure, and records the outcome.",
     after_help = "Exit codes: 0 success, 1 failed and undone, 2 bad usage or input (nothing changed), \
-3 partly applied (run `bagboy recover`), 4 locked or history changed underneath."
+3 partly applied (run `bagboy recover`), 4 locked, or the history or a registry changed underneath."
 )]
 pub struct Cli {
     /// Project configuration file [default: ./bagboy.yaml]
@@ -86,6 +87,8 @@ impl ColorChoice {
 pub enum Command {
     /// Put every registry back to a known-good release
     Rollback(RollbackArgs),
+    /// Execute exactly a plan saved from `rollback --dry-run --format json`
+    Apply(ApplyArgs),
     /// Record a release: observe the registries for version V and mark it deployed
     Record(RecordArgs),
     /// Finish or undo a rollback that was interrupted (crash, kill, lost network)
@@ -148,6 +151,25 @@ pub struct RollbackArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "The plan is checked again under the lock before anything runs: if the \
+history changed, or a registry no longer holds what the plan observed (a step's `before`), the \
+plan is stale and bagboy exits 4; a step that bagboy would not plan from the history and config \
+(say, a tag pointed at a digest the history never recorded) exits 2. Nothing is changed either way."
+)]
+pub struct ApplyArgs {
+    /// The plan file (JSON from `bagboy rollback --dry-run --format json`)
+    #[arg(value_name = "PLAN.json")]
+    pub plan: PathBuf,
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Output format of the outcome
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+}
+
+#[derive(Debug, Args)]
 pub struct RecordArgs {
     /// The released version (semver, optional leading v)
     #[arg(long, value_name = "V")]
@@ -197,10 +219,9 @@ pub struct PruneArgs {
     pub dry_run: bool,
 }
 
-/// What every command gets: resolved config, history store and output.
+/// What every command gets: the workspace (config and history) and output.
 pub struct Context {
-    pub config: Config,
-    pub store: Store,
+    pub ws: Workspace,
     pub out: Output,
     color: ColorChoice,
 }
@@ -219,8 +240,7 @@ impl Context {
         let store = Store::new(config.history_path(cli.history.as_deref()));
         let out = Output::new(cli.color.enabled(std::io::stdout().is_terminal()));
         Ok(Context {
-            config,
-            store,
+            ws: Workspace::new(config, store),
             out,
             color: cli.color,
         })
@@ -254,6 +274,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Command::Rollback(a) => rollback::rollback(&Context::new(&cli)?, a),
+        Command::Apply(a) => rollback::apply(&Context::new(&cli)?, a),
         Command::Record(a) => rollback::record(&Context::new(&cli)?, a),
         Command::Recover(a) => rollback::recover(&Context::new(&cli)?, a),
         Command::Versions(v) => {

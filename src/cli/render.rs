@@ -4,16 +4,7 @@ use serde_json::json;
 
 use super::output::{short_digest, table, Output};
 use crate::coordinator::{Outcome, OutcomeKind};
-use crate::plan::{Action, Plan, RegistryPlan, Step};
-
-fn action_word(a: Action) -> &'static str {
-    match a {
-        Action::MoveTag => "move",
-        Action::RestoreFile => "restore",
-        Action::Unchanged => "unchanged",
-        Action::LeftInPlace => "leave",
-    }
-}
+use crate::plan::{Plan, RegistryPlan, Step};
 
 /// Digests shortened, commits shortened, absent shown as `-`.
 fn short(v: Option<&str>) -> String {
@@ -90,26 +81,24 @@ pub fn plan_text(plan: &Plan, o: &Output) -> String {
 }
 
 fn step_text(st: &Step, width: usize, o: &Output) -> String {
-    let word = format!("{:<9}", action_word(st.action));
-    let word = match st.action {
-        Action::MoveTag | Action::RestoreFile => o.green(&word),
-        Action::LeftInPlace => o.yellow(&word),
-        Action::Unchanged => o.dim(&word),
+    let word = format!("{:<9}", st.action.verb());
+    let word = if st.action.changes() {
+        o.green(&word)
+    } else if st.action.is_left_in_place() {
+        o.yellow(&word)
+    } else {
+        o.dim(&word)
     };
     let pad = width.saturating_sub(st.reference.chars().count());
     let mut line = format!("  {word}  {}{}  ", st.reference, " ".repeat(pad));
-    match st.action {
-        Action::MoveTag => line.push_str(&format!(
+    if st.action.changes() {
+        line.push_str(&format!(
             "{} → {}",
             short(st.before.as_deref()),
             short(st.after.as_deref())
-        )),
-        Action::RestoreFile => line.push_str(&format!(
-            "tap at {} → content of {}",
-            short(st.before.as_deref()),
-            short(st.after.as_deref())
-        )),
-        Action::Unchanged | Action::LeftInPlace => line.push_str(&short(st.before.as_deref())),
+        ));
+    } else {
+        line.push_str(&short(st.before.as_deref()));
     }
     if let Some(d) = &st.detail {
         line.push_str(&format!("  ({d})"));
@@ -172,7 +161,7 @@ fn registry_markdown(rp: &RegistryPlan) -> String {
     for st in &rp.steps {
         s.push_str(&format!(
             "| {} | `{}` | `{}` | `{}` | {} |\n",
-            action_word(st.action),
+            st.action.verb(),
             md_escape(&st.reference),
             short(st.before.as_deref()),
             if st.after.is_some() {
@@ -224,13 +213,9 @@ pub fn outcome_text(plan: &Plan, outcome: &Outcome, o: &Output) -> String {
         .iter()
         .map(|r| {
             let state = match (r.ok, r.undone) {
-                (true, true) => "applied, undone",
-                (true, false) => match r.action {
-                    Action::MoveTag => "moved",
-                    Action::RestoreFile => "restored",
-                    _ => "ok",
-                },
-                (false, _) => "FAILED",
+                (true, true) => "applied, undone".to_string(),
+                (true, false) => r.action.done(),
+                (false, _) => "FAILED".to_string(),
             };
             let format = plan
                 .registries
@@ -242,7 +227,7 @@ pub fn outcome_text(plan: &Plan, outcome: &Outcome, o: &Output) -> String {
                 String::new(),
                 format!("{format} {}", r.registry),
                 r.reference.clone(),
-                state.to_string(),
+                state,
                 format!("{} ms", r.millis),
             ]
         })

@@ -1,59 +1,69 @@
-//! `bagboy rollback` and `bagboy record`.
+//! `bagboy rollback`, `apply`, `record` and `recover`: parse, confirm, render. The operations
+//! themselves (lock, journal, history) live in `ops`.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::time::Duration;
 
 use super::render;
-use super::{Context, ListFormat, RecordArgs, RecoverArgs, ReportFormat, RollbackArgs};
-use crate::coordinator::{self, Reporter, Request, RollbackCoordinator};
+use super::{ApplyArgs, Context, ListFormat, RecordArgs, RecoverArgs, ReportFormat, RollbackArgs};
+use crate::coordinator::{self, Outcome, Request};
 use crate::error::{Error, Exit};
-use crate::history::{Deployment, Status, Version};
-use crate::plan::{Action, Step};
-
-fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|source| Error::Io {
-            context: "starting the async runtime".into(),
-            source,
-        })
-}
+use crate::events::{Event, Fanout, Listener};
+use crate::ops::{self, rollback::Prepared};
+use crate::plan::Plan;
 
 /// Progress on stderr: a line per step on a terminal, `info` logs otherwise.
 struct Progress {
     tty: bool,
 }
 
-impl Reporter for Progress {
-    fn step_started(&self, registry: &str, step: &Step) {
-        tracing::debug!(registry, reference = %step.reference, "applying");
-    }
-
-    fn step_finished(&self, registry: &str, step: &Step, elapsed: Duration, error: Option<&str>) {
-        let verb = match step.action {
-            Action::MoveTag => "moved",
-            Action::RestoreFile => "restored",
-            _ => "done",
-        };
-        let ms = elapsed.as_millis();
-        match (error, self.tty) {
-            (None, true) => eprintln!("  ✓ {registry} {} {verb} ({ms} ms)", step.reference),
-            (Some(e), true) => eprintln!("  ✗ {registry} {} failed: {e}", step.reference),
-            (None, false) => tracing::info!(registry, reference = %step.reference, ms, "{verb}"),
-            (Some(e), false) => {
-                tracing::warn!(registry, reference = %step.reference, "failed: {e}")
+impl Listener for Progress {
+    fn on(&self, event: &Event<'_>) {
+        match event {
+            Event::StepStarted { registry, step } => {
+                tracing::debug!(registry, reference = %step.reference, "applying");
             }
+            Event::StepFinished {
+                registry,
+                step,
+                elapsed,
+                error,
+            } => {
+                let verb = step.action.done();
+                let ms = elapsed.as_millis();
+                match (error, self.tty) {
+                    (None, true) => eprintln!("  ✓ {registry} {} {verb} ({ms} ms)", step.reference),
+                    (Some(e), true) => eprintln!("  ✗ {registry} {} failed: {e}", step.reference),
+                    (None, false) => {
+                        tracing::info!(registry, reference = %step.reference, ms, "{verb}")
+                    }
+                    (Some(e), false) => {
+                        tracing::warn!(registry, reference = %step.reference, "failed: {e}")
+                    }
+                }
+            }
+            Event::UndoFinished {
+                registry,
+                step,
+                error,
+            } => match error {
+                None => tracing::warn!(registry, reference = %step.reference, "undone"),
+                Some(e) => {
+                    tracing::error!(registry, reference = %step.reference, "undo failed: {e}")
+                }
+            },
+            _ => {}
         }
     }
+}
 
-    fn undo_finished(&self, registry: &str, step: &Step, error: Option<&str>) {
-        match error {
-            None => tracing::warn!(registry, reference = %step.reference, "undone"),
-            Some(e) => tracing::error!(registry, reference = %step.reference, "undo failed: {e}"),
-        }
-    }
+fn listeners() -> Fanout {
+    Fanout::new().with(Progress {
+        tty: std::io::stderr().is_terminal(),
+    })
+}
+
+fn interactive() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
 /// On a terminal without --version: offer the candidates, default first.
@@ -119,73 +129,47 @@ fn ask(prompt: &str) -> Result<String, Error> {
     Ok(line)
 }
 
-fn confirm() -> Result<bool, Error> {
-    let line = ask("Proceed with the rollback? [y/N] ")?;
-    Ok(matches!(
-        line.trim().to_ascii_lowercase().as_str(),
-        "y" | "yes"
-    ))
+/// Ask `question` on a terminal; without one (and without --yes) refuse rather than hang.
+pub(super) fn confirm(question: &str, what: &str) -> Result<(), Error> {
+    if !interactive() {
+        return Err(Error::refused_with_hint(
+            format!("refusing to {what} without confirmation: no terminal to ask on"),
+            "re-run with --yes to proceed (the plan above is what would run)",
+        ));
+    }
+    let line = ask(&format!("{question} [y/N] "))?;
+    if matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(Error::refused(format!(
+            "{what} cancelled; nothing was changed"
+        )))
+    }
+}
+
+fn print_plan(ctx: &Context, plan: &Plan, format: ReportFormat) {
+    match format {
+        ReportFormat::Text => ctx.out.raw(&render::plan_text(plan, &ctx.out)),
+        ReportFormat::Json => ctx.out.line(&pretty(&render::plan_json(plan))),
+        ReportFormat::Markdown => ctx.out.raw(&render::plan_markdown(plan)),
+    }
 }
 
 pub fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<(), Error> {
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    // Read the history under the lock, so the compare-and-swap base is what we plan from.
-    let lock = if args.dry_run {
-        None
-    } else {
-        Some(ctx.store.lock(&command)?)
-    };
-    // Only under the lock does a journal mean an unfinished rollback: a running one (which
-    // holds the lock) has a journal too, and is reported above as the lock's holder.
-    let unfinished = coordinator::unfinished_journals(&ctx.store);
-    if let Some(j) = unfinished.first() {
-        return Err(Error::refused_with_hint(
-            format!(
-                "an earlier rollback did not finish (journal {})",
-                j.display()
-            ),
-            "run `bagboy recover` to finish or undo it first",
-        ));
-    }
-    let loaded = ctx.store.load()?;
-    if let Some(d) = loaded
-        .history
-        .deployments
-        .iter()
-        .find(|d| d.effective_status() == Some(Status::RollingBack))
-    {
-        return Err(Error::refused_with_hint(
-            format!(
-                "a rollback to {} ({}) is still marked rolling_back: it was interrupted",
-                d.version, d.timestamp
-            ),
-            "run `bagboy recover` to finish or undo it first",
-        ));
-    }
-    let coordinator = RollbackCoordinator::new(&ctx.config, &ctx.store);
-    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
-    let target_idx = match (&args.version, interactive && !args.yes && !args.dry_run) {
-        (None, true) => match pick_interactively(&loaded.history)? {
-            Some(i) => i,
-            None => coordinator.choose_target(&loaded.history, None)?,
-        },
-        (v, _) => coordinator.choose_target(&loaded.history, v.as_deref())?,
-    };
     let req = Request {
         version: args.version.clone(),
         registries: args.registry.clone(),
         force: args.force,
     };
-    let rt = runtime()?;
-    let plan = rt.block_on(coordinator.plan(&loaded.history, target_idx, &req))?;
-
+    let events = listeners();
+    let pick = interactive() && !args.yes && !args.dry_run;
+    let picker: &dyn Fn(&crate::history::History) -> Result<Option<usize>, Error> =
+        &pick_interactively;
+    let prepared =
+        ops::rollback::prepare(&ctx.ws, &req, args.dry_run, pick.then_some(picker), &events)?;
     if args.dry_run {
-        match args.format {
-            ReportFormat::Text => ctx.out.raw(&render::plan_text(&plan, &ctx.out)),
-            ReportFormat::Json => ctx.out.line(&pretty(&render::plan_json(&plan))),
-            ReportFormat::Markdown => ctx.out.raw(&render::plan_markdown(&plan)),
-        }
-        if !plan.refusals.is_empty() {
+        print_plan(ctx, &prepared.plan, args.format);
+        if !prepared.plan.refusals.is_empty() {
             return Err(Error::Failed(
                 "the rollback would be refused (see the plan); nothing was changed".into(),
                 Exit::Usage,
@@ -193,7 +177,33 @@ pub fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<(), Error> {
         }
         return Ok(());
     }
+    run_prepared(ctx, prepared, args.yes, args.format, "roll back", &events)
+}
 
+pub fn apply(ctx: &Context, args: &ApplyArgs) -> Result<(), Error> {
+    let saved = ops::apply::read_plan(&args.plan)?;
+    let events = listeners();
+    let prepared = ops::apply::prepare(&ctx.ws, &saved, &events)?;
+    run_prepared(
+        ctx,
+        prepared,
+        args.yes,
+        args.format,
+        "apply the plan",
+        &events,
+    )
+}
+
+/// Confirm (showing the plan once), execute, render the outcome.
+fn run_prepared(
+    ctx: &Context,
+    prepared: Prepared<'_>,
+    yes: bool,
+    format: ReportFormat,
+    what: &str,
+    events: &dyn Listener,
+) -> Result<(), Error> {
+    let plan = prepared.plan.clone();
     if !plan.refusals.is_empty() {
         ctx.out.raw(&render::plan_text(&plan, &ctx.out));
         return Err(Error::refused_with_hint(
@@ -201,47 +211,49 @@ pub fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<(), Error> {
             "nothing was changed; --force overrides these checks",
         ));
     }
-    let already = plan.is_noop()
-        && plan.current.as_ref().is_some_and(|c| {
-            Version::parse(&c.version).ok() == Version::parse(&plan.target.version).ok()
-        });
-    if !args.yes && !already {
-        if !interactive {
+    let already = prepared.already_current();
+    let mut shown = false;
+    if !yes && !already {
+        if interactive() {
+            eprint!(
+                "{}",
+                render::plan_text(&plan, &super::Output::new(ctx.out_color_stderr()))
+            );
+        } else {
             ctx.out.raw(&render::plan_text(&plan, &ctx.out));
-            return Err(Error::refused_with_hint(
-                "refusing to roll back without confirmation: no terminal to ask on",
-                "re-run with --yes to proceed (the plan above is what would run)",
-            ));
         }
-        eprint!(
-            "{}",
-            render::plan_text(&plan, &super::Output::new(ctx.out_color_stderr()))
-        );
-        if !confirm()? {
-            return Err(Error::refused("rollback cancelled; nothing was changed"));
-        }
+        shown = true;
+        confirm(&format!("Proceed? ({what})"), what)?;
     }
-    let progress = Progress {
-        tty: std::io::stderr().is_terminal(),
-    };
-    let outcome =
-        rt.block_on(coordinator.execute(&plan, &loaded, target_idx, &command, &progress))?;
-    drop(lock);
-    match args.format {
-        ReportFormat::Json => ctx
-            .out
-            .line(&pretty(&render::outcome_json(&plan, &outcome))),
-        ReportFormat::Text | ReportFormat::Markdown => {
-            if args.format == ReportFormat::Markdown {
-                ctx.out.raw(&render::plan_markdown(&plan));
-            } else if args.yes && !already {
-                ctx.out.raw(&render::plan_text(&plan, &ctx.out));
+    let outcome = ops::rollback::execute(prepared, events)?;
+    render_outcome(ctx, &plan, &outcome, format, shown || already);
+    outcome_result(&outcome)
+}
+
+fn render_outcome(
+    ctx: &Context,
+    plan: &Plan,
+    outcome: &Outcome,
+    format: ReportFormat,
+    shown: bool,
+) {
+    match format {
+        ReportFormat::Json => ctx.out.line(&pretty(&render::outcome_json(plan, outcome))),
+        ReportFormat::Markdown => {
+            ctx.out.raw(&render::plan_markdown(plan));
+            ctx.out.raw(&render::outcome_text(plan, outcome, &ctx.out));
+        }
+        ReportFormat::Text => {
+            if !shown {
+                ctx.out.raw(&render::plan_text(plan, &ctx.out));
                 ctx.out.line("");
             }
-            ctx.out
-                .raw(&render::outcome_text(&plan, &outcome, &ctx.out));
+            ctx.out.raw(&render::outcome_text(plan, outcome, &ctx.out));
         }
     }
+}
+
+fn outcome_result(outcome: &Outcome) -> Result<(), Error> {
     match outcome.exit() {
         Exit::Success => Ok(()),
         exit => Err(Error::Failed(
@@ -265,31 +277,15 @@ fn pretty(v: &serde_json::Value) -> String {
 }
 
 pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Error> {
-    let version = Version::parse(&args.version).map_err(|e| {
-        Error::refused(format!(
-            "--version {} is not a semver version: {e}",
-            args.version
-        ))
-    })?;
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let lock = ctx.store.lock(&command)?;
-    let loaded = ctx.store.load_or_empty()?;
-    let rt = runtime()?;
-    let packages = rt.block_on(coordinator::observe_release(&ctx.config, &version))?;
-    let mut entry = Deployment::new(version.clone(), Status::Deployed);
-    entry.commit = args.commit.clone();
-    entry.notes = args.notes.clone();
-    entry.actor = coordinator::actor();
-    entry.packages = packages;
-    let mut history = loaded.history.clone();
-    let previous = history
-        .current()
-        .map(|c| history.deployments[c].version.to_string());
-    coordinator::record_entry(&mut history, entry.clone());
-    ctx.store.save(&history, &loaded.fingerprint)?;
-    drop(lock);
-    let mut s = format!("recorded {version} as deployed");
-    if let Some(p) = previous {
+    let req = ops::record::RecordRequest {
+        version: args.version.clone(),
+        commit: args.commit.clone(),
+        notes: args.notes.clone(),
+    };
+    let recorded = ops::record::record(&ctx.ws, &req, &listeners())?;
+    let entry = &recorded.entry;
+    let mut s = format!("recorded {} as deployed", entry.version);
+    if let Some(p) = &recorded.superseded {
         s.push_str(&format!(" ({p} is now superseded)"));
     }
     s.push('\n');
@@ -314,12 +310,7 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Error> {
 }
 
 pub fn recover(ctx: &Context, args: &RecoverArgs) -> Result<(), Error> {
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let lock = ctx.store.lock(&command)?;
-    let coordinator = RollbackCoordinator::new(&ctx.config, &ctx.store);
-    let rt = runtime()?;
-    let report = rt.block_on(coordinator.recover(args.undo))?;
-    drop(lock);
+    let report = ops::recover::recover(&ctx.ws, args.undo, &listeners())?;
     match args.format {
         ListFormat::Json => ctx
             .out

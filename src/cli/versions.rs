@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::history::{self, Deployment, History, Package};
 
 pub fn list(ctx: &Context, args: &ListArgs) -> Result<(), Error> {
-    let loaded = ctx.store.load()?;
+    let loaded = ctx.ws.store.load()?;
     let h = &loaded.history;
     let current = h.current();
     let order: Vec<usize> = h
@@ -23,7 +23,7 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<(), Error> {
                 .map(|i| deployment_json(&h.deployments[*i], Some(*i) == current))
                 .collect();
             let doc = json!({
-                "history": ctx.store.path().display().to_string(),
+                "history": ctx.ws.store.path().display().to_string(),
                 "current": current.map(|c| h.deployments[c].version.to_string()),
                 "total": h.deployments.len(),
                 "deployments": entries,
@@ -235,7 +235,7 @@ fn entry_diff(a: &Deployment, b: &Deployment) -> String {
 }
 
 pub fn compare(ctx: &Context, args: &CompareArgs) -> Result<(), Error> {
-    let loaded = ctx.store.load()?;
+    let loaded = ctx.ws.store.load()?;
     let h = &loaded.history;
     let resolve = |spec: &str| {
         h.resolve(spec).map_err(|m| {
@@ -366,36 +366,16 @@ fn shorten(field: &str, x: &str, y: &str) -> (String, String) {
 
 pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<(), Error> {
     if args.dry_run {
-        let loaded = ctx.store.load()?;
-        for i in history::prune_plan(&loaded.history, args.keep) {
-            let d = &loaded.history.deployments[i];
+        for d in crate::ops::prune::preview(&ctx.ws, args.keep)? {
             ctx.out
                 .line(&format!("would remove {} ({})", d.version, d.timestamp));
         }
         return Ok(());
     }
-    let lock = ctx.store.lock("bagboy versions prune")?;
-    let loaded = ctx.store.load()?;
-    let remove = history::prune_plan(&loaded.history, args.keep);
-    if remove.is_empty() {
-        lock.release();
-        return Ok(());
-    }
-    let mut h = loaded.history.clone();
-    let mut removed = Vec::new();
-    let mut idx = 0;
-    h.deployments.retain(|d| {
-        let drop = remove.contains(&idx);
-        if drop {
-            removed.push(format!("removed {} ({})", d.version, d.timestamp));
-        }
-        idx += 1;
-        !drop
-    });
-    ctx.store.save(&h, &loaded.fingerprint)?;
-    lock.release();
-    for r in removed {
-        ctx.out.line(&r);
+    let removed = crate::ops::prune::prune(&ctx.ws, args.keep, &crate::events::Silent)?;
+    for d in removed {
+        ctx.out
+            .line(&format!("removed {} ({})", d.version, d.timestamp));
     }
     Ok(())
 }

@@ -1,21 +1,83 @@
 //! Registry backends: observe live state, plan, apply and undo steps.
 //!
-//! A backend never touches the history; the coordinator never speaks HTTP or git.
+//! A backend never touches the history; the coordinator never speaks HTTP or git. Each backend
+//! is a folder (`oci/`, `homebrew/`) holding its config keys, its package record, its error
+//! classification and its `Registry` implementation; [`KINDS`] is the one line per backend
+//! where they are opened.
 
-pub mod brew;
 pub mod homebrew;
 pub mod oci;
-pub mod tags;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::config::{Config, Format, RegistryConfig, RollbackSettings};
-use crate::history::{Deployment, Package, Version};
+use crate::config::{Config, RegistryConfig, RollbackSettings};
+use crate::history::{Deployment, Package, Problem, Version};
 use crate::plan::{RegistryPlan, Step};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How a [`Kind`] opens a backend for one configured registry.
+pub type OpenFn = fn(&RegistryConfig, &Env) -> Result<Arc<dyn Registry>, RegistryError>;
+
+/// How a [`Kind`] checks its keys: warnings (unknown keys) or the problems found.
+pub type CheckFn = fn(&RegistryConfig) -> Result<Vec<Problem>, Vec<Problem>>;
+
+/// A kind of registry bagboy can roll back: its names and how it is checked and opened.
+pub struct Kind {
+    /// The canonical `format:` name.
+    pub name: &'static str,
+    /// Other names accepted in `format:` and in the history's `packages[].format`.
+    pub aliases: &'static [&'static str],
+    /// `registry:` is a filesystem path, resolved against the config file's directory.
+    pub registry_is_path: bool,
+    /// Check the backend's own keys of a `registries:` item; returns warnings (unknown keys).
+    pub check: CheckFn,
+    /// Build the backend for one configured registry.
+    pub open: OpenFn,
+}
+
+/// Every backend. Adding one is a folder under `registry/` and one line here.
+pub static KINDS: &[&Kind] = &[&oci::DOCKER, &oci::OCI_LAYOUT, &homebrew::BREW];
+
+/// The kind named `name` (canonical or alias).
+pub fn kind(name: &str) -> Option<&'static Kind> {
+    KINDS
+        .iter()
+        .copied()
+        .find(|k| k.name == name || k.aliases.contains(&name))
+}
+
+/// The canonical names, for messages.
+pub fn kind_names() -> String {
+    let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+    names.join(", ")
+}
+
+/// What opening a backend may need from the project.
+#[derive(Clone, Debug, Default)]
+pub struct Env {
+    /// `name:` from bagboy.yaml (the default formula name).
+    pub project_name: Option<String>,
+    /// The directory relative paths resolve against.
+    pub base_dir: PathBuf,
+}
+
+impl Env {
+    pub fn of(config: &Config) -> Env {
+        Env {
+            project_name: config.name.clone(),
+            base_dir: config
+                .path
+                .as_deref()
+                .and_then(|p| p.parent())
+                .map(PathBuf::from)
+                .unwrap_or_default(),
+        }
+    }
+}
 
 /// What a backend needs to plan one registry's part of a rollback.
 pub struct PlanInput<'a> {
@@ -34,53 +96,76 @@ pub struct PlanOutcome {
     pub warnings: Vec<String>,
 }
 
-/// What `undo` needs to reverse an applied step; journaled, so plain JSON.
-pub type Undo = serde_json::Value;
+/// What `undo` knows about a step it is asked to reverse.
+#[derive(Clone, Debug, PartialEq)]
+pub enum UndoState {
+    /// The step landed; this is what its `apply` returned.
+    Known(serde_json::Value),
+    /// Whether the step landed is unknown (it failed after perhaps acting, or the run was
+    /// interrupted): `undo` checks the live state first and leaves an untouched registry alone.
+    Unknown,
+}
 
-#[derive(Debug, thiserror::Error)]
+/// A backend's own error, classified for the coordinator.
+pub trait BackendError: std::error::Error + Send + Sync + 'static {
+    /// Whether a failed `apply` may still have changed the registry, so compensation has to
+    /// check it and put it back. Every backend's undo is safe on a step that never landed.
+    fn may_have_landed(&self) -> bool;
+    /// "Fix your input or credentials" rather than "the operation failed".
+    fn is_input(&self) -> bool;
+}
+
+#[derive(Debug)]
 pub enum RegistryError {
-    #[error(transparent)]
-    Tags(#[from] tags::TagError),
-    #[error(transparent)]
-    Tap(#[from] homebrew::TapError),
+    /// A backend's own error.
+    Backend(Box<dyn BackendError>),
     /// The backend cannot work with what it was given (config or history input).
-    #[error("{registry}: {message}")]
     Invalid { registry: String, message: String },
-    #[error("{registry}: internal task failed: {message}")]
+    /// A worker task died.
     Task { registry: String, message: String },
 }
 
+impl std::fmt::Display for RegistryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RegistryError::Backend(e) => e.fmt(f),
+            RegistryError::Invalid { registry, message } => write!(f, "{registry}: {message}"),
+            RegistryError::Task { registry, message } => {
+                write!(f, "{registry}: internal task failed: {message}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RegistryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // Transparent: the backend's error speaks for itself, its causes follow.
+            RegistryError::Backend(e) => e.source(),
+            _ => None,
+        }
+    }
+}
+
+impl<E: BackendError> From<E> for RegistryError {
+    fn from(e: E) -> Self {
+        RegistryError::Backend(Box::new(e))
+    }
+}
+
 impl RegistryError {
-    /// Whether a failed `apply` may still have changed the registry, so compensation has to
-    /// check it and put it back. Every backend's undo is safe on a step that never landed.
     pub fn may_have_landed(&self) -> bool {
         match self {
+            RegistryError::Backend(e) => e.may_have_landed(),
             RegistryError::Invalid { .. } => false,
-            RegistryError::Tags(e) => e.may_have_landed(),
-            // Only a push can land without bagboy knowing (its answer lost); a conflict or a
-            // failure before the push changed nothing.
-            RegistryError::Tap(homebrew::TapError::Git { command, .. }) => command.contains("push"),
-            RegistryError::Tap(_) => false,
             RegistryError::Task { .. } => true,
         }
     }
 
-    /// Errors that mean "fix your input or credentials" rather than "the operation failed".
     pub fn is_input(&self) -> bool {
         match self {
+            RegistryError::Backend(e) => e.is_input(),
             RegistryError::Invalid { .. } => true,
-            RegistryError::Tags(e) => e.is_input(),
-            RegistryError::Tap(e) => matches!(
-                e,
-                homebrew::TapError::InvalidName { .. }
-                    | homebrew::TapError::InvalidTap { .. }
-                    | homebrew::TapError::InvalidCommit { .. }
-                    | homebrew::TapError::NoCommit { .. }
-                    | homebrew::TapError::NotFound { .. }
-                    | homebrew::TapError::NoVersion { .. }
-                    | homebrew::TapError::NoBranch { .. }
-                    | homebrew::TapError::Unreachable { .. }
-            ),
             RegistryError::Task { .. } => false,
         }
     }
@@ -88,7 +173,8 @@ impl RegistryError {
 
 /// One registry bagboy can roll back: observe → plan → apply → undo.
 pub trait Registry: Send + Sync {
-    fn format(&self) -> Format;
+    /// The kind's canonical name (`docker`, `brew`, ...).
+    fn format(&self) -> &str;
 
     /// The registry's identity, as in `packages[].registry`.
     fn name(&self) -> &str;
@@ -104,14 +190,17 @@ pub trait Registry: Send + Sync {
         Box::pin(async { Ok(()) })
     }
 
-    /// Apply one changing step; returns what `undo` needs.
-    fn apply<'a>(&'a self, step: &'a Step) -> BoxFuture<'a, Result<Undo, RegistryError>>;
+    /// Apply one changing step; returns what `undo` needs (journaled, so plain JSON).
+    fn apply<'a>(
+        &'a self,
+        step: &'a Step,
+    ) -> BoxFuture<'a, Result<serde_json::Value, RegistryError>>;
 
-    /// Reverse an applied step.
+    /// Reverse a step that landed, or may have.
     fn undo<'a>(
         &'a self,
         step: &'a Step,
-        undo: &'a Undo,
+        state: &'a UndoState,
     ) -> BoxFuture<'a, Result<(), RegistryError>>;
 
     /// Observe what release `version` looks like in this registry (for `bagboy record`).
@@ -120,32 +209,31 @@ pub trait Registry: Send + Sync {
         version: &'a Version,
     ) -> BoxFuture<'a, Result<Package, RegistryError>>;
 
-    /// The package to record for the target after `applied` steps succeeded.
+    /// The package to record for the target after the plan's steps succeeded.
     fn restored_package(&self, plan: &RegistryPlan, target: Option<&Package>) -> Package;
 }
 
 /// Build the backend for one configured registry.
-pub fn open(cfg: &RegistryConfig, config: &Config) -> Result<Arc<dyn Registry>, RegistryError> {
-    match cfg.format {
-        Format::Docker | Format::OciLayout => Ok(Arc::new(tags::TagRegistry::open(cfg)?)),
-        Format::Brew => Ok(Arc::new(brew::BrewRegistry::new(
-            cfg,
-            config.project_name(),
-        ))),
+pub fn open(cfg: &RegistryConfig, env: &Env) -> Result<Arc<dyn Registry>, RegistryError> {
+    match kind(&cfg.format) {
+        Some(k) => (k.open)(cfg, env),
+        None => Err(RegistryError::Invalid {
+            registry: cfg.registry.clone(),
+            message: format!(
+                "unknown format `{}`; expected one of {}",
+                cfg.format,
+                kind_names()
+            ),
+        }),
     }
 }
 
 /// A registry configuration for a package the history names but `bagboy.yaml` does not.
 pub fn default_config(pkg: &Package) -> Option<RegistryConfig> {
-    let format = Format::parse(&pkg.format)?;
-    Some(RegistryConfig {
-        format,
-        registry: pkg.registry.clone(),
-        insecure: false,
-        move_tags: Vec::new(),
-        remote: None,
-        branch: None,
-        formula: pkg.formula.clone(),
-        loc: Default::default(),
-    })
+    let k = kind(&pkg.format)?;
+    let mut cfg = RegistryConfig::new(k.name, &pkg.registry);
+    if let Some(f) = &pkg.formula {
+        cfg.set("formula", crate::yaml::Node::str(f));
+    }
+    Some(cfg)
 }

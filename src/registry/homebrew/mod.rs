@@ -1,5 +1,6 @@
 //! Homebrew tap backend: locate a formula or cask in a git tap, plan its restore, commit and push it.
 
+mod backend;
 mod formula;
 mod git;
 
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+pub use backend::{BrewRegistry, Options, BREW, RESTORE_FILE};
 pub use formula::{
     declared_version, is_older, normalize_version, same_version, version_from_url, version_scheme,
     with_version_scheme, without_version_scheme,

@@ -1,7 +1,6 @@
 //! `OciClient`: manifests and tags over the OCI distribution API, with lazy auth and retries.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher as _, Hasher as _};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -32,9 +31,8 @@ const MAX_TAG_PAGES: usize = 100_000;
 pub struct ClientOptions {
     /// Plain HTTP instead of HTTPS (local registries).
     pub insecure: bool,
-    /// Whole-request timeout.
+    /// Whole-request timeout (the connect timeout is the shared client's, `http::CONNECT_TIMEOUT`).
     pub timeout: Duration,
-    pub connect_timeout: Duration,
     /// Extra attempts after a transient failure (connect error, timeout, 429, 502, 503, 504).
     pub retries: u32,
     /// First backoff delay; doubles per attempt, with jitter.
@@ -50,7 +48,6 @@ impl Default for ClientOptions {
         ClientOptions {
             insecure: false,
             timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(10),
             retries: 3,
             backoff_base: Duration::from_millis(250),
             max_retry_delay: Duration::from_secs(30),
@@ -136,26 +133,7 @@ enum Reference {
     Digest(Digest),
 }
 
-/// The one place bagboy builds an HTTP client: user agent, timeouts, TLS.
-pub(crate) fn http_client(options: &ClientOptions) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .user_agent(concat!("bagboy/", env!("CARGO_PKG_VERSION")))
-        .timeout(options.timeout)
-        .connect_timeout(options.connect_timeout)
-        .build()
-}
-
-/// A URL for messages and logs: userinfo masked.
-pub(crate) fn safe_url(url: &Url) -> String {
-    let mut url = url.clone();
-    if !url.username().is_empty() {
-        let _ = url.set_username("***");
-    }
-    if url.password().is_some() {
-        let _ = url.set_password(Some("***"));
-    }
-    url.to_string()
-}
+use crate::http::safe_url;
 
 impl OciClient {
     /// A client for `host[:port]` with explicit credentials (or none).
@@ -171,7 +149,7 @@ impl OciClient {
         };
         let base = Url::parse(&format!("{scheme}://{host}/"))
             .map_err(|e| invalid(format!("not a valid registry host: {e}")))?;
-        let http = http_client(&options).map_err(|e| OciError::Transport {
+        let http = crate::http::client().map_err(|e| OciError::Transport {
             ctx: Box::new(RequestContext {
                 registry: host.to_string(),
                 repository: None,
@@ -678,31 +656,15 @@ impl OciClient {
             let mut request = self
                 .http
                 .request(call.method.clone(), call.url.clone())
+                .timeout(self.options.timeout)
                 .headers(headers);
             if let Some(body) = call.body {
                 request = request.body(body.to_vec());
             }
+            crate::http::note_request();
             let result = request.send().await;
-            let (retry_delay, reason) = match &result {
-                Ok(resp) => match resp.status().as_u16() {
-                    429 => (
-                        Some(retry_after(resp.headers()).unwrap_or_else(|| self.backoff(attempt))),
-                        format!("HTTP {}", resp.status()),
-                    ),
-                    502..=504 => (
-                        Some(self.backoff(attempt)),
-                        format!("HTTP {}", resp.status()),
-                    ),
-                    _ => (None, String::new()),
-                },
-                Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => {
-                    (Some(self.backoff(attempt)), transport_kind(e).to_string())
-                }
-                Err(_) => (None, String::new()),
-            };
-            match (retry_delay, result) {
-                (Some(delay), _) if attempt < self.options.retries => {
-                    let delay = delay.min(self.options.max_retry_delay);
+            match (self.retry_policy().retry_delay(attempt, &result), result) {
+                (Some((delay, reason)), _) => {
                     warn!(
                         method = %call.method, url = %call.ctx.url, %reason,
                         attempt = attempt + 1, of = self.options.retries,
@@ -728,21 +690,12 @@ impl OciClient {
     }
 
     /// `backoff_base * 2^attempt`, jittered to 50–100 % so parallel clients spread out.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .options
-            .backoff_base
-            .saturating_mul(2u32.saturating_pow(attempt.min(16)));
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u32(attempt);
-        hasher.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or_default(),
-        );
-        let fraction = 0.5 + (hasher.finish() % 1000) as f64 / 2000.0;
-        exp.mul_f64(fraction).min(self.options.max_retry_delay)
+    fn retry_policy(&self) -> crate::http::RetryPolicy {
+        crate::http::RetryPolicy {
+            retries: self.options.retries,
+            backoff_base: self.options.backoff_base,
+            max_delay: self.options.max_retry_delay,
+        }
     }
 
     async fn auth_failure(
@@ -916,23 +869,7 @@ fn next_link(header: &str) -> Option<String> {
     })
 }
 
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    header_str(headers, reqwest::header::RETRY_AFTER.as_str())
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(Duration::from_secs)
-}
-
-fn transport_kind(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "reading the response failed"
-    } else {
-        "request failed"
-    }
-}
+use crate::http::transport_kind;
 
 fn bad(call: &Call<'_>, status: StatusCode, detail: &str) -> OciError {
     OciError::BadResponse {
@@ -951,35 +888,22 @@ fn mismatch(call: &Call<'_>, expected: Digest, from: &'static str, actual: Diges
     }
 }
 
-async fn read_limited(
-    mut resp: Response,
-    limit: usize,
-    call: &Call<'_>,
-) -> Result<Vec<u8>, OciError> {
+async fn read_limited(resp: Response, limit: usize, call: &Call<'_>) -> Result<Vec<u8>, OciError> {
     let status = resp.status();
-    let mut out = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                if out.len() + chunk.len() > limit {
-                    return Err(bad(
-                        call,
-                        status,
-                        &format!("response body exceeds {limit} bytes"),
-                    ));
-                }
-                out.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(out),
-            Err(e) => {
-                return Err(OciError::Transport {
-                    ctx: Box::new(call.ctx.clone()),
-                    kind: transport_kind(&e),
-                    source: e.without_url(),
-                })
-            }
-        }
-    }
+    crate::http::read_limited(resp, limit)
+        .await
+        .map_err(|e| match e {
+            crate::http::BodyError::TooLarge { limit } => bad(
+                call,
+                status,
+                &format!("response body exceeds {limit} bytes"),
+            ),
+            crate::http::BodyError::Transport(e) => OciError::Transport {
+                ctx: Box::new(call.ctx.clone()),
+                kind: transport_kind(&e),
+                source: e.without_url(),
+            },
+        })
 }
 
 #[cfg(test)]
@@ -1005,24 +929,5 @@ mod tests {
         let o = ClientOptions::default().with_env(&env);
         assert_eq!(o.retries, 7);
         assert_eq!(o.timeout, ClientOptions::default().timeout);
-    }
-
-    #[test]
-    fn masks_userinfo() {
-        let url = Url::parse("https://user:secret@example.com/v2/").unwrap();
-        assert_eq!(safe_url(&url), "https://***:***@example.com/v2/");
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let options = ClientOptions {
-            backoff_base: Duration::from_millis(100),
-            max_retry_delay: Duration::from_secs(1),
-            ..ClientOptions::default()
-        };
-        let client = OciClient::new("127.0.0.1:1", options, None).unwrap();
-        let first = client.backoff(0);
-        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
-        assert!(client.backoff(20) <= Duration::from_secs(1));
     }
 }

@@ -1,6 +1,7 @@
 //! OCI distribution client and OCI image-layout store: read, re-put and list image manifests.
 
 mod auth;
+mod backend;
 mod client;
 mod error;
 mod layout;
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256, Sha512};
 
 pub use auth::{Challenge, Credential, CredentialSource};
+pub use backend::{Options, TagError, TagRegistry, DOCKER, MOVE_TAG, OCI_LAYOUT};
 pub use client::{ClientOptions, OciClient, MANIFEST_ACCEPT};
 pub use error::{OciError, RequestContext};
 pub use layout::{OciLayout, REF_NAME_ANNOTATION};

@@ -1,20 +1,107 @@
-//! Tag moves for image registries: OCI distribution (`docker`) and on-disk OCI layouts.
+//! The `docker` and `oci-layout` backends: tag moves in OCI distribution registries and on-disk
+//! OCI layouts.
 //!
 //! A rollback re-puts the exact manifest bytes of the target under each recorded tag: no pull,
 //! no rebuild, no blob copy. The target's manifest is fetched once per distinct digest.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use futures_util::future::join_all;
 use tokio::sync::Mutex;
 
-use super::oci::{
+use super::{
     ClientOptions, Descriptor, Digest, ImageRepo, Manifest, OciClient, OciError, OciLayout,
 };
-use super::{BoxFuture, PlanInput, PlanOutcome, RegistryError, Undo};
-use crate::config::{Format, RegistryConfig};
-use crate::history::{Package, Status, Version};
+use crate::config::RegistryConfig;
+use crate::history::{Package, Problem, Problems, Status, Version};
 use crate::plan::{Action, RegistryPlan, Step};
+use crate::registry::{
+    BackendError, BoxFuture, Env, Kind, PlanInput, PlanOutcome, Registry, RegistryError, UndoState,
+};
+
+/// The step this backend plans: point a tag at the target digest.
+pub const MOVE_TAG: &str = "move_tag";
+
+pub static DOCKER: Kind = Kind {
+    name: "docker",
+    aliases: &["oci"],
+    registry_is_path: false,
+    check: check_options,
+    open: open_remote,
+};
+
+pub static OCI_LAYOUT: Kind = Kind {
+    name: "oci-layout",
+    aliases: &[],
+    registry_is_path: true,
+    check: check_options,
+    open: open_layout,
+};
+
+/// The keys of a `docker` / `oci-layout` registry in bagboy.yaml.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Options {
+    /// Plain HTTP (local registries).
+    pub insecure: bool,
+    /// Tags to move when a history entry records none.
+    pub move_tags: Vec<String>,
+}
+
+impl Options {
+    pub fn parse(cfg: &RegistryConfig) -> Result<(Options, Vec<Problem>), Vec<Problem>> {
+        let mut p = Problems::default();
+        let mut warnings = Vec::new();
+        let mut o = Options::default();
+        for (key, k, v) in cfg.options() {
+            match key {
+                "insecure" => o.insecure = p.boolean(key, v).unwrap_or(false),
+                "move_tags" => {
+                    o.move_tags = p.string_list(key, v);
+                    for t in &o.move_tags {
+                        if !crate::history::is_tag(t) {
+                            p.push(v.loc, format!("`{t}` is not a valid OCI tag"));
+                        }
+                    }
+                }
+                _ => warnings.push(Problem {
+                    loc: k.loc,
+                    message: format!("unknown registry key `{key}` ignored"),
+                }),
+            }
+        }
+        if p.0.is_empty() {
+            Ok((o, warnings))
+        } else {
+            Err(p.0)
+        }
+    }
+}
+
+fn check_options(cfg: &RegistryConfig) -> Result<Vec<Problem>, Vec<Problem>> {
+    Options::parse(cfg).map(|(_, w)| w)
+}
+
+fn options_of(cfg: &RegistryConfig) -> Result<Options, RegistryError> {
+    Options::parse(cfg)
+        .map(|(o, _)| o)
+        .map_err(|problems| RegistryError::Invalid {
+            registry: cfg.registry.clone(),
+            message: problems
+                .iter()
+                .map(|p| p.message.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        })
+}
+
+fn open_remote(cfg: &RegistryConfig, _env: &Env) -> Result<Arc<dyn Registry>, RegistryError> {
+    Ok(Arc::new(TagRegistry::open(cfg, &DOCKER)?))
+}
+
+fn open_layout(cfg: &RegistryConfig, _env: &Env) -> Result<Arc<dyn Registry>, RegistryError> {
+    Ok(Arc::new(TagRegistry::open(cfg, &OCI_LAYOUT)?))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TagError {
@@ -22,11 +109,11 @@ pub enum TagError {
     Oci(#[from] OciError),
 }
 
-impl TagError {
+impl BackendError for TagError {
     /// Whether a failed write may still have taken effect: the answer was lost (reset,
     /// timeout, unreadable response) or the server failed (5xx) after perhaps acting. A
     /// refused connection or a 4xx answer means the registry did not change.
-    pub fn may_have_landed(&self) -> bool {
+    fn may_have_landed(&self) -> bool {
         let TagError::Oci(e) = self;
         match e {
             OciError::Transport { kind, .. } => *kind != "connection failed",
@@ -35,7 +122,7 @@ impl TagError {
         }
     }
 
-    pub fn is_input(&self) -> bool {
+    fn is_input(&self) -> bool {
         let TagError::Oci(e) = self;
         matches!(
             e,
@@ -142,7 +229,7 @@ impl TagStore {
 
 /// A `docker` or `oci-layout` registry.
 pub struct TagRegistry {
-    format: Format,
+    format: &'static str,
     name: String,
     store: TagStore,
     move_tags: Vec<String>,
@@ -161,26 +248,24 @@ fn version_tags(v: &Version) -> Vec<String> {
 }
 
 impl TagRegistry {
-    pub fn open(cfg: &RegistryConfig) -> Result<TagRegistry, RegistryError> {
-        let store = match cfg.format {
-            Format::OciLayout => {
-                TagStore::Layout(OciLayout::open(&cfg.registry).map_err(TagError::from)?)
-            }
-            _ => {
-                let repo = ImageRepo::parse(&cfg.registry).map_err(TagError::from)?;
-                let options = ClientOptions {
-                    insecure: cfg.insecure,
-                    ..ClientOptions::from_env()
-                };
-                let client = Box::new(OciClient::for_repo(&repo, options).map_err(TagError::from)?);
-                TagStore::Remote { client, repo }
-            }
+    pub fn open(cfg: &RegistryConfig, kind: &'static Kind) -> Result<TagRegistry, RegistryError> {
+        let opts = options_of(cfg)?;
+        let store = if kind.registry_is_path {
+            TagStore::Layout(OciLayout::open(&cfg.registry).map_err(TagError::from)?)
+        } else {
+            let repo = ImageRepo::parse(&cfg.registry).map_err(TagError::from)?;
+            let options = ClientOptions {
+                insecure: opts.insecure,
+                ..ClientOptions::from_env()
+            };
+            let client = Box::new(OciClient::for_repo(&repo, options).map_err(TagError::from)?);
+            TagStore::Remote { client, repo }
         };
         Ok(TagRegistry {
-            format: cfg.format,
+            format: kind.name,
             name: cfg.registry.clone(),
             store,
-            move_tags: cfg.move_tags.clone(),
+            move_tags: opts.move_tags,
             manifests: Mutex::new(HashMap::new()),
         })
     }
@@ -306,13 +391,13 @@ impl TagRegistry {
         for (tag, live) in observed {
             let live = live?;
             let is_current_only = current_only.contains(&tag);
-            let mut step = Step::new(Action::Unchanged, &tag);
+            let mut step = Step::new(Action::unchanged(), &tag);
             step.before = live.as_ref().map(|d| d.to_string());
             if is_current_only {
                 if live.is_none() {
                     continue;
                 }
-                step.action = Action::LeftInPlace;
+                step.action = Action::left_in_place();
                 step.detail = Some(format!(
                     "only {} had this tag; left in place",
                     input
@@ -323,7 +408,7 @@ impl TagRegistry {
             } else {
                 step.after = Some(digest.to_string());
                 if live.as_ref() != Some(&digest) {
-                    step.action = Action::MoveTag;
+                    step.action = Action::change(MOVE_TAG);
                     if live.is_none() {
                         step.detail = Some("tag is missing; it will be created".into());
                     }
@@ -333,7 +418,7 @@ impl TagRegistry {
         }
         Ok(PlanOutcome {
             plan: RegistryPlan {
-                format: self.format,
+                format: self.format.to_string(),
                 registry: self.name.clone(),
                 steps,
                 notes,
@@ -344,8 +429,8 @@ impl TagRegistry {
     }
 }
 
-impl super::Registry for TagRegistry {
-    fn format(&self) -> Format {
+impl Registry for TagRegistry {
+    fn format(&self) -> &str {
         self.format
     }
 
@@ -364,7 +449,7 @@ impl super::Registry for TagRegistry {
         Box::pin(async move {
             let mut digests: Vec<&str> = steps
                 .iter()
-                .filter(|s| s.action == Action::MoveTag)
+                .filter(|s| s.action.as_str() == MOVE_TAG)
                 .filter_map(|s| s.after.as_deref())
                 .collect();
             digests.sort_unstable();
@@ -376,7 +461,10 @@ impl super::Registry for TagRegistry {
         })
     }
 
-    fn apply<'a>(&'a self, step: &'a Step) -> BoxFuture<'a, Result<Undo, RegistryError>> {
+    fn apply<'a>(
+        &'a self,
+        step: &'a Step,
+    ) -> BoxFuture<'a, Result<serde_json::Value, RegistryError>> {
         Box::pin(async move {
             let after = step.after.as_deref().ok_or_else(|| {
                 self.invalid(format!(
@@ -393,10 +481,10 @@ impl super::Registry for TagRegistry {
     fn undo<'a>(
         &'a self,
         step: &'a Step,
-        undo: &'a Undo,
+        state: &'a UndoState,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
-            if undo.is_null() && step.before.is_some() {
+            if *state == UndoState::Unknown && step.before.is_some() {
                 // Whether the step landed is unknown (it failed, or the run was interrupted):
                 // a tag still at its observed digest needs nothing.
                 let live = self.store.resolve(&step.reference).await?;
@@ -441,7 +529,7 @@ impl super::Registry for TagRegistry {
             })?;
             let mut tags = self.store.tags_pointing_at(&digest, version).await?;
             tags.sort_by_key(|t| (!version_tags(version).contains(t), t.clone()));
-            let mut pkg = Package::new(self.format.as_str(), &self.name);
+            let mut pkg = Package::new(self.format, &self.name);
             pkg.status = Some(Status::Deployed);
             pkg.digest = Some(digest.to_string());
             pkg.tags = tags;
@@ -452,7 +540,7 @@ impl super::Registry for TagRegistry {
     fn restored_package(&self, plan: &RegistryPlan, target: Option<&Package>) -> Package {
         let mut pkg = target
             .cloned()
-            .unwrap_or_else(|| Package::new(self.format.as_str(), &self.name));
+            .unwrap_or_else(|| Package::new(self.format, &self.name));
         pkg.loc = Default::default();
         pkg.status = Some(Status::Deployed);
         if let Some(d) = plan.steps.iter().find_map(|s| s.after.clone()) {
@@ -461,7 +549,7 @@ impl super::Registry for TagRegistry {
         pkg.tags = plan
             .steps
             .iter()
-            .filter(|s| matches!(s.action, Action::MoveTag | Action::Unchanged))
+            .filter(|s| s.action.as_str() == MOVE_TAG || s.action.is_unchanged())
             .map(|s| s.reference.clone())
             .collect();
         pkg

@@ -1,15 +1,112 @@
-//! The `brew` registry: a Homebrew tap restored through git commits (see `homebrew`).
+//! The `brew` backend: a Homebrew tap restored through git commits (see the parent module).
 
 use std::sync::Arc;
 
 use serde_json::json;
 use tokio::sync::OnceCell;
 
-use super::homebrew::{self, Applied, Author, Kind, RestorePlan, RestoreRequest, Tap, TapSpec};
-use super::{BoxFuture, PlanInput, PlanOutcome, RegistryError, Undo};
-use crate::config::{Format, RegistryConfig};
-use crate::history::{Package, Status, Version};
+use super::{Applied, Author, Kind, RestorePlan, RestoreRequest, Tap, TapError, TapSpec};
+use crate::config::RegistryConfig;
+use crate::history::{Package, Problem, Problems, Status, Version};
 use crate::plan::{Action, RegistryPlan, Step};
+use crate::registry::{
+    self as registry, BackendError, BoxFuture, Env, PlanInput, PlanOutcome, Registry,
+    RegistryError, UndoState,
+};
+
+/// The step this backend plans: commit a formula or cask back to its target content.
+pub const RESTORE_FILE: &str = "restore_file";
+
+pub static BREW: registry::Kind = registry::Kind {
+    name: "brew",
+    aliases: &["homebrew"],
+    registry_is_path: false,
+    check: check_options,
+    open: open_tap,
+};
+
+/// The keys of a `brew` registry in bagboy.yaml.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Options {
+    /// Tap git remote; default `https://github.com/<registry>.git`.
+    pub remote: Option<String>,
+    pub branch: Option<String>,
+    /// The formula or cask (`formula:` or `cask:`); default: the project name.
+    pub formula: Option<String>,
+}
+
+impl Options {
+    pub fn parse(cfg: &RegistryConfig) -> Result<(Options, Vec<Problem>), Vec<Problem>> {
+        let mut p = Problems::default();
+        let mut warnings = Vec::new();
+        let mut o = Options::default();
+        for (key, k, v) in cfg.options() {
+            match key {
+                "remote" => o.remote = p.string(key, v),
+                "branch" => o.branch = p.string(key, v),
+                "formula" | "cask" => {
+                    o.formula = p.string(key, v);
+                    // The name becomes a path in the tap; refuse it here rather than let a
+                    // recorded name silently win over a config that can never be right.
+                    if let Some(Err(e)) = o.formula.as_deref().map(super::validate_name) {
+                        p.push(v.loc, e.to_string());
+                    }
+                }
+                _ => warnings.push(Problem {
+                    loc: k.loc,
+                    message: format!("unknown registry key `{key}` ignored"),
+                }),
+            }
+        }
+        if p.0.is_empty() {
+            Ok((o, warnings))
+        } else {
+            Err(p.0)
+        }
+    }
+}
+
+fn check_options(cfg: &RegistryConfig) -> Result<Vec<Problem>, Vec<Problem>> {
+    Options::parse(cfg).map(|(_, w)| w)
+}
+
+fn open_tap(cfg: &RegistryConfig, env: &Env) -> Result<Arc<dyn Registry>, RegistryError> {
+    let (opts, _) = Options::parse(cfg).map_err(|problems| RegistryError::Invalid {
+        registry: cfg.registry.clone(),
+        message: problems
+            .iter()
+            .map(|p| p.message.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
+    })?;
+    Ok(Arc::new(BrewRegistry::new(
+        &cfg.registry,
+        opts,
+        env.project_name.as_deref(),
+    )))
+}
+
+impl BackendError for TapError {
+    fn may_have_landed(&self) -> bool {
+        // Only a push can land without bagboy knowing (its answer lost); a conflict or a
+        // failure before the push changed nothing.
+        matches!(self, TapError::Git { command, .. } if command.contains("push"))
+    }
+
+    fn is_input(&self) -> bool {
+        matches!(
+            self,
+            TapError::InvalidName { .. }
+                | TapError::InvalidTap { .. }
+                | TapError::InvalidCommit { .. }
+                | TapError::NoCommit { .. }
+                | TapError::NotFound { .. }
+                | TapError::NoVersion { .. }
+                | TapError::NoBranch { .. }
+                | TapError::Unreachable { .. }
+        )
+    }
+}
 
 pub struct BrewRegistry {
     name: String,
@@ -19,18 +116,15 @@ pub struct BrewRegistry {
 }
 
 impl BrewRegistry {
-    pub fn new(cfg: &RegistryConfig, project_name: Option<&str>) -> Self {
+    pub fn new(registry: &str, opts: Options, project_name: Option<&str>) -> Self {
         BrewRegistry {
-            name: cfg.registry.clone(),
+            name: registry.to_string(),
             spec: TapSpec {
-                registry: cfg.registry.clone(),
-                remote: cfg.remote.clone(),
-                branch: cfg.branch.clone(),
+                registry: registry.to_string(),
+                remote: opts.remote,
+                branch: opts.branch,
             },
-            formula: cfg
-                .formula
-                .clone()
-                .or_else(|| project_name.map(str::to_string)),
+            formula: opts.formula.or_else(|| project_name.map(str::to_string)),
             tap: OnceCell::new(),
         }
     }
@@ -46,7 +140,7 @@ impl BrewRegistry {
     async fn tap(&self) -> Result<Arc<Tap>, RegistryError> {
         self.tap
             .get_or_try_init(|| async {
-                let root = homebrew::cache_root().ok_or_else(|| {
+                let root = super::cache_root().ok_or_else(|| {
                     self.invalid("no cache directory: set BAGBOY_CACHE_DIR or HOME")
                 })?;
                 let spec = self.spec.clone();
@@ -71,7 +165,7 @@ impl BrewRegistry {
 /// Run blocking git work on tokio's blocking pool.
 async fn blocking<T: Send + 'static>(
     registry: &str,
-    f: impl FnOnce() -> Result<T, homebrew::TapError> + Send + 'static,
+    f: impl FnOnce() -> Result<T, TapError> + Send + 'static,
 ) -> Result<T, RegistryError> {
     tokio::task::spawn_blocking(f)
         .await
@@ -82,9 +176,9 @@ async fn blocking<T: Send + 'static>(
         .map_err(RegistryError::from)
 }
 
-impl super::Registry for BrewRegistry {
-    fn format(&self) -> Format {
-        Format::Brew
+impl Registry for BrewRegistry {
+    fn format(&self) -> &str {
+        BREW.name
     }
 
     fn name(&self) -> &str {
@@ -114,9 +208,9 @@ impl super::Registry for BrewRegistry {
             .await?;
             let mut step = Step::new(
                 if plan.unchanged {
-                    Action::Unchanged
+                    Action::unchanged()
                 } else {
-                    Action::RestoreFile
+                    Action::change(RESTORE_FILE)
                 },
                 &plan.path,
             );
@@ -153,7 +247,7 @@ impl super::Registry for BrewRegistry {
             step.data = json!({ "restore": plan, "message": message });
             Ok(PlanOutcome {
                 plan: RegistryPlan {
-                    format: Format::Brew,
+                    format: BREW.name.to_string(),
                     registry: self.name.clone(),
                     steps: vec![step],
                     notes,
@@ -164,7 +258,10 @@ impl super::Registry for BrewRegistry {
         })
     }
 
-    fn apply<'a>(&'a self, step: &'a Step) -> BoxFuture<'a, Result<Undo, RegistryError>> {
+    fn apply<'a>(
+        &'a self,
+        step: &'a Step,
+    ) -> BoxFuture<'a, Result<serde_json::Value, RegistryError>> {
         Box::pin(async move {
             let tap = self.tap().await?;
             let plan: RestorePlan =
@@ -187,7 +284,7 @@ impl super::Registry for BrewRegistry {
     fn undo<'a>(
         &'a self,
         step: &'a Step,
-        undo: &'a Undo,
+        state: &'a UndoState,
     ) -> BoxFuture<'a, Result<(), RegistryError>> {
         Box::pin(async move {
             let tap = self.tap().await?;
@@ -199,26 +296,32 @@ impl super::Registry for BrewRegistry {
                     .unwrap_or(&step.reference)
                     .trim_end_matches(".rb")
             );
-            if undo.is_null() {
-                // Interrupted before the outcome was journaled: the push may or may not have
-                // happened. Put the pre-rollback content back only if ours is what is there.
-                let plan: RestorePlan = serde_json::from_value(step.data["restore"].clone())
-                    .map_err(|e| {
-                        self.invalid(format!("plan step for {} is damaged: {e}", step.reference))
-                    })?;
-                blocking(&self.name, move || {
-                    let author = Author::resolve(&tap);
-                    tap.replace_file(
-                        &plan.path,
-                        Some(&plan.desired),
-                        plan.live.as_deref(),
-                        &message,
-                        &author,
-                    )
-                })
-                .await?;
-                return Ok(());
-            }
+            let undo = match state {
+                UndoState::Known(v) => v,
+                UndoState::Unknown => {
+                    // Interrupted before the outcome was journaled: the push may or may not have
+                    // happened. Put the pre-rollback content back only if ours is what is there.
+                    let plan: RestorePlan = serde_json::from_value(step.data["restore"].clone())
+                        .map_err(|e| {
+                            self.invalid(format!(
+                                "plan step for {} is damaged: {e}",
+                                step.reference
+                            ))
+                        })?;
+                    blocking(&self.name, move || {
+                        let author = Author::resolve(&tap);
+                        tap.replace_file(
+                            &plan.path,
+                            Some(&plan.desired),
+                            plan.live.as_deref(),
+                            &message,
+                            &author,
+                        )
+                    })
+                    .await?;
+                    return Ok(());
+                }
+            };
             let applied: Applied = serde_json::from_value(undo.clone()).map_err(|e| {
                 self.invalid(format!(
                     "undo record for {} is damaged: {e}",

@@ -1,0 +1,48 @@
+//! Observing a release in every configured registry, for `bagboy record`.
+
+use super::{errors_to_error, RollbackCoordinator};
+use crate::error::Error;
+use crate::history::{Package, Version};
+
+/// Observe the configured registries for `version`: one package per registry.
+pub async fn observe_release(
+    coordinator: &RollbackCoordinator<'_>,
+    version: &Version,
+) -> Result<Vec<Package>, Error> {
+    let config = coordinator.config();
+    if config.registries.is_empty() {
+        let why = match &config.path {
+            None => "no bagboy.yaml found (looked for ./bagboy.yaml and ./bagboy.yml)".to_string(),
+            Some(p) => format!("{} configures no registries to observe", p.display()),
+        };
+        return Err(Error::refused_with_hint(
+            why,
+            "add `registries:` to bagboy.yaml (or point --config at it)",
+        ));
+    }
+    let mut errors = Vec::new();
+    let mut backends = Vec::new();
+    for cfg in &config.registries {
+        match coordinator.backend(cfg) {
+            Ok(b) => backends.push(b),
+            Err(e) => errors.push((cfg.registry.clone(), e)),
+        }
+    }
+    let results = futures_util::future::join_all(
+        backends
+            .iter()
+            .map(|b| async move { (b.name().to_string(), b.observe_release(version).await) }),
+    )
+    .await;
+    let mut packages = Vec::new();
+    for (name, r) in results {
+        match r {
+            Ok(p) => packages.push(p),
+            Err(e) => errors.push((name, e)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors_to_error("observing", errors));
+    }
+    Ok(packages)
+}

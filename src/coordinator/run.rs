@@ -1,0 +1,287 @@
+//! The step runner shared by a rollback and `recover`: prepare, apply with bounded
+//! concurrency, stop at the first failure, and undo in reverse order. Every transition is
+//! journaled before bagboy goes on and emitted as an event.
+
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use serde::Serialize;
+
+use super::RollbackCoordinator;
+use crate::error::Exit;
+use crate::events::{Event, Listener};
+use crate::journal::{Journal, Phase, StepState};
+use crate::plan::{Action, Plan, StepId};
+use crate::registry::{RegistryError, UndoState};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StepReport {
+    pub registry: String,
+    pub reference: String,
+    pub action: Action,
+    pub millis: u128,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub undone: bool,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeKind {
+    /// Every registry is at the target; the history says so.
+    RolledBack,
+    /// Nothing to do: every registry already matched and the target is current.
+    AlreadyCurrent,
+    /// A step failed and every applied step was undone.
+    FailedUndone,
+    /// A step failed and some undo failed too: manual work (`bagboy recover`).
+    Partial,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Outcome {
+    pub kind: OutcomeKind,
+    pub steps: Vec<StepReport>,
+    pub millis: u128,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// Set when the journal was kept for `bagboy recover`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
+}
+
+impl Outcome {
+    pub fn exit(&self) -> Exit {
+        match self.kind {
+            OutcomeKind::RolledBack | OutcomeKind::AlreadyCurrent => Exit::Success,
+            OutcomeKind::FailedUndone => Exit::FailedUndone,
+            OutcomeKind::Partial => Exit::Partial,
+        }
+    }
+}
+
+/// What applying some steps did.
+#[derive(Default)]
+pub(crate) struct ApplyRun {
+    pub applied: Vec<(StepId, serde_json::Value)>,
+    /// Steps that returned an error after which the registry may still have changed.
+    pub uncertain: Vec<StepId>,
+    pub errors: Vec<String>,
+    pub reports: Vec<StepReport>,
+}
+
+/// What executing a plan did to the registries (the history is the caller's).
+pub(crate) struct Execution {
+    pub kind: OutcomeKind,
+    pub reports: Vec<StepReport>,
+    pub errors: Vec<String>,
+}
+
+impl RollbackCoordinator<'_> {
+    /// Apply every changing step of `plan`; on a failure undo every step that landed or may
+    /// have. The journal already holds the plan; each transition is appended to it.
+    pub(crate) async fn execute(
+        &self,
+        plan: &Plan,
+        journal: &Journal,
+        listener: &dyn Listener,
+    ) -> Execution {
+        let changing = plan.changing_steps();
+        let run = self.apply_steps(plan, &changing, journal, listener).await;
+        let mut reports = run.reports;
+        let mut errors = run.errors;
+        if errors.is_empty() {
+            return Execution {
+                kind: OutcomeKind::RolledBack,
+                reports,
+                errors,
+            };
+        }
+        let _ = journal.set_phase(Phase::Undoing);
+        // A failed step may still have reached the registry (the answer to a PUT or a push
+        // can be lost after the server acted), so it is undone too, as `Unknown`: each
+        // backend's undo then checks first and leaves an untouched registry alone.
+        let mut touched: Vec<(StepId, UndoState)> = run
+            .applied
+            .into_iter()
+            .map(|(id, u)| (id, UndoState::Known(u)))
+            .collect();
+        touched.extend(run.uncertain.iter().map(|id| (*id, UndoState::Unknown)));
+        touched.reverse();
+        let mut undo_failed = false;
+        for (id, err) in self.undo_steps(plan, &touched, journal, listener).await {
+            let Some((rp, step)) = plan.step(id) else {
+                continue;
+            };
+            if let Some(report) = reports
+                .iter_mut()
+                .find(|x| x.registry == rp.registry && x.reference == step.reference)
+            {
+                report.undone = err.is_none();
+            }
+            if let Some(e) = err {
+                undo_failed = true;
+                errors.push(format!("undo of {} {}: {e}", rp.registry, step.reference));
+            }
+        }
+        Execution {
+            kind: if undo_failed {
+                OutcomeKind::Partial
+            } else {
+                OutcomeKind::FailedUndone
+            },
+            reports,
+            errors,
+        }
+    }
+
+    /// Prepare the registries `ids` touch, then apply `ids` with bounded concurrency; after
+    /// the first failure no new step is launched (those in flight finish).
+    pub(crate) async fn apply_steps(
+        &self,
+        plan: &Plan,
+        ids: &[StepId],
+        journal: &Journal,
+        listener: &dyn Listener,
+    ) -> ApplyRun {
+        let mut run = ApplyRun::default();
+        // Fetch what the steps need first: a registry that cannot serve the target's manifest
+        // fails here, before anything anywhere has changed.
+        let mut backends = Vec::new();
+        for (r, rp) in plan.registries.iter().enumerate() {
+            if !ids.iter().any(|(x, _)| *x == r) {
+                backends.push(None);
+                continue;
+            }
+            match self.backend_for(rp) {
+                Ok(b) => {
+                    if let Err(e) = b.prepare(&rp.steps).await {
+                        run.errors.push(format!("{}: {e}", rp.registry));
+                    }
+                    backends.push(Some(b));
+                }
+                Err(e) => {
+                    run.errors.push(format!("{}: {e}", rp.registry));
+                    backends.push(None);
+                }
+            }
+        }
+        if !run.errors.is_empty() {
+            return run;
+        }
+        let limit = self.config.rollback.concurrency.max(1);
+        let mut queue = ids.iter().copied();
+        let mut in_flight = FuturesUnordered::new();
+        let launch = |id: StepId| {
+            let rp = &plan.registries[id.0];
+            let step = &rp.steps[id.1];
+            let backend = backends[id.0].clone();
+            listener.on(&Event::StepStarted {
+                registry: &rp.registry,
+                step,
+            });
+            let _ = journal.record(id, StepState::Started, None, None);
+            async move {
+                let t = Instant::now();
+                let res = match backend {
+                    Some(b) => b.apply(step).await,
+                    None => Err(RegistryError::Invalid {
+                        registry: rp.registry.clone(),
+                        message: "no backend".into(),
+                    }),
+                };
+                (id, res, t.elapsed())
+            }
+        };
+        let mut failed = false;
+        loop {
+            while !failed && in_flight.len() < limit {
+                match queue.next() {
+                    Some(id) => in_flight.push(launch(id)),
+                    None => break,
+                }
+            }
+            let Some((id, res, elapsed)) = in_flight.next().await else {
+                break;
+            };
+            let rp = &plan.registries[id.0];
+            let step = &rp.steps[id.1];
+            let err = res.as_ref().err().map(|e| e.to_string());
+            listener.on(&Event::StepFinished {
+                registry: &rp.registry,
+                step,
+                elapsed,
+                error: err.as_deref(),
+            });
+            run.reports
+                .push(report(&rp.registry, step, elapsed, err.clone()));
+            match res {
+                Ok(undo) => {
+                    let _ = journal.record(id, StepState::Applied, Some(undo.clone()), None);
+                    run.applied.push((id, undo));
+                }
+                Err(e) => {
+                    let _ = journal.record(id, StepState::Failed, None, Some(e.to_string()));
+                    if e.may_have_landed() {
+                        run.uncertain.push(id);
+                    }
+                    run.errors
+                        .push(format!("{} {}: {e}", rp.registry, step.reference));
+                    failed = true;
+                }
+            }
+        }
+        run
+    }
+
+    /// Undo `steps` in the order given, journaling each result; returns each step's error.
+    pub(crate) async fn undo_steps(
+        &self,
+        plan: &Plan,
+        steps: &[(StepId, UndoState)],
+        journal: &Journal,
+        listener: &dyn Listener,
+    ) -> Vec<(StepId, Option<String>)> {
+        let mut out = Vec::new();
+        for (id, state) in steps {
+            let Some((rp, step)) = plan.step(*id) else {
+                continue;
+            };
+            let err = match self.backend_for(rp) {
+                Ok(b) => b.undo(step, state).await.err().map(|e| e.to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            listener.on(&Event::UndoFinished {
+                registry: &rp.registry,
+                step,
+                error: err.as_deref(),
+            });
+            let new_state = if err.is_some() {
+                StepState::UndoFailed
+            } else {
+                StepState::Undone
+            };
+            let _ = journal.record(*id, new_state, None, err.clone());
+            out.push((*id, err));
+        }
+        out
+    }
+}
+
+fn report(
+    registry: &str,
+    step: &crate::plan::Step,
+    elapsed: Duration,
+    error: Option<String>,
+) -> StepReport {
+    StepReport {
+        registry: registry.to_string(),
+        reference: step.reference.clone(),
+        action: step.action.clone(),
+        millis: elapsed.as_millis(),
+        ok: error.is_none(),
+        error,
+        undone: false,
+    }
+}

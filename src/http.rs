@@ -1,0 +1,207 @@
+//! The one HTTP layer: a client built once per process and shared, the retry policy, URLs shown
+//! without credentials, and bounded body reads. Every backend that speaks HTTP goes through it.
+
+use std::hash::{BuildHasher as _, Hasher as _};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use reqwest::{Response, Url};
+
+/// The user agent every request carries.
+pub const USER_AGENT: &str = concat!("bagboy/", env!("CARGO_PKG_VERSION"));
+
+/// Connect timeout of the shared client (the whole-request timeout is set per request).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+static CLIENTS_BUILT: AtomicU64 = AtomicU64::new(0);
+static REQUESTS_SENT: AtomicU64 = AtomicU64::new(0);
+
+/// The process's HTTP client: TLS roots are loaded and connections pooled once for every
+/// registry, however many `bagboy.yaml` names.
+pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    if let Some(c) = CLIENT.get() {
+        return Ok(c.clone());
+    }
+    let built = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .build()?;
+    CLIENTS_BUILT.fetch_add(1, Ordering::Relaxed);
+    Ok(CLIENT.get_or_init(|| built).clone())
+}
+
+/// Count a request about to be sent (for `stats`).
+pub fn note_request() {
+    REQUESTS_SENT.fetch_add(1, Ordering::Relaxed);
+}
+
+/// `(clients built, requests sent)` so far in this process; logged at the end of a run.
+pub fn stats() -> (u64, u64) {
+    (
+        CLIENTS_BUILT.load(Ordering::Relaxed),
+        REQUESTS_SENT.load(Ordering::Relaxed),
+    )
+}
+
+/// A URL for messages and logs: userinfo masked.
+pub fn safe_url(url: &Url) -> String {
+    let mut url = url.clone();
+    if !url.username().is_empty() {
+        let _ = url.set_username("***");
+    }
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    url.to_string()
+}
+
+/// When and how often to retry: only transient failures (connect errors, timeouts, 429,
+/// 502–504), with exponential backoff and jitter, capped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Extra attempts after a transient failure.
+    pub retries: u32,
+    /// First backoff delay; doubles per attempt, with jitter.
+    pub backoff_base: Duration,
+    /// Upper bound for a server's `Retry-After` and for backoff delays.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            retries: 3,
+            backoff_base: Duration::from_millis(250),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before retry number `attempt + 1`: base · 2^attempt, jittered to 50–100 %.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .backoff_base
+            .saturating_mul(2u32.saturating_pow(attempt.min(16)));
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(attempt);
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default(),
+        );
+        let fraction = 0.5 + (hasher.finish() % 1000) as f64 / 2000.0;
+        exp.mul_f64(fraction).min(self.max_delay)
+    }
+
+    /// Whether the outcome of one attempt is worth another, and after how long.
+    pub fn retry_delay(
+        &self,
+        attempt: u32,
+        result: &Result<Response, reqwest::Error>,
+    ) -> Option<(Duration, String)> {
+        if attempt >= self.retries {
+            return None;
+        }
+        let (delay, reason) = match result {
+            Ok(resp) => match resp.status().as_u16() {
+                429 => (
+                    retry_after(resp.headers()).unwrap_or_else(|| self.backoff(attempt)),
+                    format!("HTTP {}", resp.status()),
+                ),
+                502..=504 => (self.backoff(attempt), format!("HTTP {}", resp.status())),
+                _ => return None,
+            },
+            Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => {
+                (self.backoff(attempt), transport_kind(e).to_string())
+            }
+            Err(_) => return None,
+        };
+        Some((delay.min(self.max_delay), reason))
+    }
+}
+
+/// A server's `Retry-After` in seconds.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// A short, stable name for what went wrong on the wire (used to classify failures).
+pub fn transport_kind(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "reading the response failed"
+    } else {
+        "request failed"
+    }
+}
+
+/// Why a body could not be read whole.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The server sent more than the caller allows.
+    TooLarge {
+        limit: usize,
+    },
+    Transport(reqwest::Error),
+}
+
+/// Read a response body, refusing one larger than `limit` bytes (a hostile or broken server
+/// cannot make bagboy buffer without bound).
+pub async fn read_limited(mut resp: Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let mut out = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if out.len() + chunk.len() > limit {
+                    return Err(BodyError::TooLarge { limit });
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(out),
+            Err(e) => return Err(BodyError::Transport(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_userinfo() {
+        let url = Url::parse("https://user:pass@example.com/v2/").unwrap();
+        assert_eq!(safe_url(&url), "https://***:***@example.com/v2/");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy {
+            backoff_base: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+            retries: 3,
+        };
+        let first = p.backoff(0);
+        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+        assert!(p.backoff(20) <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn one_client_per_process() {
+        let a = client().unwrap();
+        let b = client().unwrap();
+        drop((a, b));
+        assert_eq!(stats().0, 1);
+    }
+}

@@ -1,0 +1,125 @@
+//! The operations layer: one owner per command. Each operation takes the lock, checks its
+//! preconditions, writes the journal and the history, and emits events; the CLI only parses,
+//! confirms and renders what these functions return.
+
+pub mod apply;
+pub mod prune;
+pub mod record;
+pub mod recover;
+pub mod rollback;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::history::{Fingerprint, History, Lock, Status, Store, Timestamp};
+
+/// A project as the operations see it: its configuration and its history file.
+pub struct Workspace {
+    pub config: Config,
+    pub store: Store,
+}
+
+impl Workspace {
+    pub fn new(config: Config, store: Store) -> Self {
+        Workspace { config, store }
+    }
+
+    pub fn history_name(&self) -> String {
+        self.store.path().display().to_string()
+    }
+
+    /// Take the writer lock for `command`.
+    fn lock(&self, command: &str) -> Result<Lock, Error> {
+        Ok(self.store.lock(command)?)
+    }
+
+    /// Under the lock: no earlier rollback is unfinished (a journal or a `rolling_back` entry).
+    /// Only under the lock does a journal mean an unfinished rollback: a running one holds the
+    /// lock, and is reported as the lock's holder.
+    fn check_settled(&self, history: &History) -> Result<(), Error> {
+        if let Some(j) = crate::journal::unfinished(&self.store.state_dir()).first() {
+            return Err(Error::refused_with_hint(
+                format!(
+                    "an earlier rollback did not finish (journal {})",
+                    j.display()
+                ),
+                "run `bagboy recover` to finish or undo it first",
+            ));
+        }
+        if let Some(d) = history
+            .deployments
+            .iter()
+            .find(|d| d.effective_status() == Some(Status::RollingBack))
+        {
+            return Err(Error::refused_with_hint(
+                format!(
+                    "a rollback to {} ({}) is still marked rolling_back: it was interrupted",
+                    d.version, d.timestamp
+                ),
+                "run `bagboy recover` to finish or undo it first",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The async runtime an operation runs its registry work on.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Io {
+            context: "starting the async runtime".into(),
+            source,
+        })
+}
+
+/// Who is doing this, for the history's `actor`.
+pub fn actor() -> Option<String> {
+    ["BAGBOY_ACTOR", "GITHUB_ACTOR", "USER", "USERNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+}
+
+/// The command line, for the lock and the journal.
+pub fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+/// `sha256:<hex>` of a history fingerprint, as a plan carries it.
+pub fn fingerprint_text(f: &Fingerprint) -> Option<String> {
+    match f {
+        Fingerprint::Missing => None,
+        Fingerprint::Sha256(b) => Some(format!("sha256:{}", hex::encode(b))),
+    }
+}
+
+/// Now, or just after the newest entry when clocks disagree, so the new entry sorts first.
+pub(crate) fn later_than(history: &History) -> Timestamp {
+    let now = Timestamp::now();
+    let newest = history.deployments.iter().map(|d| d.timestamp.at()).max();
+    match newest {
+        Some(n) if n >= now.at() => {
+            let t = n + time::Duration::seconds(1);
+            let raw = t
+                .to_offset(time::UtcOffset::UTC)
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|_| now.to_string());
+            Timestamp::parse(&raw).unwrap_or(now)
+        }
+        _ => now,
+    }
+}
+
+pub(crate) fn append_note(existing: Option<&str>, note: &str) -> String {
+    match existing {
+        Some(n) if !n.is_empty() => format!("{n}; {note}"),
+        _ => note.to_string(),
+    }
+}
+
+/// Log how many HTTP clients and requests the operation used (`-vv`).
+pub(crate) fn log_http_stats() {
+    let (clients, requests) = crate::http::stats();
+    tracing::debug!(clients, requests, "http");
+}

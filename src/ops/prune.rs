@@ -1,0 +1,48 @@
+//! `versions prune`: drop old entries, keeping the N newest and always the current one.
+
+use super::Workspace;
+use crate::error::Error;
+use crate::events::{Event, Listener};
+use crate::history::{self, Deployment};
+
+/// The entries `prune --keep keep` would remove, newest first (reads only, no lock).
+pub fn preview(ws: &Workspace, keep: usize) -> Result<Vec<Deployment>, Error> {
+    let loaded = ws.store.load()?;
+    Ok(history::prune_plan(&loaded.history, keep)
+        .into_iter()
+        .map(|i| loaded.history.deployments[i].clone())
+        .collect())
+}
+
+/// Remove them under the lock; returns what was removed (nothing written when nothing goes).
+pub fn prune(
+    ws: &Workspace,
+    keep: usize,
+    listener: &dyn Listener,
+) -> Result<Vec<Deployment>, Error> {
+    let command = super::command_line();
+    listener.on(&Event::Started { command: &command });
+    let lock = ws.lock(&command)?;
+    let loaded = ws.store.load()?;
+    let remove: std::collections::HashSet<usize> = history::prune_plan(&loaded.history, keep)
+        .into_iter()
+        .collect();
+    if remove.is_empty() {
+        lock.release();
+        return Ok(Vec::new());
+    }
+    let mut removed = Vec::new();
+    let mut kept = loaded.history.clone();
+    kept.deployments = Vec::with_capacity(loaded.history.deployments.len() - remove.len());
+    for (i, d) in loaded.history.deployments.iter().enumerate() {
+        if remove.contains(&i) {
+            removed.push(d.clone());
+        } else {
+            kept.deployments.push(d.clone());
+        }
+    }
+    ws.store.save(&kept, &loaded.fingerprint)?;
+    lock.release();
+    listener.on(&Event::Pruned { removed: &removed });
+    Ok(removed)
+}

@@ -1,0 +1,68 @@
+//! `record`: observe the registries for a release and append it as the deployed entry.
+
+use super::{later_than, Workspace};
+use crate::coordinator::{self, RollbackCoordinator};
+use crate::error::Error;
+use crate::events::{Event, Listener};
+use crate::history::{Deployment, Status, Version};
+
+/// What the user asked to record.
+#[derive(Clone, Debug, Default)]
+pub struct RecordRequest {
+    pub version: String,
+    pub commit: Option<String>,
+    pub notes: Option<String>,
+}
+
+/// What `record` wrote.
+pub struct Recorded {
+    pub entry: Deployment,
+    /// The version that was current before and is now superseded.
+    pub superseded: Option<String>,
+}
+
+pub fn record(
+    ws: &Workspace,
+    req: &RecordRequest,
+    listener: &dyn Listener,
+) -> Result<Recorded, Error> {
+    record_with(ws, RollbackCoordinator::new(&ws.config), req, listener)
+}
+
+/// [`record`] with a given coordinator (fake backends, in tests).
+pub fn record_with(
+    ws: &Workspace,
+    coordinator: RollbackCoordinator<'_>,
+    req: &RecordRequest,
+    listener: &dyn Listener,
+) -> Result<Recorded, Error> {
+    let version = Version::parse(&req.version).map_err(|e| {
+        Error::refused(format!(
+            "--version {} is not a semver version: {e}",
+            req.version
+        ))
+    })?;
+    let command = super::command_line();
+    listener.on(&Event::Started { command: &command });
+    let lock = ws.lock(&command)?;
+    let loaded = ws.store.load_or_empty()?;
+    let rt = super::runtime()?;
+    let packages = rt.block_on(coordinator::observe_release(&coordinator, &version))?;
+    super::log_http_stats();
+    let mut entry = Deployment::new(version, Status::Deployed);
+    entry.commit = req.commit.clone();
+    entry.notes = req.notes.clone();
+    entry.actor = super::actor();
+    entry.packages = packages;
+    let mut history = loaded.history.clone();
+    let superseded = history.current().map(|c| {
+        history.deployments[c].set_status(Status::Superseded);
+        history.deployments[c].version.to_string()
+    });
+    entry.timestamp = later_than(&history);
+    history.deployments.push(entry.clone());
+    ws.store.save(&history, &loaded.fingerprint)?;
+    drop(lock);
+    listener.on(&Event::Recorded { entry: &entry });
+    Ok(Recorded { entry, superseded })
+}
