@@ -211,7 +211,12 @@ pub fn compare(saved: &Plan, now: &Plan) -> Result<(), Error> {
                     ss.before.as_deref().unwrap_or("absent"),
                     ns.before.as_deref().unwrap_or("absent")
                 ));
-            } else if ss.action != ns.action || ss.after != ns.after || ss.data != ns.data {
+            } else if ss.action == ns.action && ss.after == ns.after && ss.data != ns.data {
+                foreign.push(format!(
+                    "{} {}: the step's content differs from what the recorded release gives (the plan was edited)",
+                    srp.registry, ss.reference
+                ));
+            } else if ss.action != ns.action || ss.after != ns.after {
                 foreign.push(format!(
                     "{} {}: the plan says {} to {}, the history records {} to {}",
                     srp.registry,
