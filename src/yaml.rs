@@ -316,9 +316,11 @@ fn to_node(s: Spanned<Raw>, src: &str) -> Node {
             kind: ScalarKind::Float,
             text: source_text().unwrap_or(t),
         }),
+        // Keep the source text: a tag written `y`, `on` or `no` (YAML 1.1 booleans) is that
+        // tag where a string is wanted, not "true".
         Raw::Bool(b) => Value::Scalar(Scalar {
             kind: ScalarKind::Bool,
-            text: b.to_string(),
+            text: source_text().unwrap_or_else(|| b.to_string()),
         }),
         Raw::Seq(items) => Value::Seq(items.into_iter().map(|i| to_node(i, src)).collect()),
         Raw::Map(entries) => Value::Map(
@@ -676,6 +678,21 @@ mod tests {
         );
         let s = v.as_scalar().unwrap();
         assert_eq!((s.kind, s.text.as_str()), (ScalarKind::Float, "1.10"));
+    }
+
+    #[test]
+    fn yaml_1_1_booleans_keep_their_text() {
+        // `tags: [y, on]` names the tags `y` and `on`, not `true`.
+        let n = p("tags: [y, on, No]\n").unwrap();
+        let (_, _, v) = n.entries().unwrap().next().unwrap();
+        let Value::Seq(items) = &v.value else {
+            panic!("a list")
+        };
+        let texts: Vec<&str> = items
+            .iter()
+            .map(|i| i.as_scalar().unwrap().text.as_str())
+            .collect();
+        assert_eq!(texts, ["y", "on", "No"]);
     }
 
     #[test]

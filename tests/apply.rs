@@ -245,7 +245,11 @@ fn a_saved_plan_applies_exactly_its_steps() {
     // The same file again: the history it was planned from is gone.
     let again = f.run(&["apply", "plan.json", "--yes"]);
     assert_eq!(again.code, Some(4), "{}", again.show());
-    assert!(again.stderr.contains("changed since the plan was made"), "{}", again.show());
+    assert!(
+        again.stderr.contains("changed since the plan was made"),
+        "{}",
+        again.show()
+    );
     assert_eq!(f.world(), after, "nothing changed");
 }
 
@@ -277,7 +281,11 @@ fn stale_plans_exit_4_and_change_nothing() {
     let before = f.world();
     let run = f.run(&["apply", "plan.json", "--yes"]);
     assert_eq!(run.code, Some(4), "{}", run.show());
-    assert!(run.stderr.contains("changed since the plan was made"), "{}", run.show());
+    assert!(
+        run.stderr.contains("changed since the plan was made"),
+        "{}",
+        run.show()
+    );
     assert_eq!(f.world(), before);
 
     // The tap moved: someone pushed a formula change after the plan.
@@ -319,8 +327,9 @@ fn forged_plans_exit_2_and_change_nothing() {
     // Formula content from no recorded tap commit.
     let mut forged = plan.clone();
     let step = step_mut(&mut forged, FORMULA);
-    step["data"]["restore"]["desired"] =
-        Value::String("class Myapp < Formula\n  url \"https://evil.example/x.tar.gz\"\nend\n".into());
+    step["data"]["restore"]["desired"] = Value::String(
+        "class Myapp < Formula\n  url \"https://evil.example/x.tar.gz\"\nend\n".into(),
+    );
     f.write_plan(&forged);
     let run = f.run(&["apply", "plan.json", "--yes"]);
     assert_eq!(run.code, Some(2), "{}", run.show());
@@ -364,11 +373,16 @@ fn apply_confirms_and_reads_only_plans() {
     // No terminal and no --yes: show the plan, refuse.
     let run = f.run(&["apply", "plan.json"]);
     assert_eq!(run.code, Some(2), "{}", run.show());
-    assert!(run.stdout.contains("latest"), "the plan is shown: {}", run.show());
+    assert!(
+        run.stdout.contains("latest"),
+        "the plan is shown: {}",
+        run.show()
+    );
     assert!(run.stderr.contains("--yes"), "{}", run.show());
 
     // Not JSON: the position is named.
-    f.project.write("bad.json", "{\n  \"schema\": 2,\n  oops\n}\n");
+    f.project
+        .write("bad.json", "{\n  \"schema\": 2,\n  oops\n}\n");
     let run = f.run(&["apply", "bad.json", "--yes"]);
     assert_eq!(run.code, Some(2), "{}", run.show());
     assert!(run.stderr.contains("bad.json:3:"), "{}", run.show());

@@ -54,7 +54,10 @@ impl Problems {
 
     pub fn boolean(&mut self, key: &str, node: &Node) -> Option<bool> {
         match node.as_scalar() {
-            Some(s) if s.kind == ScalarKind::Bool => Some(s.text == "true"),
+            Some(s) if s.kind == ScalarKind::Bool => Some(matches!(
+                s.text.to_ascii_lowercase().as_str(),
+                "true" | "yes" | "on" | "y"
+            )),
             _ => {
                 self.push(
                     node.loc,
