@@ -10,6 +10,7 @@ mod target;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use futures_util::StreamExt;
 use serde::Serialize;
 
 pub use record::observe_release;
@@ -227,7 +228,9 @@ impl<'a> RollbackCoordinator<'a> {
                 Err(e) => errors.push((cfg.registry.clone(), e)),
             }
         }
-        let futures = backends.iter().map(|b| {
+        // At most `concurrency` registries are observed at once: 50 registries on one host
+        // share a few pooled connections instead of opening one per request.
+        let results: Vec<_> = futures_util::stream::iter(backends.iter().map(|b| {
             let input = PlanInput {
                 target,
                 target_package: target.package(b.name()),
@@ -236,8 +239,10 @@ impl<'a> RollbackCoordinator<'a> {
                 settings: &self.config.rollback,
             };
             async move { (b.name().to_string(), b.plan(input).await) }
-        });
-        let results = futures_util::future::join_all(futures).await;
+        }))
+        .buffered(self.config.rollback.concurrency.max(1))
+        .collect()
+        .await;
         let mut registries = Vec::new();
         for (name, r) in results {
             match r {

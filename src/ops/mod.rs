@@ -62,16 +62,23 @@ impl Workspace {
     }
 }
 
-/// The async runtime an operation runs its registry work on.
-pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Error> {
-    tokio::runtime::Builder::new_multi_thread()
+/// The async runtime every operation of the process runs its registry work on: one, so that
+/// the HTTP client's pooled connections (bound to the runtime that opened them) carry over
+/// from planning to applying.
+pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime, Error> {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|source| Error::Io {
             context: "starting the async runtime".into(),
             source,
-        })
+        })?;
+    Ok(RUNTIME.get_or_init(|| rt))
 }
 
 /// Who is doing this, for the history's `actor`.
