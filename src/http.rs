@@ -28,6 +28,18 @@ pub fn client() -> Result<reqwest::Client, reqwest::Error> {
     let built = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(CONNECT_TIMEOUT)
+        // Redirects only within the origin asked: a credential (an Authorization header, an
+        // identity token in a form body) never follows a redirect to another host.
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            let first = attempt.previous().first().map(|u| u.origin());
+            if attempt.previous().len() >= 5 {
+                attempt.error("too many redirects")
+            } else if first.as_ref() == Some(&attempt.url().origin()) {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        }))
         .build()?;
     CLIENTS_BUILT.fetch_add(1, Ordering::Relaxed);
     Ok(CLIENT.get_or_init(|| built).clone())
@@ -44,6 +56,15 @@ pub fn stats() -> (u64, u64) {
         CLIENTS_BUILT.load(Ordering::Relaxed),
         REQUESTS_SENT.load(Ordering::Relaxed),
     )
+}
+
+/// `127.0.0.0/8`, `::1` or `localhost` (brackets around IPv6 accepted).
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => bare.eq_ignore_ascii_case("localhost"),
+    }
 }
 
 /// A URL for messages and logs: userinfo masked.

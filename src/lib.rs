@@ -5,6 +5,7 @@ pub mod config;
 pub mod coordinator;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod history;
 pub mod http;
 pub mod journal;

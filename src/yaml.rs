@@ -133,6 +133,8 @@ pub enum ParseError {
     },
     #[error("{path}: file is empty")]
     Empty { path: PathBuf },
+    #[error("{path}: is {kind}, not a regular file (bagboy reads no symlinks, devices or FIFOs)")]
+    NotRegular { path: PathBuf, kind: &'static str },
 }
 
 impl ParseError {
@@ -141,7 +143,8 @@ impl ParseError {
             ParseError::Read { path, .. }
             | ParseError::TooLarge { path, .. }
             | ParseError::Syntax { path, .. }
-            | ParseError::Empty { path } => path,
+            | ParseError::Empty { path }
+            | ParseError::NotRegular { path, .. } => path,
         }
     }
 }
@@ -154,31 +157,25 @@ pub fn max_file_bytes() -> u64 {
         .unwrap_or(DEFAULT_MAX_FILE_BYTES)
 }
 
-/// Read a file, refusing oversized ones before reading them.
+/// Read a file, refusing oversized ones before reading them, and anything that is not a
+/// regular file reached without a symlink (a checkout may plant `/dev/zero` or a FIFO).
 pub fn read_bounded(path: &Path) -> Result<Vec<u8>, ParseError> {
     let limit = max_file_bytes();
-    let read_err = |source| ParseError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
-    let meta = std::fs::metadata(path).map_err(read_err)?;
-    if meta.len() > limit {
-        return Err(ParseError::TooLarge {
+    crate::files::read_regular(path, limit).map_err(|e| match e {
+        crate::files::ReadError::Io(source) => ParseError::Read {
             path: path.to_path_buf(),
-            size: meta.len(),
-            limit,
-        });
-    }
-    let bytes = std::fs::read(path).map_err(read_err)?;
-    // The file may have grown between stat and read.
-    if bytes.len() as u64 > limit {
-        return Err(ParseError::TooLarge {
+            source,
+        },
+        crate::files::ReadError::NotRegular(kind) => ParseError::NotRegular {
             path: path.to_path_buf(),
-            size: bytes.len() as u64,
+            kind,
+        },
+        crate::files::ReadError::TooLarge { size, limit } => ParseError::TooLarge {
+            path: path.to_path_buf(),
+            size,
             limit,
-        });
-    }
-    Ok(bytes)
+        },
+    })
 }
 
 /// Deepest nesting accepted: see [`options`].

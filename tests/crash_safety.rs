@@ -130,6 +130,14 @@ impl<'r> Scenario<'r> {
             tap.url()
         ));
         project.write("bagboy.yaml", &yaml);
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if env.iter().any(|(k, _)| k == "BAGBOY_REGISTRY_USERNAME") {
+            // Env credentials are bound to the host bagboy talks to (the proxy).
+            env.push(("BAGBOY_REGISTRY_HOST".into(), proxy.addr().to_string()));
+        }
         let mut sc = Scenario {
             reg,
             proxy,
@@ -144,10 +152,7 @@ impl<'r> Scenario<'r> {
             tap_head_pre: String::new(),
             history_pre: Vec::new(),
             current_ts: String::new(),
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            env,
             base: 0,
         };
         let mut v110 = Vec::new();
@@ -209,6 +214,7 @@ impl<'r> Scenario<'r> {
             .env_remove("GIT_CONFIG_COUNT")
             .env_remove("BAGBOY_REGISTRY_USERNAME")
             .env_remove("BAGBOY_REGISTRY_PASSWORD")
+            .env_remove("BAGBOY_REGISTRY_HOST")
             .env("NO_COLOR", "1")
             .env("BAGBOY_CACHE_DIR", p.join(".cache"))
             .env("GIT_CONFIG_GLOBAL", "/dev/null")

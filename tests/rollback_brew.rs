@@ -483,6 +483,7 @@ fn docker_fails_after_tap(concurrency: Option<usize>, format: &str) -> (String, 
     let reg = TestRegistry::start(Auth::Token(TokenUser::defaults()));
     // `reader` may pull (plan and prepare succeed) but not push (the tag PUT fails).
     let mut f = Fixture::new()
+        .with_env("BAGBOY_REGISTRY_HOST", &reg.host())
         .with_env("BAGBOY_REGISTRY_USERNAME", "reader")
         .with_env("BAGBOY_REGISTRY_PASSWORD", "reader-password");
     f.config(&[f.brew_registry(), docker_entry(&reg.repo(IMAGE))]);

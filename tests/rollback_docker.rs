@@ -59,7 +59,8 @@ impl Repo<'_> {
 /// A project directory configured for some repositories, with credentials from the environment.
 struct Env {
     p: Project,
-    creds: Option<(String, String)>,
+    /// `(host, user, password)`: env credentials bound to one registry host.
+    creds: Option<(String, String, String)>,
 }
 
 impl Env {
@@ -77,8 +78,8 @@ impl Env {
         Env { p, creds: None }
     }
 
-    fn with_creds(mut self, user: &str, password: &str) -> Env {
-        self.creds = Some((user.into(), password.into()));
+    fn with_creds(mut self, host: &str, user: &str, password: &str) -> Env {
+        self.creds = Some((host.into(), user.into(), password.into()));
         self
     }
 
@@ -89,10 +90,12 @@ impl Env {
             .env("BAGBOY_ACTOR", "ci-test")
             .env("BAGBOY_HTTP_RETRIES", "0");
         match &self.creds {
-            Some((u, pw)) => c
+            Some((h, u, pw)) => c
+                .env("BAGBOY_REGISTRY_HOST", h)
                 .env("BAGBOY_REGISTRY_USERNAME", u)
                 .env("BAGBOY_REGISTRY_PASSWORD", pw),
             None => c
+                .env_remove("BAGBOY_REGISTRY_HOST")
                 .env_remove("BAGBOY_REGISTRY_USERNAME")
                 .env_remove("BAGBOY_REGISTRY_PASSWORD"),
         };
@@ -428,10 +431,10 @@ fn rollback_with_credentials(auth: Auth, user: &str, password: &str) {
         reg: &reg,
         path: REPO,
     };
-    let good = Env::new(&[repo]).with_creds(user, password);
+    let good = Env::new(&[repo]).with_creds(&reg.host(), user, password);
     let rel = three_releases(&good, &[repo], false, &[]).remove(0);
     // Same project, wrong password.
-    let bad = good.with_creds(user, "not-the-password");
+    let bad = good.with_creds(&reg.host(), user, "not-the-password");
 
     let history = bad.history();
     let snapshot = repo.snapshot();
@@ -453,7 +456,7 @@ fn rollback_with_credentials(auth: Auth, user: &str, password: &str) {
     assert_eq!(bad.history(), history);
     assert_eq!(repo.snapshot(), snapshot);
 
-    let good = bad.with_creds(user, password);
+    let good = bad.with_creds(&reg.host(), user, password);
     let out = good.run(&["rollback", "--version", "v1.1.0", "--yes"]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
@@ -497,7 +500,7 @@ fn failure_on_second_registry_puts_the_first_back() {
         path: REPO,
     };
     // `reader` may pull everywhere but push nowhere on the token registry.
-    let env = Env::new(&[first, second]).with_creds("reader", "reader-password");
+    let env = Env::new(&[first, second]).with_creds(&locked.host(), "reader", "reader-password");
     let moving = ["stable", "1", "edge", "prod"];
     let rels = three_releases(&env, &[first, second], false, &moving);
     let before_first = first.snapshot();
@@ -632,7 +635,7 @@ fn minimal_requests(auth: Auth, creds: Option<(&str, &str)>, moving: &[&str]) ->
     };
     let mut env = Env::new(&[repo]);
     if let Some((u, p)) = creds {
-        env = env.with_creds(u, p);
+        env = env.with_creds(&reg.host(), u, p);
     }
     let rel = three_releases(&env, &[repo], false, moving).remove(0);
     let k = moving.len() + 1; // and `latest`

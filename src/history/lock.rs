@@ -4,7 +4,7 @@
 //! died (same host, pid gone or reused) is stale and taken over with a warning; the takeover
 //! itself is serialised through a second exclusive file so two processes cannot both win.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -126,7 +126,7 @@ impl Drop for Lock {
 }
 
 fn create_exclusive(path: &Path, holder: &Holder) -> std::io::Result<()> {
-    let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
+    let mut f = crate::files::create_new(path)?;
     let body = serde_json::to_vec_pretty(holder).map_err(std::io::Error::other)?;
     f.write_all(&body)?;
     f.write_all(b"\n")?;
@@ -136,7 +136,7 @@ fn create_exclusive(path: &Path, holder: &Holder) -> std::io::Result<()> {
 fn read_holder(path: &Path) -> Result<Holder, LockError> {
     // A creator may be between create and write; give it a moment before calling it garbage.
     for attempt in 0..20 {
-        match fs::read(path) {
+        match crate::files::read_regular(path, 64 << 10) {
             Ok(bytes) if !bytes.is_empty() => {
                 return serde_json::from_slice(&bytes).map_err(|e| LockError::Unreadable {
                     path: path.to_path_buf(),
@@ -150,10 +150,16 @@ fn read_holder(path: &Path) -> Result<Holder, LockError> {
                     reason: "the file is empty".into(),
                 })
             }
-            Err(e) => {
+            Err(crate::files::ReadError::Io(e)) => {
                 return Err(LockError::Io {
                     path: path.to_path_buf(),
                     source: e,
+                })
+            }
+            Err(e) => {
+                return Err(LockError::Unreadable {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
                 })
             }
         }

@@ -5,8 +5,6 @@ pub mod lock;
 mod model;
 mod save;
 
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
@@ -34,6 +32,10 @@ pub enum HistoryError {
     },
     #[error("{path} changed since bagboy read it (another process or a person edited it); nothing was written")]
     Changed { path: PathBuf },
+    #[error(
+        "{path} is a symlink: bagboy keeps its state only in real directories of the checkout"
+    )]
+    SymlinkedDir { path: PathBuf },
     #[error("cannot write {path}: {source}")]
     Write {
         path: PathBuf,
@@ -110,8 +112,25 @@ impl Store {
     }
 
     /// Take the writer lock for this history.
-    pub fn lock(&self, command: &str) -> Result<Lock, LockError> {
-        Lock::acquire(&self.lock_path(), command)
+    pub fn lock(&self, command: &str) -> Result<Lock, crate::Error> {
+        self.check_dirs()?;
+        Ok(Lock::acquire(&self.lock_path(), command)?)
+    }
+
+    /// The directories holding the history and bagboy's state must not be symlinks: a
+    /// checkout could point `.bagboy` at any directory of the runner.
+    pub fn check_dirs(&self) -> Result<(), HistoryError> {
+        let parent = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf);
+        for dir in parent.into_iter().chain(std::iter::once(self.state_dir())) {
+            if crate::files::check_dir_not_symlink(&dir).is_err() {
+                return Err(HistoryError::SymlinkedDir { path: dir });
+            }
+        }
+        Ok(())
     }
 
     /// Read and validate the history; a missing file is an error.
@@ -144,6 +163,7 @@ impl Store {
     }
 
     fn read_bytes(&self) -> Result<Option<Vec<u8>>, HistoryError> {
+        self.check_dirs()?;
         match crate::yaml::read_bounded(&self.path) {
             Ok(b) => Ok(Some(b)),
             Err(ParseError::Read { source, .. })
@@ -185,35 +205,9 @@ impl Store {
     }
 }
 
-/// Replace `path` with `bytes` atomically (temp file + fsync + rename + directory fsync).
+/// Replace `path` with `bytes` atomically (see [`crate::files::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "file".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        // Make the rename itself durable.
-        fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    crate::files::write_atomic(path, bytes)
 }
 
 /// What `versions prune` removes: all but the `keep` newest entries, never the current one.

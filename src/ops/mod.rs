@@ -29,7 +29,7 @@ impl Workspace {
 
     /// Take the writer lock for `command`.
     fn lock(&self, command: &str) -> Result<Lock, Error> {
-        Ok(self.store.lock(command)?)
+        self.store.lock(command)
     }
 
     /// Under the lock: no earlier rollback is unfinished (a journal or a `rolling_back` entry).

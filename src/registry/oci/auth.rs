@@ -129,11 +129,22 @@ impl Credential {
             env("BAGBOY_REGISTRY_USERNAME"),
             env("BAGBOY_REGISTRY_PASSWORD"),
         ) {
-            return Ok(Some(Credential::Basic {
-                username,
-                password: SecretString::from(password),
-                source: CredentialSource::Environment,
-            }));
+            // Bound to one host: a checkout's bagboy.yaml can name any registry, and must not
+            // receive the runner's credentials by naming its own server.
+            match env("BAGBOY_REGISTRY_HOST").map(|h| h.trim().to_ascii_lowercase()) {
+                Some(bound) if bound == host.to_ascii_lowercase() => {
+                    return Ok(Some(Credential::Basic {
+                        username,
+                        password: SecretString::from(password),
+                        source: CredentialSource::Environment,
+                    }));
+                }
+                Some(_) => {}
+                None => tracing::warn!(
+                    "BAGBOY_REGISTRY_USERNAME/PASSWORD are set without BAGBOY_REGISTRY_HOST: \
+                     they are not used (set BAGBOY_REGISTRY_HOST to the registry host they belong to)"
+                ),
+            }
         }
         let Some(path) = docker_config_path(env) else {
             return Ok(None);
@@ -592,14 +603,25 @@ mod tests {
     }
 
     #[test]
-    fn env_vars_come_first() {
+    fn env_vars_come_first_for_their_host_only() {
         let env = |k: &str| match k {
             "BAGBOY_REGISTRY_USERNAME" => Some("ci".to_string()),
             "BAGBOY_REGISTRY_PASSWORD" => Some("pw".to_string()),
+            "BAGBOY_REGISTRY_HOST" => Some("GHCR.io".to_string()),
+            "DOCKER_CONFIG" => Some("/nonexistent-bagboy-dir".to_string()),
             _ => None,
         };
         let cred = Credential::discover_with("ghcr.io", &env).unwrap().unwrap();
         assert_eq!(cred.source(), &CredentialSource::Environment);
+        // Another host (a checkout naming its own server) gets nothing.
+        assert!(Credential::discover_with("127.0.0.1:5000", &env)
+            .unwrap()
+            .is_none());
+        // Unbound: not used at all.
+        let unbound = |k: &str| (k != "BAGBOY_REGISTRY_HOST").then(|| env(k)).flatten();
+        assert!(Credential::discover_with("ghcr.io", &unbound)
+            .unwrap()
+            .is_none());
         let none = Credential::discover_with("ghcr.io", &|k: &str| {
             (k == "DOCKER_CONFIG").then(|| "/nonexistent-bagboy-dir".to_string())
         })

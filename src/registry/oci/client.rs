@@ -24,7 +24,10 @@ const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 /// Far above the 4 MiB registries accept for manifests, so only a misbehaving server hits it.
 const MAX_MANIFEST_BYTES: usize = 16 << 20;
 const MAX_ERROR_BODY_BYTES: usize = 64 << 10;
-const MAX_TAG_PAGES: usize = 100_000;
+const MAX_TAG_PAGES: usize = 10_000;
+/// A tag listing larger than this (all pages together) is refused: no real repository is near.
+const MAX_TAG_LIST_BYTES: usize = 64 << 20;
+const MAX_TAGS: usize = 1_000_000;
 
 /// How the client talks to a registry.
 #[derive(Clone, Debug)]
@@ -126,6 +129,8 @@ struct Call<'a> {
     /// Token scope, e.g. `repository:acme/app:pull`.
     scope: Option<String>,
     ctx: RequestContext,
+    /// Whether an attempt carried credentials (for honest error messages).
+    sent_credentials: std::sync::atomic::AtomicBool,
 }
 
 enum Reference {
@@ -371,8 +376,16 @@ impl OciClient {
             url.query_pairs_mut().append_pair("n", &n.to_string());
         }
         let mut tags = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut total_bytes = 0usize;
         for _ in 0..MAX_TAG_PAGES {
             let call = self.call(Method::GET, url.clone(), Some(repo), None, Some(pull(repo)));
+            if !seen.insert(url.clone()) {
+                return Err(bad_ctx(
+                    &call,
+                    "tag list pagination loops back to a page already read",
+                ));
+            }
             let resp = self.execute(&call).await?;
             let status = resp.status();
             if !status.is_success() {
@@ -380,6 +393,14 @@ impl OciClient {
             }
             let next = header_str(resp.headers(), LINK.as_str()).and_then(next_link);
             let body = read_limited(resp, MAX_MANIFEST_BYTES, &call).await?;
+            total_bytes += body.len();
+            if total_bytes > MAX_TAG_LIST_BYTES {
+                return Err(bad(
+                    &call,
+                    status,
+                    &format!("tag list exceeds {MAX_TAG_LIST_BYTES} bytes"),
+                ));
+            }
             #[derive(serde::Deserialize)]
             struct TagList {
                 #[serde(default)]
@@ -388,6 +409,9 @@ impl OciClient {
             let page: TagList = serde_json::from_slice(&body)
                 .map_err(|e| bad(&call, status, &format!("invalid tag list JSON: {e}")))?;
             tags.extend(page.tags.unwrap_or_default());
+            if tags.len() > MAX_TAGS {
+                return Err(bad(&call, status, &format!("more than {MAX_TAGS} tags")));
+            }
             let Some(next) = next else {
                 return Ok(tags);
             };
@@ -449,6 +473,7 @@ impl OciClient {
             content_type: None,
             body: None,
             scope,
+            sent_credentials: Default::default(),
         }
     }
 
@@ -504,9 +529,11 @@ impl OciClient {
         let scheme = self.lock().scheme.clone();
         match scheme {
             None => Ok(None),
-            Some(AuthScheme::Basic) => {
-                Ok(self.credential.as_ref().and_then(Credential::basic_header))
-            }
+            Some(AuthScheme::Basic) => Ok(self
+                .credential
+                .as_ref()
+                .filter(|_| safe_for_credentials(&self.base))
+                .and_then(Credential::basic_header)),
             Some(AuthScheme::Bearer { realm, service }) => {
                 let key = call.scope.clone().unwrap_or_default();
                 let cached = |this: &Self| {
@@ -549,6 +576,16 @@ impl OciClient {
         if let Some(scope) = scope {
             params.push(("scope", scope));
         }
+        if !realm_allowed(realm, &self.base) {
+            return Err(OciError::BadResponse {
+                ctx: Box::new(origin.ctx.clone()),
+                status: Some(401),
+                detail: format!(
+                    "the registry names the token realm {}, which is not HTTPS; bagboy sends no request there",
+                    safe_url(realm)
+                ),
+            });
+        }
         let (method, url, form, auth) = match &self.credential {
             Some(Credential::IdentityToken { token, .. }) => {
                 let mut form: Vec<(&str, &str)> = params.clone();
@@ -583,6 +620,7 @@ impl OciClient {
             content_type: form.as_ref().map(|_| "application/x-www-form-urlencoded"),
             body: form.as_ref().map(|f| f.expose_secret().as_bytes()),
             scope: None,
+            sent_credentials: Default::default(),
         };
         let resp = self.send_with_retries(&call, auth.as_ref()).await?;
         let status = resp.status();
@@ -647,6 +685,8 @@ impl OciClient {
                 headers.insert(CONTENT_TYPE, value);
             }
             if let Some(auth) = auth {
+                call.sent_credentials
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 if let Ok(mut value) = reqwest::header::HeaderValue::from_str(auth.expose_secret())
                 {
                     value.set_sensitive(true);
@@ -708,7 +748,7 @@ impl OciClient {
         let body = read_limited(resp, MAX_ERROR_BODY_BYTES, call)
             .await
             .unwrap_or_default();
-        let detail = body_excerpt(&body);
+        let detail = self.excerpt(call, &body);
         let denied = status == StatusCode::FORBIDDEN
             || registry_error_codes(&body).iter().any(|c| c == "DENIED");
         if (insufficient_scope || denied) && self.credential.is_some() {
@@ -729,7 +769,17 @@ impl OciClient {
             };
         }
         let registry = &self.host;
+        let sent = call
+            .sent_credentials
+            .load(std::sync::atomic::Ordering::Relaxed);
         let hint = match &self.credential {
+            Some(_) if !sent && !safe_for_credentials(&self.base) => format!(
+                "credentials for {registry} were found but not sent: bagboy sends credentials over plain HTTP only to loopback addresses"
+            ),
+            Some(cred) if !sent => format!(
+                "credentials for {registry} from {} were found but the registry did not ask for them in a way bagboy answers",
+                cred.source()
+            ),
             None => format!(
                 "no credentials found for {registry}: set BAGBOY_REGISTRY_USERNAME and BAGBOY_REGISTRY_PASSWORD, \
                  or run `docker login {registry}` (bagboy reads Docker config.json: credHelpers, auths, credsStore)"
@@ -748,6 +798,16 @@ impl OciClient {
         }
     }
 
+    /// What of an error body reaches the user: a short, cleaned excerpt from the registry
+    /// itself; nothing from another host (a token realm may echo anything).
+    fn excerpt(&self, call: &Call<'_>, body: &[u8]) -> String {
+        if call.url.origin() == self.base.origin() {
+            body_excerpt(body)
+        } else {
+            String::new()
+        }
+    }
+
     async fn status_error(&self, call: &Call<'_>, resp: Response) -> OciError {
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED {
@@ -756,7 +816,7 @@ impl OciClient {
         let body = read_limited(resp, MAX_ERROR_BODY_BYTES, call)
             .await
             .unwrap_or_default();
-        let detail = body_excerpt(&body);
+        let detail = self.excerpt(call, &body);
         let ctx = Box::new(call.ctx.clone());
         let status_code = Some(status.as_u16());
         let codes = registry_error_codes(&body);
@@ -799,6 +859,20 @@ fn learn_scheme(challenges: &[Challenge]) -> Option<AuthScheme> {
             .any(|c| c.scheme == "basic")
             .then_some(AuthScheme::Basic)
     })
+}
+
+/// Credentials travel over HTTPS, or over plain HTTP only to a loopback address.
+fn safe_for_credentials(url: &Url) -> bool {
+    url.scheme() == "https" || is_loopback(url)
+}
+
+fn is_loopback(url: &Url) -> bool {
+    url.host_str().is_some_and(crate::http::is_loopback_host)
+}
+
+/// A token realm must be HTTPS, or plain HTTP on loopback for a registry on loopback.
+fn realm_allowed(realm: &Url, registry: &Url) -> bool {
+    realm.scheme() == "https" || (is_loopback(realm) && is_loopback(registry))
 }
 
 fn bearer(token: &SecretString) -> SecretString {
@@ -875,6 +949,14 @@ fn bad(call: &Call<'_>, status: StatusCode, detail: &str) -> OciError {
     OciError::BadResponse {
         ctx: Box::new(call.ctx.clone()),
         status: Some(status.as_u16()),
+        detail: detail.to_string(),
+    }
+}
+
+fn bad_ctx(call: &Call<'_>, detail: &str) -> OciError {
+    OciError::BadResponse {
+        ctx: Box::new(call.ctx.clone()),
+        status: None,
         detail: detail.to_string(),
     }
 }
