@@ -497,7 +497,19 @@ fn token_and_url_credentials_never_reach_errors() {
 fn corrupt_cache_is_recloned() {
     let h = history();
     drop(open(&h.tap));
-    let cached = h.tap.cache_dir().join("taps").join("acme_homebrew-tap");
+    // The cache is keyed by the tap's name and a hash of its remote URL.
+    let cached = std::fs::read_dir(h.tap.cache_dir().join("taps"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("acme_homebrew-tap-")
+        })
+        .expect("one cache directory");
     assert!(
         cached.join("HEAD").exists(),
         "cache at {}",

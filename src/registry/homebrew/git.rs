@@ -1,9 +1,10 @@
 //! Running the `git` program against the tap cache without leaking credentials.
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{Read as _, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
@@ -97,8 +98,29 @@ impl Git {
         stdin: Option<&[u8]>,
         extra_env: &[(&str, &std::ffi::OsStr)],
     ) -> Result<String, GitFailure> {
+        self.execute(args, stdin, extra_env)
+            .map(|out| String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// Raw stdout bytes, for blob content that must not be decoded lossily.
+    pub fn run_bytes(&self, args: &[&str]) -> Result<Vec<u8>, GitFailure> {
+        self.execute(args, None, &[])
+    }
+
+    /// Run git in its own process group, killed with its children when it makes no progress
+    /// (no byte on stdout or stderr) for the timeout, and when bagboy dies.
+    fn execute(
+        &self,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+        extra_env: &[(&str, &std::ffi::OsStr)],
+    ) -> Result<Vec<u8>, GitFailure> {
         let command = self.scrub(&format!("git {}", args.join(" ")));
         tracing::debug!(git_dir = %self.git_dir.display(), %command, "running git");
+        let fail = |stderr: String| GitFailure {
+            command: command.clone(),
+            stderr: self.scrub(&clean_stderr(&stderr)),
+        };
         let mut cmd = self.command(args);
         cmd.stdin(if stdin.is_some() {
             Stdio::piped()
@@ -108,34 +130,129 @@ impl Git {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
         cmd.envs(extra_env.iter().copied());
-        let fail = |stderr: String| GitFailure {
-            command: command.clone(),
-            stderr: self.scrub(stderr.trim()),
-        };
+        {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+            // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the child
+            // when the thread that spawned it (blocked waiting for it) goes away.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+        }
         let mut child = cmd
             .spawn()
             .map_err(|e| fail(format!("cannot run git: {e}")))?;
+        let pgid = child.id();
         if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
             pipe.write_all(input)
                 .map_err(|e| fail(format!("cannot write to git: {e}")))?;
         }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| fail(format!("git did not finish: {e}")))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        let activity = std::sync::Arc::new(AtomicU64::new(now_millis()));
+        let reader = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            let activity = activity.clone();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut out = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    let mut buf = [0u8; 16 << 10];
+                    loop {
+                        match pipe.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                activity.store(now_millis(), Ordering::Relaxed);
+                                if out.len() < MAX_OUTPUT {
+                                    out.extend_from_slice(&buf[..n]);
+                                }
+                            }
+                        }
+                    }
+                }
+                let _ = tx.send(out);
+            });
+            rx
+        };
+        let out_thread = reader(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        );
+        let err_thread = reader(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+        );
+        // A watchdog kills the group after `timeout` without a byte of output; the wait itself
+        // blocks, so a quick git command costs no polling delay.
+        let timeout = timeout();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watchdog = {
+            let (done, activity) = (done.clone(), activity.clone());
+            std::thread::spawn(move || loop {
+                std::thread::park_timeout(std::time::Duration::from_millis(200));
+                if done.load(Ordering::Acquire) {
+                    return false;
+                }
+                let idle = now_millis().saturating_sub(activity.load(Ordering::Relaxed));
+                if idle > timeout.as_millis() as u64 {
+                    kill_group(pgid);
+                    return true;
+                }
+            })
+        };
+        let waited = child.wait();
+        done.store(true, Ordering::Release);
+        watchdog.thread().unpark();
+        let timed_out = watchdog.join().unwrap_or(false);
+        let status = match waited {
+            _ if timed_out => Err(format!(
+                "no progress for {} s; git was stopped (BAGBOY_TIMEOUT_SECS sets the limit)",
+                timeout.as_secs()
+            )),
+            Ok(status) => Ok(status),
+            Err(e) => Err(format!("git did not finish: {e}")),
+        };
+        // A helper git started (ssh with ControlPersist, say) may hold the pipes open after
+        // git is gone: wait a moment, then stop the group rather than hang.
+        let collect = |rx: std::sync::mpsc::Receiver<Vec<u8>>| {
+            rx.recv_timeout(std::time::Duration::from_secs(2))
+                .or_else(|_| {
+                    kill_group(pgid);
+                    rx.recv_timeout(std::time::Duration::from_secs(1))
+                })
+                .unwrap_or_default()
+        };
+        let stdout = collect(out_thread);
+        let stderr = String::from_utf8_lossy(&collect(err_thread)).into_owned();
+        let status = status.map_err(&fail)?;
+        if stdout.len() >= MAX_OUTPUT {
+            return Err(fail(format!("git printed more than {MAX_OUTPUT} bytes")));
+        }
+        if status.success() {
+            Ok(stdout)
+        } else if stderr.trim().is_empty() {
+            Err(fail(format!("git exited with {status}")))
         } else {
-            let mut stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-            if stderr.trim().is_empty() {
-                stderr = format!("git exited with {}", out.status);
-            }
             Err(fail(stderr))
         }
     }
 
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("git");
-        cmd.arg("--git-dir").arg(&self.git_dir).args(args);
+        // No hooks (a tap cache is bagboy's, but a hook is code), no `ext::`/`fd::` transports.
+        cmd.args([
+            "-c",
+            "core.hooksPath=/dev/null",
+            "-c",
+            "protocol.ext.allow=never",
+        ])
+        .arg("--git-dir")
+        .arg(&self.git_dir)
+        .args(args);
         // Variables that would redirect git elsewhere or print headers (and so the token).
         for var in [
             "GIT_DIR",
@@ -145,33 +262,71 @@ impl Git {
             "GIT_TRACE_CURL",
             "GIT_TRACE_PACKET",
             "GIT_CURL_VERBOSE",
+            "GIT_EXEC_PATH",
+            "GIT_PROXY_COMMAND",
+            "GIT_EXTERNAL_DIFF",
         ] {
             cmd.env_remove(var);
         }
+        cmd.env("GIT_ALLOW_PROTOCOL", "file:git:http:https:ssh");
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
+}
 
-    /// Raw stdout bytes, for blob content that must not be decoded lossily.
-    pub fn run_bytes(&self, args: &[&str]) -> Result<Vec<u8>, GitFailure> {
-        let command = self.scrub(&format!("git {}", args.join(" ")));
-        let out = self
-            .command(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| GitFailure {
-                command: command.clone(),
-                stderr: format!("cannot run git: {e}"),
-            })?;
-        if out.status.success() {
-            Ok(out.stdout)
-        } else {
-            Err(GitFailure {
-                command,
-                stderr: self.scrub(String::from_utf8_lossy(&out.stderr).trim()),
-            })
+/// Output bagboy keeps from one git command (a formula is far smaller).
+const MAX_OUTPUT: usize = 64 << 20;
+
+/// `BAGBOY_TIMEOUT_SECS`, default 60: how long git may go without progress.
+pub fn timeout() -> std::time::Duration {
+    let secs = std::env::var("BAGBOY_TIMEOUT_SECS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(60);
+    std::time::Duration::from_secs(secs)
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+fn kill_group(pgid: u32) {
+    if let Ok(pgid) = libc::pid_t::try_from(pgid) {
+        // SAFETY: signalling a process group bagboy created; an empty group is harmless.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
         }
     }
+}
+
+/// git's stderr without progress meters (`Receiving objects: 42%\r...`).
+fn clean_stderr(stderr: &str) -> String {
+    stderr
+        .lines()
+        .map(|l| l.rsplit('\r').next().unwrap_or(l))
+        .filter(|l| {
+            let l = l.trim_start_matches("remote: ");
+            ![
+                "Enumerating objects",
+                "Counting objects",
+                "Compressing objects",
+                "Receiving objects",
+                "Resolving deltas",
+                "Writing objects",
+                "Total ",
+                "Delta compression",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string()
 }
 
 /// `https://user:pass@host/x` → `https://***@host/x`, anywhere in the text.

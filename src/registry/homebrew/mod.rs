@@ -223,6 +223,12 @@ pub fn cache_root_from(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Opti
 /// `owner/repo` → `https://github.com/owner/repo.git`; URLs and scp-like addresses pass through.
 pub fn tap_url(spec: &TapSpec) -> Result<String, TapError> {
     if let Some(remote) = spec.remote.as_deref().filter(|r| !r.trim().is_empty()) {
+        // Never an option to git, whatever the config says.
+        if remote.trim().starts_with('-') {
+            return Err(TapError::InvalidTap {
+                tap: remote.trim().to_owned(),
+            });
+        }
         return Ok(remote.trim().to_owned());
     }
     let r = spec.registry.trim();
@@ -244,6 +250,62 @@ pub fn tap_url(spec: &TapSpec) -> Result<String, TapError> {
             Ok(format!("https://github.com/{owner}/{repo}.git"))
         }
         _ => Err(TapError::InvalidTap { tap: r.to_owned() }),
+    }
+}
+
+/// Take `<dir>.lock` exclusively (flock), waiting up to the timeout for another bagboy. Taps
+/// opened twice in one process share the lock.
+fn lock_cache(registry: &str, dir: &Path) -> Result<std::sync::Arc<std::fs::File>, TapError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    type Held = std::collections::HashMap<PathBuf, std::sync::Weak<std::fs::File>>;
+    static HELD: std::sync::Mutex<Option<Held>> = std::sync::Mutex::new(None);
+    let path = dir.with_extension("lock");
+    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(file) = held
+        .get_or_insert_with(Default::default)
+        .get(&path)
+        .and_then(std::sync::Weak::upgrade)
+    {
+        return Ok(file);
+    }
+    let cache_err = |source| TapError::Cache {
+        tap: registry.to_owned(),
+        path: path.clone(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(cache_err)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(cache_err)?;
+    let deadline = std::time::Instant::now() + git::timeout();
+    loop {
+        // SAFETY: flock on a descriptor this function owns.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            let file = std::sync::Arc::new(file);
+            held.get_or_insert_with(Default::default)
+                .insert(path.clone(), std::sync::Arc::downgrade(&file));
+            return Ok(file);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) || std::time::Instant::now() > deadline {
+            return Err(cache_err(
+                if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                    std::io::Error::other("another bagboy has held the tap cache for too long")
+                } else {
+                    err
+                },
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 
@@ -279,6 +341,8 @@ pub struct Tap {
     url_display: String,
     branch: String,
     git: Git,
+    /// Held while the tap is open: one bagboy at a time uses a cache directory.
+    _cache_lock: std::sync::Arc<std::fs::File>,
 }
 
 enum Outcome {
@@ -305,7 +369,16 @@ impl Tap {
     ) -> Result<Tap, TapError> {
         let registry = spec.registry.trim().to_owned();
         let url = tap_url(spec)?;
-        let dir = cache_root.join("taps").join(sanitize(&registry));
+        // Keyed by the remote URL too: two configs naming the same tap with different
+        // remotes (a checkout's and the real one) never share a cache, so a rollback can
+        // never push to a remote that another run set.
+        let url_key = {
+            use sha2::Digest as _;
+            hex::encode(&sha2::Sha256::digest(url.as_bytes())[..8])
+        };
+        let taps = cache_root.join("taps");
+        let dir = taps.join(format!("{}-{url_key}", sanitize(&registry)));
+        let cache_lock = lock_cache(&registry, &dir)?;
         let git = Git::new(&dir, token);
         let url_display = git.scrub(&url);
         let mut tap = Tap {
@@ -313,6 +386,7 @@ impl Tap {
             url_display,
             branch: String::new(),
             git,
+            _cache_lock: cache_lock,
         };
         tap.ensure_cache(&url, &dir, false)?;
 
@@ -366,13 +440,14 @@ impl Tap {
                 .git
                 .run(&["rev-parse", "--is-bare-repository"])
                 .is_ok_and(|s| s.trim() == "true");
-        if usable {
-            let set = self.git.run(&["remote", "set-url", "origin", url]);
-            if set.is_err() {
-                self.git
-                    .run(&["remote", "add", "origin", url])
-                    .map_err(|f| self.git_err(f))?;
-            }
+        // The directory is keyed by the URL; a cache whose origin is anything else was not
+        // made by this bagboy for this remote and is cloned again.
+        let same_origin = usable
+            && self
+                .git
+                .run(&["config", "--get", "remote.origin.url"])
+                .is_ok_and(|u| u.trim() == url);
+        if same_origin {
             return Ok(());
         }
         if dir.exists() {
@@ -383,7 +458,7 @@ impl Tap {
             .run(&["init", "--bare", "--quiet"])
             .map_err(|f| self.git_err(f))?;
         self.git
-            .run(&["remote", "add", "origin", url])
+            .run(&["remote", "add", "--", "origin", url])
             .map_err(|f| self.git_err(f))?;
         Ok(())
     }
@@ -393,7 +468,7 @@ impl Tap {
     fn fetch(&self) -> Result<String, TapError> {
         let refspec = format!("+refs/heads/{b}:refs/remotes/origin/{b}", b = self.branch);
         self.git
-            .run(&["fetch", "--quiet", "--no-tags", "origin", &refspec])
+            .run(&["fetch", "--progress", "--no-tags", "origin", &refspec])
             .map_err(|f| TapError::Unreachable {
                 tap: self.registry.clone(),
                 url: self.url_display.clone(),
@@ -818,7 +893,7 @@ impl Tap {
             }
             let commit = self.build_commit(&head, path, new, message, author)?;
             let dest = format!("{commit}:refs/heads/{}", self.branch);
-            match self.git.run(&["push", "--quiet", "origin", &dest]) {
+            match self.git.run(&["push", "--progress", "origin", &dest]) {
                 Ok(_) => {
                     let tracking = format!("refs/remotes/origin/{}", self.branch);
                     self.git
