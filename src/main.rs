@@ -36,7 +36,7 @@ fn init_tracing(cli: &Cli, color: bool) {
         .unwrap_or_else(|| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| SafeStderr)
         .with_target(false);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
@@ -53,20 +53,56 @@ fn render_error(e: &Error, color: bool) {
             s.to_string()
         }
     };
-    let mut text = format!("{} {e}\n", paint("1;31", "error:"));
+    // Messages carry values from the config, the history and servers: each line is cleaned of
+    // control characters, and no line can pass for a CI runner's command.
+    let safe = |msg: &str| -> String {
+        bagboy::cli::text::clean_lines(msg)
+            .split('\n')
+            .map(|l| bagboy::cli::text::defuse_line(l).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mut text = format!("{} {}\n", paint("1;31", "error:"), safe(&e.to_string()));
     let mut source = std::error::Error::source(e);
     let mut last = e.to_string();
     while let Some(s) = source {
         let msg = s.to_string();
         // thiserror(transparent) and messages that embed their source repeat it; skip repeats.
         if !last.contains(&msg) {
-            text.push_str(&format!("  {} {msg}\n", paint("1", "caused by:")));
+            text.push_str(&format!("  {} {}\n", paint("1", "caused by:"), safe(&msg)));
         }
         last = msg;
         source = s.source();
     }
     if let Some(h) = e.hint() {
-        text.push_str(&format!("  {} {h}\n", paint("1;36", "hint:")));
+        text.push_str(&format!("  {} {}\n", paint("1;36", "hint:"), safe(&h)));
     }
     eprint!("{text}");
+}
+
+/// stderr for log lines: one event is one line, so a value with a newline or CR cannot start
+/// a line of its own (tracing-subscriber already escapes ANSI sequences in values).
+struct SafeStderr;
+
+impl std::io::Write for SafeStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+        let mut out = Vec::with_capacity(buf.len() + 8);
+        for &b in body {
+            match b {
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b => out.push(b),
+            }
+        }
+        if body.len() != buf.len() {
+            out.push(b'\n');
+        }
+        std::io::stderr().write_all(&out)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }

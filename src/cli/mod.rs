@@ -3,6 +3,7 @@
 mod output;
 mod render;
 mod rollback;
+pub mod text;
 mod versions;
 
 use std::io::IsTerminal;

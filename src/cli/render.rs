@@ -3,6 +3,7 @@
 use serde_json::json;
 
 use super::output::{short_digest, table, Output};
+use super::text::{clean, html, md_code, md_fence, md_text};
 use crate::coordinator::{Outcome, OutcomeKind};
 use crate::plan::{Plan, RegistryPlan, Step};
 
@@ -10,8 +11,8 @@ use crate::plan::{Plan, RegistryPlan, Step};
 fn short(v: Option<&str>) -> String {
     match v {
         None => "(absent)".into(),
-        Some(s) if s.contains(':') => short_digest(s),
-        Some(s) => s.chars().take(10).collect(),
+        Some(s) if s.contains(':') => clean(&short_digest(s)).into_owned(),
+        Some(s) => clean(&s.chars().take(10).collect::<String>()).into_owned(),
     }
 }
 
@@ -40,7 +41,7 @@ fn title(plan: &Plan) -> String {
         .as_ref()
         .map(|c| c.version.as_str())
         .unwrap_or("(no current release)");
-    format!("{from} → {}", plan.target.version)
+    format!("{} → {}", clean(from), clean(&plan.target.version))
 }
 
 pub fn plan_text(plan: &Plan, o: &Output) -> String {
@@ -52,36 +53,36 @@ pub fn plan_text(plan: &Plan, o: &Output) -> String {
     s.push('\n');
     for rp in &plan.registries {
         s.push('\n');
-        s.push_str(&o.bold(&format!("{} {}", rp.format, rp.registry)));
+        s.push_str(&o.bold(&format!("{} {}", clean(&rp.format), clean(&rp.registry))));
         s.push('\n');
         let width = rp
             .steps
             .iter()
-            .map(|st| st.reference.chars().count())
+            .map(|st| clean(&st.reference).chars().count())
             .max()
             .unwrap_or(0);
         for st in &rp.steps {
             s.push_str(&step_text(st, width, o));
         }
         for n in &rp.notes {
-            s.push_str(&format!("  note: {n}\n"));
+            s.push_str(&format!("  note: {}\n", clean(n)));
         }
     }
     if !plan.warnings.is_empty() || !plan.refusals.is_empty() {
         s.push('\n');
     }
     for w in &plan.warnings {
-        s.push_str(&format!("{} {w}\n", o.yellow("warning:")));
+        s.push_str(&format!("{} {}\n", o.yellow("warning:"), clean(w)));
     }
     for r in &plan.refusals {
-        s.push_str(&format!("{} {r}\n", o.red("refused:")));
+        s.push_str(&format!("{} {}\n", o.red("refused:"), clean(r)));
     }
     s.push_str(&format!("\nPlan: {}.\n", summary_line(plan)));
     s
 }
 
 fn step_text(st: &Step, width: usize, o: &Output) -> String {
-    let word = format!("{:<9}", st.action.verb());
+    let word = format!("{:<9}", clean(st.action.verb()));
     let word = if st.action.changes() {
         o.green(&word)
     } else if st.action.is_left_in_place() {
@@ -89,8 +90,9 @@ fn step_text(st: &Step, width: usize, o: &Output) -> String {
     } else {
         o.dim(&word)
     };
-    let pad = width.saturating_sub(st.reference.chars().count());
-    let mut line = format!("  {word}  {}{}  ", st.reference, " ".repeat(pad));
+    let reference = clean(&st.reference);
+    let pad = width.saturating_sub(reference.chars().count());
+    let mut line = format!("  {word}  {reference}{}  ", " ".repeat(pad));
     if st.action.changes() {
         line.push_str(&format!(
             "{} → {}",
@@ -101,12 +103,13 @@ fn step_text(st: &Step, width: usize, o: &Output) -> String {
         line.push_str(&short(st.before.as_deref()));
     }
     if let Some(d) = &st.detail {
-        line.push_str(&format!("  ({d})"));
+        line.push_str(&format!("  ({})", clean(d)));
     }
     let mut out = line.trim_end().to_string();
     out.push('\n');
     if let Some(diff) = &st.diff {
         for l in diff.lines() {
+            let l = &*clean(l);
             let colored = if l.starts_with('+') && !l.starts_with("+++") {
                 o.green(l)
             } else if l.starts_with('-') && !l.starts_with("---") {
@@ -126,18 +129,23 @@ pub fn plan_json(plan: &Plan) -> serde_json::Value {
     v
 }
 
-fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
-}
-
 pub fn plan_markdown(plan: &Plan) -> String {
-    let mut s = format!("### bagboy rollback plan: `{}`", title(plan));
+    let from = plan
+        .current
+        .as_ref()
+        .map(|c| c.version.as_str())
+        .unwrap_or("(no current release)");
+    let mut s = format!(
+        "### bagboy rollback plan: {} → {}",
+        md_code(from),
+        md_code(&plan.target.version)
+    );
     if plan.partial {
         s.push_str(" (partial)");
     }
     s.push_str("\n\n");
     for r in &plan.refusals {
-        s.push_str(&format!("> **Refused:** {}\n>\n", md_escape(r)));
+        s.push_str(&format!("> **Refused:** {}\n>\n", md_text(r)));
     }
     if !plan.refusals.is_empty() {
         s.push('\n');
@@ -146,7 +154,7 @@ pub fn plan_markdown(plan: &Plan) -> String {
         s.push_str(&registry_markdown(rp));
     }
     for w in &plan.warnings {
-        s.push_str(&format!("- :warning: {}\n", md_escape(w)));
+        s.push_str(&format!("- :warning: {}\n", md_text(w)));
     }
     if !plan.warnings.is_empty() {
         s.push('\n');
@@ -156,34 +164,35 @@ pub fn plan_markdown(plan: &Plan) -> String {
 }
 
 fn registry_markdown(rp: &RegistryPlan) -> String {
-    let mut s = format!("#### {} `{}`\n\n", rp.format, rp.registry);
+    let mut s = format!("#### {} {}\n\n", md_text(&rp.format), md_code(&rp.registry));
     s.push_str("| action | reference | before | after | note |\n|---|---|---|---|---|\n");
     for st in &rp.steps {
         s.push_str(&format!(
-            "| {} | `{}` | `{}` | `{}` | {} |\n",
-            st.action.verb(),
-            md_escape(&st.reference),
-            short(st.before.as_deref()),
+            "| {} | {} | {} | {} | {} |\n",
+            md_text(st.action.verb()),
+            md_code(&st.reference),
+            md_code(&short(st.before.as_deref())),
             if st.after.is_some() {
-                short(st.after.as_deref())
+                md_code(&short(st.after.as_deref()))
             } else {
                 "-".into()
             },
-            md_escape(st.detail.as_deref().unwrap_or(""))
+            md_text(st.detail.as_deref().unwrap_or(""))
         ));
     }
     s.push('\n');
     for st in &rp.steps {
         if let Some(diff) = &st.diff {
+            let body = super::text::clean_lines(diff.strip_suffix('\n').unwrap_or(diff));
+            let fence = md_fence(&body);
             s.push_str(&format!(
-                "<details><summary>diff of <code>{}</code></summary>\n\n```diff\n{}```\n\n</details>\n\n",
-                st.reference,
-                if diff.ends_with('\n') { diff.clone() } else { format!("{diff}\n") }
+                "<details><summary>diff of <code>{}</code></summary>\n\n{fence}diff\n{body}\n{fence}\n\n</details>\n\n",
+                html(&st.reference),
             ));
         }
     }
     for n in &rp.notes {
-        s.push_str(&format!("- {}\n", md_escape(n)));
+        s.push_str(&format!("- {}\n", md_text(n)));
     }
     if !rp.notes.is_empty() {
         s.push('\n');
@@ -225,8 +234,8 @@ pub fn outcome_text(plan: &Plan, outcome: &Outcome, o: &Output) -> String {
                 .unwrap_or("");
             vec![
                 String::new(),
-                format!("{format} {}", r.registry),
-                r.reference.clone(),
+                format!("{} {}", clean(format), clean(&r.registry)),
+                clean(&r.reference).into_owned(),
                 state,
                 format!("{} ms", r.millis),
             ]
@@ -239,10 +248,10 @@ pub fn outcome_text(plan: &Plan, outcome: &Outcome, o: &Output) -> String {
         ));
     }
     for e in &outcome.errors {
-        s.push_str(&format!("  {} {e}\n", o.red("error:")));
+        s.push_str(&format!("  {} {}\n", o.red("error:"), clean(e)));
     }
     if let Some(j) = &outcome.journal {
-        s.push_str(&format!("  journal kept: {j}\n"));
+        s.push_str(&format!("  journal kept: {}\n", clean(j)));
     }
     match outcome.kind {
         OutcomeKind::RolledBack => {
@@ -253,15 +262,18 @@ pub fn outcome_text(plan: &Plan, outcome: &Outcome, o: &Output) -> String {
                 .unwrap_or("-");
             s.push_str(&format!(
                 "History: {} is deployed (rollback of {from}); {from} is rolled_back_from.\n",
-                plan.target.version
+                clean(&plan.target.version),
+                from = clean(from)
             ));
         }
         OutcomeKind::FailedUndone => s.push_str(&format!(
             "History: the attempt is recorded as rollback_failed; {} is still current.\n",
-            plan.current
-                .as_ref()
-                .map(|c| c.version.as_str())
-                .unwrap_or("-")
+            clean(
+                plan.current
+                    .as_ref()
+                    .map(|c| c.version.as_str())
+                    .unwrap_or("-")
+            )
         )),
         _ => {}
     }

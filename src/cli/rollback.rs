@@ -4,6 +4,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use super::render;
+use super::text::clean;
 use super::{ApplyArgs, Context, ListFormat, RecordArgs, RecoverArgs, ReportFormat, RollbackArgs};
 use crate::coordinator::{self, Outcome, Request};
 use crate::error::{Error, Exit};
@@ -30,14 +31,15 @@ impl Listener for Progress {
             } => {
                 let verb = step.action.done();
                 let ms = elapsed.as_millis();
+                let (registry, reference) = (clean(registry), clean(&step.reference));
                 match (error, self.tty) {
-                    (None, true) => eprintln!("  ✓ {registry} {} {verb} ({ms} ms)", step.reference),
-                    (Some(e), true) => eprintln!("  ✗ {registry} {} failed: {e}", step.reference),
+                    (None, true) => eprintln!("  ✓ {registry} {reference} {verb} ({ms} ms)"),
+                    (Some(e), true) => eprintln!("  ✗ {registry} {reference} failed: {}", clean(e)),
                     (None, false) => {
-                        tracing::info!(registry, reference = %step.reference, ms, "{verb}")
+                        tracing::info!(%registry, %reference, ms, "{verb}")
                     }
                     (Some(e), false) => {
-                        tracing::warn!(registry, reference = %step.reference, "failed: {e}")
+                        tracing::warn!(%registry, %reference, "failed: {e}")
                     }
                 }
             }
@@ -85,7 +87,7 @@ fn pick_interactively(history: &crate::history::History) -> Result<Option<usize>
         eprintln!(
             "  {:>2}) {:<12} {:<18} {}{}",
             n + 1,
-            d.version.to_string(),
+            clean(d.version.as_str()),
             d.effective_status().map(|s| s.as_str()).unwrap_or("-"),
             d.timestamp,
             if Some(*i) == default {
@@ -303,7 +305,12 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Error> {
             ),
             _ => String::new(),
         };
-        s.push_str(&format!("  {} {}  {what}\n", p.format, p.registry));
+        s.push_str(&format!(
+            "  {} {}  {}\n",
+            clean(&p.format),
+            clean(&p.registry),
+            clean(&what)
+        ));
     }
     ctx.out.raw(&s);
     Ok(())
@@ -317,7 +324,7 @@ pub fn recover(ctx: &Context, args: &RecoverArgs) -> Result<(), Error> {
             .line(&pretty(&serde_json::to_value(&report).unwrap_or_default())),
         ListFormat::Text => {
             let mut s = String::new();
-            let target = report.target.as_deref().unwrap_or("-");
+            let target = clean(report.target.as_deref().unwrap_or("-")).into_owned();
             s.push_str(&match report.result {
                 coordinator::Recovered::Nothing => "nothing to recover\n".to_string(),
                 coordinator::Recovered::Finished => {
@@ -331,10 +338,10 @@ pub fn recover(ctx: &Context, args: &RecoverArgs) -> Result<(), Error> {
                 }
             });
             for a in &report.actions {
-                s.push_str(&format!("  {a}\n"));
+                s.push_str(&format!("  {}\n", clean(a)));
             }
             for e in &report.errors {
-                s.push_str(&format!("  error: {e}\n"));
+                s.push_str(&format!("  error: {}\n", clean(e)));
             }
             ctx.out.raw(&s);
         }

@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use super::output::{human_duration, short_commit, short_digest, table};
+use super::text::{clean, clean_lines, md_code, md_fence, md_text};
 use super::{CompareArgs, Context, ListArgs, ListFormat, PruneArgs, ReportFormat};
 use crate::error::Error;
 use crate::history::{self, Deployment, History, Package};
@@ -51,7 +52,7 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<(), Error> {
                     };
                     let mut note = String::new();
                     if let Some(from) = &d.rollback_of {
-                        note = format!("rollback of {from}");
+                        note = format!("rollback of {}", clean(from));
                     }
                     if d.rollback_safe == Some(false) {
                         note = [note.as_str(), "not rollback-safe"]
@@ -63,12 +64,12 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<(), Error> {
                     }
                     vec![
                         marker,
-                        d.version.to_string(),
+                        clean(d.version.as_str()).into_owned(),
                         status,
-                        d.timestamp.to_string(),
+                        clean(d.timestamp.as_str()).into_owned(),
                         d.commit
                             .as_deref()
-                            .map(short_commit)
+                            .map(|c| clean(&short_commit(c)).into_owned())
                             .unwrap_or_else(|| "-".into()),
                         registries_cell(&d.packages),
                         note,
@@ -109,7 +110,7 @@ fn registries_cell(packages: &[Package]) -> String {
     }
     packages
         .iter()
-        .map(|p| format!("{} {}", p.format, p.registry))
+        .map(|p| format!("{} {}", clean(&p.format), clean(&p.registry)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -283,23 +284,31 @@ pub fn compare(ctx: &Context, args: &CompareArgs) -> Result<(), Error> {
         ReportFormat::Text => {
             let o = &ctx.out;
             let mut s = String::new();
-            s.push_str(&o.bold(&format!("{} → {}", a.version, b.version)));
+            s.push_str(&o.bold(&format!(
+                "{} → {}",
+                clean(a.version.as_str()),
+                clean(b.version.as_str())
+            )));
             s.push('\n');
             s.push_str(&format!("  status:   {} → {}\n", status(a), status(b)));
             s.push_str(&format!(
                 "  recorded: {} → {} ({} later)\n",
-                a.timestamp,
-                b.timestamp,
+                clean(a.timestamp.as_str()),
+                clean(b.timestamp.as_str()),
                 human_duration(secs)
             ));
             if let Some(r) = &commit_range {
-                s.push_str(&format!("  commits:  {r}\n"));
+                s.push_str(&format!("  commits:  {}\n", clean(r)));
             }
             for d in &diffs {
-                s.push_str(&format!("  {} {}\n", d.format, d.registry));
+                s.push_str(&format!("  {} {}\n", clean(d.format), clean(d.registry)));
                 match (d.a, d.b) {
-                    (None, Some(_)) => s.push_str(&format!("    only in {}\n", b.version)),
-                    (Some(_), None) => s.push_str(&format!("    only in {}\n", a.version)),
+                    (None, Some(_)) => {
+                        s.push_str(&format!("    only in {}\n", clean(b.version.as_str())))
+                    }
+                    (Some(_), None) => {
+                        s.push_str(&format!("    only in {}\n", clean(a.version.as_str())))
+                    }
                     _ => {
                         let changes = d.changes();
                         if changes.is_empty() {
@@ -307,7 +316,7 @@ pub fn compare(ctx: &Context, args: &CompareArgs) -> Result<(), Error> {
                         }
                         for (f, x, y) in changes {
                             let (x, y) = shorten(&f, &x, &y);
-                            s.push_str(&format!("    {f:<10} {x} → {y}\n"));
+                            s.push_str(&format!("    {f:<10} {} → {}\n", clean(&x), clean(&y)));
                         }
                     }
                 }
@@ -315,41 +324,45 @@ pub fn compare(ctx: &Context, args: &CompareArgs) -> Result<(), Error> {
             o.raw(&s);
         }
         ReportFormat::Markdown => {
-            let mut s = format!("### `{}` → `{}`\n\n", a.version, b.version);
-            s.push_str("| | ");
+            let (va, vb) = (md_code(a.version.as_str()), md_code(b.version.as_str()));
+            let mut s = format!("### {va} → {vb}\n\n");
+            s.push_str(&format!("| | {va} | {vb} |\n|---|---|---|\n"));
             s.push_str(&format!(
-                "`{}` | `{}` |\n|---|---|---|\n",
-                a.version, b.version
+                "| status | {} | {} |\n",
+                md_text(&status(a)),
+                md_text(&status(b))
             ));
-            s.push_str(&format!("| status | {} | {} |\n", status(a), status(b)));
             s.push_str(&format!(
                 "| recorded | {} | {} |\n",
-                a.timestamp, b.timestamp
+                md_text(a.timestamp.as_str()),
+                md_text(b.timestamp.as_str())
             ));
             s.push_str(&format!(
                 "| commit | {} | {} |\n",
-                a.commit.as_deref().unwrap_or("-"),
-                b.commit.as_deref().unwrap_or("-")
+                md_code(a.commit.as_deref().unwrap_or("-")),
+                md_code(b.commit.as_deref().unwrap_or("-"))
             ));
             s.push_str(&format!("\n{} between the two.\n", human_duration(secs)));
             for d in &diffs {
-                s.push_str(&format!("\n**{}** `{}`\n\n", d.format, d.registry));
+                s.push_str(&format!(
+                    "\n**{}** {}\n\n",
+                    md_text(d.format),
+                    md_code(d.registry)
+                ));
                 let changes = d.changes();
                 if d.a.is_none() || d.b.is_none() {
-                    let only = if d.a.is_none() {
-                        &b.version
-                    } else {
-                        &a.version
-                    };
-                    s.push_str(&format!("- only in `{only}`\n"));
+                    let only = if d.a.is_none() { &vb } else { &va };
+                    s.push_str(&format!("- only in {only}\n"));
                 } else if changes.is_empty() {
                     s.push_str("- same\n");
                 }
                 for (f, x, y) in changes {
-                    s.push_str(&format!("- {f}: `{x}` → `{y}`\n"));
+                    s.push_str(&format!("- {f}: {} → {}\n", md_code(&x), md_code(&y)));
                 }
             }
-            s.push_str(&format!("\n```diff\n{}```\n", entry_diff(a, b)));
+            let diff = clean_lines(entry_diff(a, b).trim_end_matches('\n'));
+            let fence = md_fence(&diff);
+            s.push_str(&format!("\n{fence}diff\n{diff}\n{fence}\n"));
             ctx.out.raw(&s);
         }
     }
