@@ -876,9 +876,9 @@ fn kill_at(sc: &Scenario<'_>, point: &KillPoint) -> Result<String, String> {
 /// After the kill: `recover` (twice) converges, then a rollback works.
 fn recover_after(sc: &Scenario<'_>, undo: bool) -> Result<String, String> {
     let args: &[&str] = if undo {
-        &["recover", "--undo"]
+        &["recover", "--undo", "--yes"]
     } else {
-        &["recover"]
+        &["recover", "--yes"]
     };
     if !sc.lock_path().exists() {
         return Err("the killed rollback left no lock behind".into());
@@ -900,7 +900,7 @@ fn recover_after(sc: &Scenario<'_>, undo: bool) -> Result<String, String> {
         return Err(format!("recover --undo left the registries at {at}"));
     }
     let bytes = sc.project.history_bytes();
-    let second = sc.run(&["recover"]);
+    let second = sc.run(&["recover", "--yes"]);
     if second.code != Some(0) || !second.stdout.contains("nothing to recover") {
         return Err(format!("a second recover did something: {}", second.show()));
     }
@@ -1143,7 +1143,7 @@ fn secrets_never_leak(auth: Auth) {
     child.kill().unwrap();
     child.wait().unwrap();
     sc.proxy.clear();
-    run("recover", &["recover"], 0);
+    run("recover", &["recover", "--yes"], 0);
     for entry in std::fs::read_dir(sc.tap.root()).unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with("out-") || name.starts_with("err-") {

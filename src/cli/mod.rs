@@ -187,6 +187,9 @@ pub struct RecoverArgs {
     /// Undo the interrupted rollback instead of finishing it
     #[arg(long)]
     pub undo: bool,
+    /// Do not ask for confirmation (the steps are shown first otherwise)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
     #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     pub format: ListFormat,
 }

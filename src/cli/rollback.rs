@@ -317,7 +317,50 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Error> {
 }
 
 pub fn recover(ctx: &Context, args: &RecoverArgs) -> Result<(), Error> {
-    let report = ops::recover::recover(&ctx.ws, args.undo, &listeners())?;
+    let events = listeners();
+    let prepared = ops::recover::prepare(&ctx.ws, args.undo, &events)?;
+    let preview = &prepared.preview;
+    use ops::recover::Mode;
+    if preview.mode != Mode::Nothing && !args.yes {
+        // Show what will be done before doing it; a journal is input like any other.
+        let mut s = String::new();
+        match preview.mode {
+            Mode::Finish => s.push_str(&format!(
+                "The rollback to {} was interrupted ({}). recover will finish it:\n",
+                clean(preview.target.as_deref().unwrap_or("-")),
+                clean(preview.journal.as_deref().unwrap_or("-"))
+            )),
+            Mode::Undo => s.push_str(&format!(
+                "The rollback to {} was interrupted ({}). recover will undo it:\n",
+                clean(preview.target.as_deref().unwrap_or("-")),
+                clean(preview.journal.as_deref().unwrap_or("-"))
+            )),
+            Mode::MarkInterrupted => s.push_str(
+                "These rollbacks were interrupted before any registry changed; recover marks them rollback_failed:\n",
+            ),
+            Mode::Nothing => {}
+        }
+        for a in &preview.steps {
+            s.push_str(&format!(
+                "  {:<5}  {} {}  {} → {}\n",
+                a.action,
+                clean(&a.registry),
+                clean(&a.reference),
+                clean(a.from.as_deref().unwrap_or("(absent)")),
+                clean(a.to.as_deref().unwrap_or("(absent)"))
+            ));
+        }
+        for e in &preview.entries {
+            s.push_str(&format!("  {}\n", clean(e)));
+        }
+        if interactive() {
+            eprint!("{s}");
+        } else {
+            ctx.out.raw(&s);
+        }
+        confirm("Proceed? (recover)", "recover")?;
+    }
+    let report = ops::recover::run(prepared, &events)?;
     match args.format {
         ListFormat::Json => ctx
             .out

@@ -168,6 +168,22 @@ impl Registry for Fake {
             Ok(p)
         })
     }
+    fn vet<'a>(
+        &'a self,
+        step: &'a Step,
+        _undo: Option<&'a serde_json::Value>,
+        recorded: &'a [&'a Package],
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let known = |d: &Option<String>| d.is_none() || recorded.iter().any(|p| &p.digest == d);
+            if known(&step.after) && known(&step.before) {
+                Ok(())
+            } else {
+                Err("unrecorded digest".into())
+            }
+        })
+    }
+
     fn restored_package(&self, plan: &RegistryPlan, target: Option<&Package>) -> Package {
         let mut p = target
             .cloned()
@@ -429,12 +445,23 @@ fn an_undo_that_fails_leaves_the_journal_for_recover() {
 
 /// A journal as a run killed after `applied` steps would leave it.
 fn interrupted(w: &World, ws: &Workspace, applied: usize, failed: bool) -> std::path::PathBuf {
+    interrupted_with(w, ws, applied, failed, |_| {})
+}
+
+fn interrupted_with(
+    w: &World,
+    ws: &Workspace,
+    applied: usize,
+    failed: bool,
+    edit: impl FnOnce(&mut crate::plan::Plan),
+) -> std::path::PathBuf {
     let loaded = ws.store.load().unwrap();
     let rt = crate::ops::runtime().unwrap();
     let coord = w.coordinator();
-    let plan = rt
+    let mut plan = rt
         .block_on(coord.plan(&loaded.history, 0, &Request::default(), "h", None))
         .unwrap();
+    edit(&mut plan);
     let changing = plan.changing_steps();
     let j = Journal::create(
         &ws.store.state_dir(),
@@ -554,5 +581,35 @@ fn events_reach_every_listener_in_order() {
             "done z",
             "finished RolledBack"
         ]
+    );
+}
+
+#[test]
+fn recover_refuses_a_forged_journal_and_touches_nothing() {
+    let mut w = World::new(&[]);
+    sequential(&mut w);
+    let ws = w.workspace();
+    let evil = format!("sha256:{}", "e".repeat(64));
+    interrupted_with(&w, &ws, 0, false, |plan| {
+        plan.registries[0].steps[0].after = Some(evil.clone());
+    });
+    let before = (
+        w.tags("a"),
+        w.tags("b"),
+        std::fs::read(ws.store.path()).unwrap(),
+    );
+    let err = crate::ops::recover::recover_with(&ws, w.coordinator(), false, &Silent)
+        .err()
+        .expect("refused");
+    assert_eq!(err.exit(), crate::Exit::Usage, "{err}");
+    assert!(err.to_string().contains("unrecorded digest"), "{err}");
+    assert!(w.log().is_empty(), "no registry call: {:?}", w.log());
+    assert_eq!(
+        (
+            w.tags("a"),
+            w.tags("b"),
+            std::fs::read(ws.store.path()).unwrap()
+        ),
+        before
     );
 }

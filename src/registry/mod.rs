@@ -211,6 +211,19 @@ pub trait Registry: Send + Sync {
 
     /// The package to record for the target after the plan's steps succeeded.
     fn restored_package(&self, plan: &RegistryPlan, target: Option<&Package>) -> Package;
+
+    /// Whether a step read back from a journal (input anyone may have written) is one this
+    /// backend could have planned from what the history records for this registry, so that
+    /// applying it, or undoing it with `undo` (when given), writes nothing else. `Err` says
+    /// why not. Backends that cannot tell refuse.
+    fn vet<'a>(
+        &'a self,
+        _step: &'a Step,
+        _undo: Option<&'a serde_json::Value>,
+        _recorded: &'a [&'a Package],
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Err("this backend cannot check journaled steps".to_string()) })
+    }
 }
 
 /// Build the backend for one configured registry.

@@ -361,6 +361,106 @@ impl Registry for BrewRegistry {
         })
     }
 
+    fn vet<'a>(
+        &'a self,
+        step: &'a Step,
+        undo: Option<&'a serde_json::Value>,
+        recorded: &'a [&'a Package],
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            if step.action.as_str() != RESTORE_FILE {
+                return Err(format!("`{}` is not a step of this backend", step.action));
+            }
+            let plan: RestorePlan = serde_json::from_value(step.data["restore"].clone())
+                .map_err(|e| format!("the step's restore data is damaged: {e}"))?;
+            let names: Vec<&str> = self
+                .formula
+                .iter()
+                .map(String::as_str)
+                .chain(recorded.iter().filter_map(|p| p.formula.as_deref()))
+                .collect();
+            if !names.contains(&plan.name.as_str()) {
+                return Err(format!(
+                    "{} is not a formula or cask of this tap's config or history",
+                    plan.name
+                ));
+            }
+            super::validate_name(&plan.name).map_err(|e| e.to_string())?;
+            if plan.path != step.reference
+                || !Tap::candidates(&plan.name)
+                    .iter()
+                    .any(|l| l.path == plan.path)
+            {
+                return Err(format!(
+                    "{} is not where {} lives",
+                    step.reference, plan.name
+                ));
+            }
+            if step.after.as_deref() != Some(plan.target_commit.as_str())
+                || step.before.as_deref() != Some(plan.base_commit.as_str())
+            {
+                return Err("the step's commits disagree with its restore data".into());
+            }
+            if !recorded
+                .iter()
+                .any(|p| p.tap_commit.as_deref() == Some(plan.target_commit.as_str()))
+            {
+                return Err(format!(
+                    "{} is not a tap commit the history records",
+                    plan.target_commit
+                ));
+            }
+            let message = step.data["message"].as_str().unwrap_or_default();
+            if !message.starts_with(&format!("{}: roll back to ", plan.name))
+                || message.contains('\n')
+                || message.len() > 200
+            {
+                return Err("the commit message is not one bagboy writes".into());
+            }
+            let applied: Option<Applied> = match undo {
+                Some(u) => Some(
+                    serde_json::from_value(u.clone())
+                        .map_err(|e| format!("the undo record is damaged: {e}"))?,
+                ),
+                None => None,
+            };
+            let tap = self.tap().await.map_err(|e| e.to_string())?;
+            let checked = blocking(&self.name, move || {
+                // What bagboy would commit: the recorded release's file, at most with its
+                // version_scheme changed.
+                let target = tap.file_at(&plan.target_commit, &plan.path)?;
+                let strip = |t: &str| -> String {
+                    t.lines()
+                        .filter(|l| !l.trim_start().starts_with("version_scheme "))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                };
+                if target.as_deref().map(strip) != Some(strip(&plan.desired)) {
+                    return Ok(Err(format!(
+                        "the content to commit is not {} as of {}",
+                        plan.path, plan.target_commit
+                    )));
+                }
+                // What an undo would put back: the file as it was before the rollback.
+                if tap.file_at(&plan.base_commit, &plan.path)? != plan.live {
+                    return Ok(Err(format!(
+                        "the content to restore on undo is not {} as of {}",
+                        plan.path, plan.base_commit
+                    )));
+                }
+                if let Some(a) = applied {
+                    if a.path != plan.path || tap.file_at(&a.parent, &a.path)? != plan.live {
+                        return Ok(Err("the undo record does not match the tap".to_string()));
+                    }
+                }
+                Ok(Ok(()))
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            checked
+        })
+    }
+
     fn restored_package(&self, plan: &RegistryPlan, target: Option<&Package>) -> Package {
         let mut pkg = target
             .cloned()

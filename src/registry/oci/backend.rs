@@ -537,6 +537,38 @@ impl Registry for TagRegistry {
         })
     }
 
+    fn vet<'a>(
+        &'a self,
+        step: &'a Step,
+        _undo: Option<&'a serde_json::Value>,
+        recorded: &'a [&'a Package],
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            if step.action.as_str() != MOVE_TAG {
+                return Err(format!("`{}` is not a step of this backend", step.action));
+            }
+            if !crate::history::is_tag(&step.reference) {
+                return Err(format!("`{}` is not a valid tag", step.reference));
+            }
+            let known = |d: &str| recorded.iter().any(|p| p.digest.as_deref() == Some(d));
+            // Applying moves the tag to `after`, undoing moves it back to `before`: both must
+            // be digests some release of this registry recorded.
+            match step.after.as_deref() {
+                Some(d) if known(d) => {}
+                Some(d) => return Err(format!("{d} is not a digest the history records here")),
+                None => return Err("the step names no target digest".into()),
+            }
+            match step.before.as_deref() {
+                None => Ok(()),
+                Some(d) if known(d) => Ok(()),
+                Some(d) => Err(format!(
+                    "undoing would point {} at {d}, which the history does not record; put it back by hand",
+                    step.reference
+                )),
+            }
+        })
+    }
+
     fn restored_package(&self, plan: &RegistryPlan, target: Option<&Package>) -> Package {
         let mut pkg = target
             .cloned()
