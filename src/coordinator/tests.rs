@@ -599,8 +599,7 @@ fn recover_refuses_a_forged_journal_and_touches_nothing() {
         std::fs::read(ws.store.path()).unwrap(),
     );
     let err = crate::ops::recover::recover_with(&ws, w.coordinator(), false, &Silent)
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert_eq!(err.exit(), crate::Exit::Usage, "{err}");
     assert!(err.to_string().contains("unrecorded digest"), "{err}");
     assert!(w.log().is_empty(), "no registry call: {:?}", w.log());
