@@ -88,9 +88,19 @@ impl Error {
             Error::History(HistoryError::Parse(crate::yaml::ParseError::TooLarge { .. })) => Some(
                 "prune the history with `bagboy versions prune --keep N`, or raise BAGBOY_MAX_FILE_BYTES".into(),
             ),
+            Error::Lock(LockError::Held { holder, .. })
+                if holder.host == crate::history::lock::host_name() =>
+            {
+                Some(format!(
+                    "wait for pid {} to finish; once it is gone, bagboy takes the lock over on its own",
+                    holder.pid
+                ))
+            }
             Error::Lock(LockError::Held { holder, .. }) => Some(format!(
-                "wait for pid {} to finish; if it is gone from host {}, bagboy takes the lock over on its own",
-                holder.pid, holder.host
+                "the lock was taken on another host ({}), where bagboy cannot see whether pid {} still runs; \
+                 if that machine is gone (an ephemeral CI runner), break the lock with `bagboy unlock` \
+                 and then run `bagboy recover`",
+                holder.host, holder.pid
             )),
             Error::Refused { hint, .. } => hint.clone(),
             Error::Stale { hint, .. } => Some(hint.clone()),

@@ -97,6 +97,8 @@ pub enum Command {
     /// Inspect and maintain the deployment history
     #[command(subcommand)]
     Versions(VersionsCommand),
+    /// Break the lock left by a bagboy that is gone (say, on a CI runner that no longer exists)
+    Unlock(UnlockArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -195,6 +197,13 @@ pub struct RecoverArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Do not ask for confirmation (the holder is shown first otherwise)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ListArgs {
     #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     pub format: ListFormat,
@@ -281,6 +290,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Apply(a) => rollback::apply(&Context::new(&cli)?, a),
         Command::Record(a) => rollback::record(&Context::new(&cli)?, a),
         Command::Recover(a) => rollback::recover(&Context::new(&cli)?, a),
+        Command::Unlock(a) => rollback::unlock(&Context::new(&cli)?, a),
         Command::Versions(v) => {
             let ctx = Context::new(&cli)?;
             match v {

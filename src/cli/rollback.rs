@@ -5,7 +5,9 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use super::render;
 use super::text::clean;
-use super::{ApplyArgs, Context, ListFormat, RecordArgs, RecoverArgs, ReportFormat, RollbackArgs};
+use super::{
+    ApplyArgs, Context, ListFormat, RecordArgs, RecoverArgs, ReportFormat, RollbackArgs, UnlockArgs,
+};
 use crate::coordinator::{self, Outcome, Request};
 use crate::error::{Error, Exit};
 use crate::events::{Event, Fanout, Listener};
@@ -399,4 +401,40 @@ pub fn recover(ctx: &Context, args: &RecoverArgs) -> Result<(), Error> {
         ));
     }
     Ok(())
+}
+
+pub fn unlock(ctx: &Context, args: &UnlockArgs) -> Result<(), Error> {
+    let Some(holder) = ops::unlock::holder(&ctx.ws)? else {
+        ctx.out.line("no lock is held");
+        return Ok(());
+    };
+    let shown = format!(
+        "{} is held by {}",
+        ctx.ws.store.lock_path().display(),
+        clean(&holder.to_string())
+    );
+    if !args.yes {
+        if interactive() {
+            eprintln!("{shown}");
+            eprintln!(
+                "Break it only if that bagboy is gone: two bagboys at once can tear the history."
+            );
+        } else {
+            ctx.out.line(&shown);
+        }
+        confirm("Break the lock?", "break the lock")?;
+    }
+    if ops::unlock::unlock(&ctx.ws, &holder)? {
+        ctx.out.line(&format!(
+            "broke the lock of pid {} on {}; run `bagboy recover` if that run was rolling back",
+            holder.pid,
+            clean(&holder.host)
+        ));
+        Ok(())
+    } else {
+        Err(Error::Failed(
+            "the lock changed hands while you were asked; nothing was removed".into(),
+            Exit::Busy,
+        ))
+    }
 }

@@ -256,6 +256,30 @@ fn take_over(path: &Path, stale: &Holder, mine: Holder) -> Result<Lock, LockErro
     result
 }
 
+/// Who holds the lock at `path`, if anyone (for `bagboy unlock`).
+pub fn holder_of(path: &Path) -> Result<Option<Holder>, LockError> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LockError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+        Ok(_) => read_holder(path).map(Some),
+    }
+}
+
+/// Remove the lock at `path` if it is still held by `expected` (what the user was shown).
+pub fn break_lock(path: &Path, expected: &Holder) -> Result<bool, LockError> {
+    if read_holder(path)? != *expected {
+        return Ok(false);
+    }
+    fs::remove_file(path).map_err(|source| LockError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(true)
+}
+
 pub fn host_name() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }

@@ -7,6 +7,7 @@ pub mod prune;
 pub mod record;
 pub mod recover;
 pub mod rollback;
+pub mod unlock;
 
 use crate::config::Config;
 use crate::error::Error;

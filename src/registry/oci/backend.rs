@@ -128,6 +128,8 @@ impl BackendError for TagError {
             e,
             OciError::InvalidReference { .. }
                 | OciError::InvalidDigest { .. }
+                // A local directory named by the config: what is wrong with it is input.
+                | OciError::Layout { .. }
                 | OciError::AuthenticationFailed { .. }
                 | OciError::DockerConfig { .. }
                 | OciError::CredentialHelper { .. }

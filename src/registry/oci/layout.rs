@@ -1,7 +1,6 @@
 //! `OciLayout`: tags and manifests in an OCI image-layout directory (`oci-layout`, `index.json`, `blobs/`).
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
@@ -292,11 +291,23 @@ fn ref_name(entry: &Value) -> Option<&str> {
     entry.get("annotations")?.get(REF_NAME_ANNOTATION)?.as_str()
 }
 
+/// Blobs and index files bagboy reads from a layout: manifests and indexes are far smaller.
+const MAX_LAYOUT_FILE_BYTES: u64 = 64 << 20;
+
+/// Read a layout file: a regular file (no symlink, device or FIFO a checkout could plant),
+/// bounded.
 fn read(path: &Path) -> Result<Vec<u8>, OciError> {
-    fs::read(path).map_err(|e| OciError::Layout {
-        path: path.to_path_buf(),
-        detail: "cannot read".into(),
-        source: Some(e),
+    crate::files::read_regular(path, MAX_LAYOUT_FILE_BYTES).map_err(|e| match e {
+        crate::files::ReadError::Io(e) => OciError::Layout {
+            path: path.to_path_buf(),
+            detail: "cannot read".into(),
+            source: Some(e),
+        },
+        other => OciError::Layout {
+            path: path.to_path_buf(),
+            detail: other.to_string(),
+            source: None,
+        },
     })
 }
 
@@ -310,36 +321,11 @@ fn write_json(path: &Path, value: &Value) -> Result<(), OciError> {
     write_atomic(path, &bytes)
 }
 
-/// Temp file in the same directory, fsync, rename, fsync the directory: readers never see a torn file.
+/// Through the one atomic writer: exclusive temp file, fsync, rename, directory fsync.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OciError> {
-    let fail = |detail: &str, e: std::io::Error| OciError::Layout {
+    crate::files::write_atomic(path, bytes).map_err(|e| OciError::Layout {
         path: path.to_path_buf(),
-        detail: detail.to_string(),
+        detail: "cannot write atomically".into(),
         source: Some(e),
-    };
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}.{nanos}", std::process::id()));
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(fail("cannot write atomically", e));
-    }
-    // Makes the rename itself durable; not every platform can open a directory, so best effort.
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    })
 }
