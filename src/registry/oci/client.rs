@@ -1012,4 +1012,33 @@ mod tests {
         assert_eq!(o.retries, 7);
         assert_eq!(o.timeout, ClientOptions::default().timeout);
     }
+
+    #[test]
+    fn credentials_only_over_https_or_to_loopback() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        assert!(safe_for_credentials(&u("https://ghcr.io/v2/")));
+        assert!(safe_for_credentials(&u("http://127.0.0.1:5000/v2/")));
+        assert!(safe_for_credentials(&u("http://127.8.9.10:5000/v2/")));
+        assert!(safe_for_credentials(&u("http://[::1]:5000/v2/")));
+        assert!(safe_for_credentials(&u("http://localhost:5000/v2/")));
+        assert!(!safe_for_credentials(&u("http://10.0.0.5:5000/v2/")));
+        assert!(!safe_for_credentials(&u("http://registry.internal/v2/")));
+        // A realm is HTTPS, or loopback for a loopback registry.
+        assert!(realm_allowed(
+            &u("https://auth.example/token"),
+            &u("http://10.0.0.5/")
+        ));
+        assert!(realm_allowed(
+            &u("http://127.0.0.1:9/token"),
+            &u("http://127.0.0.1:5000/")
+        ));
+        assert!(!realm_allowed(
+            &u("http://127.0.0.1:9/token"),
+            &u("https://ghcr.io/")
+        ));
+        assert!(!realm_allowed(
+            &u("http://evil.example/token"),
+            &u("http://127.0.0.1:5000/")
+        ));
+    }
 }
