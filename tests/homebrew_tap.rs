@@ -76,6 +76,7 @@ fn request(name: &str, version: &str) -> RestoreRequest {
         target_version: version.into(),
         current_version: None,
         bump_version_scheme: true,
+        prefer: None,
     }
 }
 
@@ -112,7 +113,7 @@ fn formula_rollback_bumps_version_scheme_and_is_idempotent() {
     let restored = h.tap.file_in_fresh_clone(FORMULA).expect("formula");
     assert_eq!(
         restored,
-        with_version_scheme(&goreleaser_formula("myapp", "1.1.0"), 1)
+        with_version_scheme(&goreleaser_formula("myapp", "1.1.0"), 1).unwrap()
     );
     assert!(restored.contains("  license \"MIT\"\n  version_scheme 1\n\n  on_macos do\n"));
     let after = h.tap.log();
@@ -160,17 +161,17 @@ fn rollback_below_an_existing_scheme_goes_one_higher() {
     let tap = TestTap::new();
     tap.commit_file(
         FORMULA,
-        &with_version_scheme(&goreleaser_formula("myapp", "1.0.0"), 2),
+        &with_version_scheme(&goreleaser_formula("myapp", "1.0.0"), 2).unwrap(),
         "1.0.0",
     );
     let v110 = tap.commit_file(
         FORMULA,
-        &with_version_scheme(&goreleaser_formula("myapp", "1.1.0"), 2),
+        &with_version_scheme(&goreleaser_formula("myapp", "1.1.0"), 2).unwrap(),
         "1.1.0",
     );
     tap.commit_file(
         FORMULA,
-        &with_version_scheme(&goreleaser_formula("myapp", "1.2.0"), 3),
+        &with_version_scheme(&goreleaser_formula("myapp", "1.2.0"), 3).unwrap(),
         "1.2.0",
     );
     tap.push();
@@ -364,13 +365,17 @@ fn undo_refuses_when_the_formula_changed_since() {
 fn find_commit_for_version_finds_the_newest_declaring_commit() {
     let h = history();
     let tap = open(&h.tap);
-    let find = |v| tap.find_commit_for_version("myapp", v).expect("search");
+    let find = |v| {
+        tap.find_commit_for_version("myapp", v, None)
+            .expect("search")
+            .map(|(c, _)| c)
+    };
     assert_eq!(find("1.0.0"), Some(h.v100.clone()));
     assert_eq!(find("v1.1.0"), Some(h.v110.clone()));
     assert_eq!(find("1.2.0"), Some(h.v120.clone()));
     assert_eq!(find("2.0.0"), None);
     assert_eq!(tap.head().expect("head"), h.tap.head());
-    let loc = tap.locate("myapp-gui", None).expect("locate cask");
+    let loc = tap.locate("myapp-gui", None, None).expect("locate cask");
     assert_eq!((loc.kind, loc.path.as_str()), (Kind::Cask, CASK));
     assert_eq!(
         tap.file_at(&h.v100, FORMULA).expect("file_at"),
@@ -390,11 +395,13 @@ fn sharded_and_url_only_formulas_are_found() {
     tap.push();
     let t = open(&tap);
     assert_eq!(
-        t.locate("tool", None).expect("locate").path,
+        t.locate("tool", None, None).expect("locate").path,
         "Formula/t/tool.rb"
     );
     assert_eq!(
-        t.find_commit_for_version("tool", "0.9.1").expect("find"),
+        t.find_commit_for_version("tool", "0.9.1", None)
+            .expect("find")
+            .map(|(c, _)| c),
         Some(c)
     );
 }

@@ -182,6 +182,9 @@ pub struct RecordArgs {
     pub commit: Option<String>,
     #[arg(long, value_name = "TEXT")]
     pub notes: Option<String>,
+    /// Output format: text, or json (the entry recorded and every warning)
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
 }
 
 #[derive(Debug, Args)]

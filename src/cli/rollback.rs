@@ -287,7 +287,17 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Error> {
         notes: args.notes.clone(),
     };
     let recorded = ops::record::record(&ctx.ws, &req, &listeners())?;
+    for w in &recorded.warnings {
+        tracing::warn!("{w}");
+    }
     let entry = &recorded.entry;
+    if args.format == ListFormat::Json {
+        let mut doc = super::versions::deployment_json(entry, true);
+        doc["superseded"] = serde_json::json!(recorded.superseded);
+        doc["warnings"] = serde_json::json!(recorded.warnings);
+        ctx.out.line(&pretty(&doc));
+        return Ok(());
+    }
     let mut s = format!("recorded {} as deployed", entry.version);
     if let Some(p) = &recorded.superseded {
         s.push_str(&format!(" ({p} is now superseded)"));

@@ -2,13 +2,14 @@
 
 use super::{errors_to_error, RollbackCoordinator};
 use crate::error::Error;
-use crate::history::{Package, Version};
+use crate::history::Version;
+use crate::registry::Observation;
 
 /// Observe the configured registries for `version`: one package per registry.
 pub async fn observe_release(
     coordinator: &RollbackCoordinator<'_>,
     version: &Version,
-) -> Result<Vec<Package>, Error> {
+) -> Result<Vec<Observation>, Error> {
     let config = coordinator.config();
     if config.registries.is_empty() {
         let why = match &config.path {

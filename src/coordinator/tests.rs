@@ -159,13 +159,13 @@ impl Registry for Fake {
     fn observe_release<'a>(
         &'a self,
         _version: &'a Version,
-    ) -> BoxFuture<'a, Result<Package, RegistryError>> {
+    ) -> BoxFuture<'a, Result<crate::registry::Observation, RegistryError>> {
         Box::pin(async move {
             let tags = self.tags.lock().unwrap();
             let mut p = Package::new("fake", &self.name);
             p.digest = tags.get("latest").cloned();
             p.tags = tags.keys().cloned().collect();
-            Ok(p)
+            Ok(p.into())
         })
     }
     fn vet<'a>(

@@ -19,6 +19,8 @@ pub struct Recorded {
     pub entry: Deployment,
     /// The version that was current before and is now superseded.
     pub superseded: Option<String>,
+    /// What the registries want the user to know (e.g. a formula that strands users).
+    pub warnings: Vec<String>,
 }
 
 pub fn record(
@@ -47,7 +49,16 @@ pub fn record_with(
     let lock = ws.lock(&command)?;
     let loaded = ws.store.load_or_empty()?;
     let rt = super::runtime()?;
-    let packages = rt.block_on(coordinator::observe_release(&coordinator, &version))?;
+    let observed = rt.block_on(coordinator::observe_release(&coordinator, &version))?;
+    let warnings: Vec<String> = observed
+        .iter()
+        .flat_map(|o| {
+            o.warnings
+                .iter()
+                .map(move |w| format!("{}: {w}", o.package.registry))
+        })
+        .collect();
+    let packages = observed.into_iter().map(|o| o.package).collect();
     super::log_http_stats();
     let mut entry = Deployment::new(version, Status::Deployed);
     entry.commit = req.commit.clone();
@@ -64,5 +75,9 @@ pub fn record_with(
     ws.store.save(&history, &loaded.fingerprint)?;
     drop(lock);
     listener.on(&Event::Recorded { entry: &entry });
-    Ok(Recorded { entry, superseded })
+    Ok(Recorded {
+        entry,
+        superseded,
+        warnings,
+    })
 }

@@ -96,6 +96,23 @@ pub struct PlanOutcome {
     pub warnings: Vec<String>,
 }
 
+/// What `record` observed in one registry: the package to store, and what the user should
+/// know about it.
+#[derive(Clone, Debug)]
+pub struct Observation {
+    pub package: Package,
+    pub warnings: Vec<String>,
+}
+
+impl From<Package> for Observation {
+    fn from(package: Package) -> Self {
+        Observation {
+            package,
+            warnings: Vec::new(),
+        }
+    }
+}
+
 /// What `undo` knows about a step it is asked to reverse.
 #[derive(Clone, Debug, PartialEq)]
 pub enum UndoState {
@@ -207,7 +224,7 @@ pub trait Registry: Send + Sync {
     fn observe_release<'a>(
         &'a self,
         version: &'a Version,
-    ) -> BoxFuture<'a, Result<Package, RegistryError>>;
+    ) -> BoxFuture<'a, Result<Observation, RegistryError>>;
 
     /// The package to record for the target after the plan's steps succeeded.
     fn restored_package(&self, plan: &RegistryPlan, target: Option<&Package>) -> Package;

@@ -33,6 +33,8 @@ pub struct Options {
     pub branch: Option<String>,
     /// The formula or cask (`formula:` or `cask:`); default: the project name.
     pub formula: Option<String>,
+    /// Which key named it: decides when the tap has a formula and a cask of that name.
+    pub prefer: Option<Kind>,
 }
 
 impl Options {
@@ -46,6 +48,11 @@ impl Options {
                 "branch" => o.branch = p.string(key, v),
                 "formula" | "cask" => {
                     o.formula = p.string(key, v);
+                    o.prefer = Some(if key == "cask" {
+                        Kind::Cask
+                    } else {
+                        Kind::Formula
+                    });
                     // The name becomes a path in the tap; refuse it here rather than let a
                     // recorded name silently win over a config that can never be right.
                     if let Some(Err(e)) = o.formula.as_deref().map(super::validate_name) {
@@ -112,6 +119,7 @@ pub struct BrewRegistry {
     name: String,
     spec: TapSpec,
     formula: Option<String>,
+    prefer: Option<Kind>,
     tap: OnceCell<Arc<Tap>>,
 }
 
@@ -125,6 +133,7 @@ impl BrewRegistry {
                 branch: opts.branch,
             },
             formula: opts.formula.or_else(|| project_name.map(str::to_string)),
+            prefer: opts.prefer,
             tap: OnceCell::new(),
         }
     }
@@ -200,6 +209,7 @@ impl Registry for BrewRegistry {
                 target_version: target.clone(),
                 current_version: current.clone(),
                 bump_version_scheme: input.settings.version_scheme_bump,
+                prefer: self.prefer,
             };
             let plan: RestorePlan = blocking(&self.name, {
                 let tap = tap.clone();
@@ -340,24 +350,62 @@ impl Registry for BrewRegistry {
     fn observe_release<'a>(
         &'a self,
         version: &'a Version,
-    ) -> BoxFuture<'a, Result<Package, RegistryError>> {
+    ) -> BoxFuture<'a, Result<crate::registry::Observation, RegistryError>> {
         Box::pin(async move {
             let tap = self.tap().await?;
             let name = self.formula_for(None)?;
             let v = version.to_string();
+            let prefer = self.prefer;
             let found = blocking(&self.name, {
-                let (name, v) = (name.clone(), v.clone());
-                move || tap.find_commit_for_version(&name, &v)
+                let (name, v, tap) = (name.clone(), v.clone(), tap.clone());
+                move || {
+                    let Some((commit, declared)) =
+                        tap.find_commit_for_version(&name, &v, prefer)?
+                    else {
+                        return Ok(None);
+                    };
+                    let loc = tap.locate(&name, Some(&commit), prefer)?;
+                    let scheme = tap
+                        .file_at(&commit, &loc.path)?
+                        .as_deref()
+                        .and_then(super::version_scheme);
+                    let rollback = match loc.kind {
+                        Kind::Formula => tap.rollback_scheme(&name, &loc.path)?,
+                        Kind::Cask => None,
+                    };
+                    Ok(Some((commit, declared, loc, scheme, rollback)))
+                }
             })
             .await?;
-            let commit = found.ok_or_else(|| {
-                self.invalid(format!("{name} declares no version {v} on the tap's branch: publish it before recording"))
+            let (commit, declared, loc, scheme, rollback) = found.ok_or_else(|| {
+                self.invalid(format!(
+                    "{name} declares no version {v} on the tap's branch: publish it before recording"
+                ))
             })?;
             let mut pkg = Package::new("brew", &self.name);
             pkg.status = Some(Status::Deployed);
-            pkg.formula = Some(name);
+            pkg.formula = Some(name.clone());
             pkg.tap_commit = Some(commit);
-            Ok(pkg)
+            if !super::same_version(&declared, &v) {
+                // A cask's `4.70.0,224270`: the record keeps what the tap says.
+                pkg.extra
+                    .push(("version".into(), crate::yaml::Node::str(declared.as_str())));
+            }
+            let mut warnings = Vec::new();
+            if let Some(r) = rollback.filter(|r| scheme.unwrap_or(0) < *r) {
+                warnings.push(format!(
+                    "{} of {v} has version_scheme {}, lower than the {r} a bagboy rollback set: \
+                     users who installed under scheme {r} are never offered this release. Carry \
+                     `version_scheme {r}` forward in the release tooling (GoReleaser: `custom_block`), \
+                     see docs/homebrew.md",
+                    loc.path,
+                    scheme.map_or("none".to_string(), |s| s.to_string()),
+                ));
+            }
+            Ok(crate::registry::Observation {
+                package: pkg,
+                warnings,
+            })
         })
     }
 
@@ -386,10 +434,7 @@ impl Registry for BrewRegistry {
                 ));
             }
             super::validate_name(&plan.name).map_err(|e| e.to_string())?;
-            if plan.path != step.reference
-                || !Tap::candidates(&plan.name)
-                    .iter()
-                    .any(|l| l.path == plan.path)
+            if plan.path != step.reference || Tap::is_location_of(&plan.name, &plan.path).is_none()
             {
                 return Err(format!(
                     "{} is not where {} lives",

@@ -57,59 +57,20 @@ pub fn is_older(target: &str, current: &str) -> bool {
     }
 }
 
-fn indent_of(line: &str) -> usize {
-    line.len() - line.trim_start_matches(' ').len()
-}
-
-/// Lines directly inside `class X < Formula` / `cask "x" do` (indent 2): the only place where
-/// `version`, `url` and `version_scheme` describe the whole package rather than one platform.
-fn is_top_level(line: &str) -> bool {
-    indent_of(line) == 2 && !line.trim().is_empty()
-}
-
-/// The first word of a statement, e.g. `url` for `url "https://…"`.
-fn keyword(line: &str) -> &str {
-    let t = line.trim_start();
-    let end = t
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '?' || c == '!'))
-        .unwrap_or(t.len());
-    &t[..end]
-}
-
-/// The first double- or single-quoted literal on the line.
-fn quoted_arg(line: &str) -> Option<&str> {
-    let start = line.find(['"', '\''])?;
-    let quote = line[start..].chars().next()?;
-    let rest = &line[start + 1..];
-    let end = rest.find(quote)?;
-    Some(&rest[..end])
-}
-
-/// The version a formula or cask declares: top-level `version "…"`, else inferred from the
-/// top-level `url` (GoReleaser formulas often carry only per-platform urls, so any url is
-/// tried last).
+/// The version a formula or cask declares, as Homebrew derives it (see
+/// [`super::ruby::Source::version`]); `None` when the file is not Ruby bagboy can read.
 pub fn declared_version(content: &str) -> Option<String> {
-    let lines: Vec<&str> = content.lines().collect();
-    if let Some(v) = lines
-        .iter()
-        .filter(|l| is_top_level(l) && keyword(l) == "version")
-        .find_map(|l| quoted_arg(l))
-    {
-        if !v.contains("#{") {
-            return Some(v.to_owned());
-        }
-    }
-    let from_url = |l: &&&str| {
-        if keyword(l) != "url" {
-            return None;
-        }
-        quoted_arg(l).and_then(version_from_url)
-    };
-    lines
-        .iter()
-        .filter(|l| is_top_level(l))
-        .find_map(|l| from_url(&l))
-        .or_else(|| lines.iter().find_map(|l| from_url(&l)))
+    super::ruby::Source::parse(content).ok()?.version()
+}
+
+/// Whether a declared version is the release `wanted`: equal (leading `v` ignored), or a
+/// cask's `X,Y` / `X_Y` whose first part is `wanted`.
+pub fn version_matches(declared: &str, wanted: &str) -> bool {
+    same_version(declared, wanted)
+        || declared
+            .split([',', '_'])
+            .next()
+            .is_some_and(|first| first != declared && same_version(first, wanted))
 }
 
 /// Homebrew-style inference: the archive name first (`myapp-1.2.0.tar.gz`,
@@ -218,106 +179,22 @@ fn dotted_numbers(s: &str) -> Option<(String, usize)> {
 
 /// Top-level `version_scheme N`.
 pub fn version_scheme(content: &str) -> Option<u32> {
-    content
-        .lines()
-        .filter(|l| is_top_level(l) && keyword(l) == "version_scheme")
-        .find_map(|l| l.trim()["version_scheme".len()..].trim().parse().ok())
+    super::ruby::Source::parse(content).ok()?.version_scheme()
 }
 
 /// The content with its top-level `version_scheme` line removed, to compare two files
-/// "apart from the scheme".
+/// "apart from the scheme" (unparsable content is returned as is).
 pub fn without_version_scheme(content: &str) -> String {
-    let mut out = String::with_capacity(content.len());
-    for line in content.split_inclusive('\n') {
-        if !(is_top_level(line) && keyword(line) == "version_scheme") {
-            out.push_str(line);
-        }
+    match super::ruby::Source::parse(content) {
+        Ok(src) => src.without_version_scheme(),
+        Err(_) => content.to_string(),
     }
-    out
 }
 
-/// Components that `brew style` (FormulaAudit/ComponentsOrder) wants before `version_scheme`.
-const BEFORE_SCHEME: [&str; 8] = [
-    "desc", "homepage", "url", "mirror", "version", "sha256", "license", "revision",
-];
-
-/// Set the top-level `version_scheme` to `n`, replacing the existing line or inserting one
-/// where ComponentsOrder expects it (after `desc … revision`, before `head`, `livecheck`,
-/// `bottle`, `on_*`, `depends_on`, `def`).
-pub fn with_version_scheme(content: &str, n: u32) -> String {
-    let mut lines: Vec<String> = content.split_inclusive('\n').map(str::to_owned).collect();
-    if let Some(line) = lines
-        .iter_mut()
-        .find(|l| is_top_level(l) && keyword(l) == "version_scheme")
-    {
-        let eol = if line.ends_with('\n') { "\n" } else { "" };
-        *line = format!("  version_scheme {n}{eol}");
-        return lines.concat();
-    }
-
-    let body_start = lines
-        .iter()
-        .position(|l| indent_of(l) == 0 && keyword(l) == "class" && l.contains('<'))
-        .map_or(0, |i| i + 1);
-    let mut insert_at = None;
-    let mut i = body_start;
-    while i < lines.len() {
-        let line = &lines[i];
-        if indent_of(line) == 0 && keyword(line) == "end" {
-            break;
-        }
-        if is_top_level(line) {
-            let kw = keyword(line);
-            if BEFORE_SCHEME.contains(&kw) || (insert_at.is_none() && kw == "include") {
-                // A statement may continue on deeper-indented lines (`url "…",\n    using: …`).
-                let mut end = i + 1;
-                while end < lines.len()
-                    && indent_of(&lines[end]) > 2
-                    && !lines[end].trim().is_empty()
-                {
-                    end += 1;
-                }
-                insert_at = Some(end);
-                i = end;
-                continue;
-            }
-            if insert_at.is_some() || is_after_scheme(kw) {
-                break;
-            }
-        }
-        i += 1;
-    }
-    let at = insert_at.unwrap_or(body_start).min(lines.len());
-    if at > 0 && !lines[at - 1].ends_with('\n') {
-        lines[at - 1].push('\n');
-    }
-    lines.insert(at, format!("  version_scheme {n}\n"));
-    lines.concat()
-}
-
-fn is_after_scheme(kw: &str) -> bool {
-    kw.starts_with("on_")
-        || matches!(
-            kw,
-            "head"
-                | "stable"
-                | "livecheck"
-                | "no_autobump!"
-                | "bottle"
-                | "pour_bottle?"
-                | "keg_only"
-                | "depends_on"
-                | "uses_from_macos"
-                | "resource"
-                | "patch"
-                | "def"
-                | "test"
-                | "service"
-                | "conflicts_with"
-                | "deprecate!"
-                | "disable!"
-                | "option"
-        )
+/// Set the top-level `version_scheme` to `n` where Homebrew's component order wants it,
+/// keeping every other byte; the result is checked to parse.
+pub fn with_version_scheme(content: &str, n: u32) -> Result<String, super::ruby::RubyError> {
+    super::ruby::Source::parse(content)?.with_version_scheme(n)
 }
 
 #[cfg(test)]
@@ -355,6 +232,14 @@ end
     }
 
     #[test]
+    fn cask_versions_match_their_first_part() {
+        assert!(version_matches("4.70.0,224270", "4.70.0"));
+        assert!(version_matches("1.2.3_4", "v1.2.3"));
+        assert!(version_matches("1.2.3", "1.2.3"));
+        assert!(!version_matches("4.70.1,224270", "4.70.0"));
+    }
+
+    #[test]
     fn versions() {
         assert_eq!(declared_version(GORELEASER).as_deref(), Some("1.2.0"));
         let no_version = "class A < Formula\n  url \"https://x.org/dl/myapp-1.2.0.tar.gz\"\nend\n";
@@ -380,10 +265,10 @@ end
 
     #[test]
     fn scheme_inserted_after_license_before_on_blocks() {
-        let out = with_version_scheme(GORELEASER, 1);
+        let out = with_version_scheme(GORELEASER, 1).unwrap();
         assert!(out.contains("  license \"MIT\"\n  version_scheme 1\n\n  on_macos do"));
         assert_eq!(version_scheme(&out), Some(1));
-        let again = with_version_scheme(&out, 3);
+        let again = with_version_scheme(&out, 3).unwrap();
         assert_eq!(version_scheme(&again), Some(3));
         assert_eq!(again.matches("version_scheme").count(), 1);
         assert_eq!(without_version_scheme(&again), GORELEASER);
@@ -393,7 +278,7 @@ end
     fn scheme_skips_nested_and_continuations() {
         let src = "class A < Formula\n  url \"https://x/a-1.0.tar.gz\",\n      using: :homebrew_curl\n  sha256 \"x\"\n  head \"https://x.git\"\n  on_linux do\n    version_scheme 9\n  end\nend\n";
         assert_eq!(version_scheme(src), None);
-        let out = with_version_scheme(src, 2);
+        let out = with_version_scheme(src, 2).unwrap();
         assert!(out.contains("  sha256 \"x\"\n  version_scheme 2\n  head"));
     }
 }

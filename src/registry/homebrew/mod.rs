@@ -3,6 +3,7 @@
 mod backend;
 mod formula;
 mod git;
+pub mod ruby;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 pub use backend::{BrewRegistry, Options, BREW, RESTORE_FILE};
 pub use formula::{
-    declared_version, is_older, normalize_version, same_version, version_from_url, version_scheme,
-    with_version_scheme, without_version_scheme,
+    declared_version, is_older, normalize_version, same_version, version_from_url, version_matches,
+    version_scheme, with_version_scheme, without_version_scheme,
 };
 pub use git::mask_userinfo;
 use git::{Git, GitFailure};
@@ -110,6 +111,9 @@ pub struct RestoreRequest {
     /// The version users have now; read from the live file when absent.
     pub current_version: Option<String>,
     pub bump_version_scheme: bool,
+    /// `formula:` or `cask:` in the config: which one wins when a tap has both of this name.
+    #[serde(default)]
+    pub prefer: Option<Kind>,
 }
 
 /// One file restore, computed ahead of time: what dry-run prints is what `apply` commits.
@@ -185,6 +189,20 @@ pub enum TapError {
         tap: String,
         path: String,
         commit: String,
+    },
+    #[error("both {formula} and {cask} define {name} in tap {tap}: say which with `formula: {name}` or `cask: {name}` in bagboy.yaml")]
+    Ambiguous {
+        tap: String,
+        name: String,
+        formula: String,
+        cask: String,
+    },
+    #[error("{path} at commit {commit} in tap {tap} is not Ruby bagboy can restore ({error}); nothing was pushed")]
+    NotRuby {
+        tap: String,
+        path: String,
+        commit: String,
+        error: String,
     },
     #[error("{path} in tap {tap} was changed by commit {their_commit} since the plan was made; nothing was pushed")]
     Conflict {
@@ -566,39 +584,69 @@ impl Tap {
             })
     }
 
-    /// Paths Homebrew looks at for `name`, in its order.
-    pub fn candidates(name: &str) -> Vec<Located> {
-        let first = name
-            .chars()
-            .next()
-            .map(|c| c.to_ascii_lowercase().to_string())
-            .unwrap_or_default();
-        let f = |path: String| Located {
-            kind: Kind::Formula,
-            path,
+    /// Whether `path` is where Homebrew would look for `name`: any depth under `Formula/`,
+    /// `HomebrewFormula/` or `Casks/`, or the tap's root.
+    pub fn is_location_of(name: &str, path: &str) -> Option<Located> {
+        let file = format!("{name}.rb");
+        let (dir, base) = match path.rsplit_once('/') {
+            Some((d, b)) => (Some(d), b),
+            None => (None, path),
         };
-        let c = |path: String| Located {
-            kind: Kind::Cask,
-            path,
+        if base != file || path.split('/').any(|seg| seg == ".." || seg.is_empty()) {
+            return None;
+        }
+        let top = dir.map(|d| d.split('/').next().unwrap_or(d));
+        let kind = match top {
+            None => Kind::Formula,
+            Some("Formula") | Some("HomebrewFormula") => Kind::Formula,
+            Some("Casks") => Kind::Cask,
+            _ => return None,
         };
-        vec![
-            f(format!("Formula/{name}.rb")),
-            f(format!("Formula/{first}/{name}.rb")),
-            f(format!("HomebrewFormula/{name}.rb")),
-            f(format!("{name}.rb")),
-            c(format!("Casks/{name}.rb")),
-            c(format!("Casks/{first}/{name}.rb")),
-        ]
+        Some(Located {
+            kind,
+            path: path.to_string(),
+        })
     }
 
-    /// Where `name` lives at `at_commit` (default: head), in Homebrew's lookup order.
-    pub fn locate(&self, name: &str, at_commit: Option<&str>) -> Result<Located, TapError> {
+    /// Every file defining `name` at `commit`, shallowest first.
+    fn find_all(&self, name: &str, commit: &str) -> Result<Vec<Located>, TapError> {
+        let root = format!("{name}.rb");
+        let out = self
+            .git
+            .run(&[
+                "ls-tree",
+                "-r",
+                "--name-only",
+                "--full-tree",
+                commit,
+                "--",
+                "Formula",
+                "HomebrewFormula",
+                "Casks",
+                &root,
+            ])
+            .map_err(|f| self.git_err(f))?;
+        let mut found: Vec<Located> = out
+            .lines()
+            .filter_map(|p| Tap::is_location_of(name, p))
+            .collect();
+        found.sort_by_key(|l| (l.path.matches('/').count(), l.path.clone()));
+        Ok(found)
+    }
+
+    /// Where `name` lives at `at_commit` (default: head).
+    pub fn locate(
+        &self,
+        name: &str,
+        at_commit: Option<&str>,
+        prefer: Option<Kind>,
+    ) -> Result<Located, TapError> {
         self.check_name(name)?;
         let commit = match at_commit {
             Some(c) => self.resolve_commit(c)?,
             None => self.head()?,
         };
-        self.try_locate(name, &commit)?
+        self.try_locate(name, &commit, prefer)?
             .ok_or_else(|| TapError::NotFound {
                 tap: self.registry.clone(),
                 name: name.to_owned(),
@@ -606,41 +654,87 @@ impl Tap {
             })
     }
 
-    fn try_locate(&self, name: &str, commit: &str) -> Result<Option<Located>, TapError> {
-        let candidates = Tap::candidates(name);
-        let mut args = vec!["ls-tree", "-r", "--name-only", "--full-tree", commit, "--"];
-        args.extend(candidates.iter().map(|c| c.path.as_str()));
-        let out = self.git.run(&args).map_err(|f| self.git_err(f))?;
-        let present: Vec<&str> = out.lines().collect();
-        Ok(candidates
-            .into_iter()
-            .find(|c| present.contains(&c.path.as_str())))
+    /// The formula or cask `name` at `commit`. When both exist, `prefer` decides; without it
+    /// bagboy refuses to guess.
+    fn try_locate(
+        &self,
+        name: &str,
+        commit: &str,
+        prefer: Option<Kind>,
+    ) -> Result<Option<Located>, TapError> {
+        let found = self.find_all(name, commit)?;
+        let formula = found.iter().find(|l| l.kind == Kind::Formula);
+        let cask = found.iter().find(|l| l.kind == Kind::Cask);
+        Ok(match (prefer, formula, cask) {
+            (Some(Kind::Formula), Some(f), _) => Some(f.clone()),
+            (Some(Kind::Cask), _, Some(c)) => Some(c.clone()),
+            (None, Some(f), Some(c)) => {
+                return Err(TapError::Ambiguous {
+                    tap: self.registry.clone(),
+                    name: name.to_owned(),
+                    formula: f.path.clone(),
+                    cask: c.path.clone(),
+                })
+            }
+            (_, f, c) => f.or(c).cloned(),
+        })
     }
 
-    /// Newest commit on the branch whose `name` file declares `version` (leading `v` ignored).
+    /// Newest commit on the branch whose `name` file declares `version` (leading `v` ignored;
+    /// a cask's `X,Y` matches `X`), with that full declared version.
     pub fn find_commit_for_version(
         &self,
         name: &str,
         version: &str,
-    ) -> Result<Option<String>, TapError> {
+        prefer: Option<Kind>,
+    ) -> Result<Option<(String, String)>, TapError> {
         self.check_name(name)?;
         let head = self.head()?;
-        let candidates = Tap::candidates(name);
+        let specs = [
+            format!(":(glob)Formula/**/{name}.rb"),
+            format!(":(glob)HomebrewFormula/**/{name}.rb"),
+            format!(":(glob)Casks/**/{name}.rb"),
+            format!(":(literal){name}.rb"),
+        ];
         let mut args = vec!["log", "--format=%H", head.as_str(), "--"];
-        args.extend(candidates.iter().map(|c| c.path.as_str()));
+        args.extend(specs.iter().map(String::as_str));
         let out = self.git.run(&args).map_err(|f| self.git_err(f))?;
         for commit in out.lines().map(str::trim).filter(|c| !c.is_empty()) {
-            let Some(loc) = self.try_locate(name, commit)? else {
+            let Some(loc) = self.try_locate(name, commit, prefer)? else {
                 continue;
             };
             let Ok(Some(content)) = self.file_at(commit, &loc.path) else {
                 continue;
             };
-            if declared_version(&content).is_some_and(|v| same_version(&v, version)) {
-                return Ok(Some(commit.to_owned()));
+            if let Some(v) = declared_version(&content).filter(|v| version_matches(v, version)) {
+                return Ok(Some((commit.to_owned(), v)));
             }
         }
         Ok(None)
+    }
+
+    /// The highest `version_scheme` a bagboy rollback commit ever set for the file at `path`
+    /// (rollback commits are the ones whose subject is `<name>: roll back to …`).
+    pub fn rollback_scheme(&self, name: &str, path: &str) -> Result<Option<u32>, TapError> {
+        let head = self.head()?;
+        let out = self
+            .git
+            .run(&["log", "--format=%H %s", head.as_str(), "--", path])
+            .map_err(|f| self.git_err(f))?;
+        let marker = format!("{name}: roll back to ");
+        let mut best = None;
+        for line in out.lines() {
+            let Some((commit, subject)) = line.split_once(' ') else {
+                continue;
+            };
+            if !subject.starts_with(&marker) {
+                continue;
+            }
+            if let Ok(Some(content)) = self.file_at(commit, path) {
+                best = best.max(version_scheme(&content));
+            }
+        }
+        Ok(best)
     }
 
     /// Compute the restore of `req.name` to its content at the target commit, against the
@@ -651,14 +745,15 @@ impl Tap {
         let target = match req.target_commit.as_deref() {
             Some(c) => self.resolve_commit(c)?,
             None => self
-                .find_commit_for_version(&req.name, &req.target_version)?
+                .find_commit_for_version(&req.name, &req.target_version, req.prefer)?
+                .map(|(c, _)| c)
                 .ok_or_else(|| TapError::NoVersion {
                     tap: self.registry.clone(),
                     name: req.name.clone(),
                     version: req.target_version.clone(),
                 })?,
         };
-        let at_target = self.locate(&req.name, Some(&target))?;
+        let at_target = self.locate(&req.name, Some(&target), req.prefer)?;
         let target_content =
             self.file_at(&target, &at_target.path)?
                 .ok_or_else(|| TapError::NotFound {
@@ -668,7 +763,11 @@ impl Tap {
                 })?;
         // Restore in place when the file moved (e.g. sharded later), so the tap never ends up
         // with two definitions of the same name.
-        let live_loc = self.try_locate(&req.name, &base)?;
+        // The live file of the same kind as the target's: a formula is never restored over
+        // a cask of the same name.
+        let live_loc = self
+            .try_locate(&req.name, &base, Some(at_target.kind))?
+            .filter(|l| l.kind == at_target.kind);
         let (kind, path) = match &live_loc {
             Some(l) => (l.kind, l.path.clone()),
             None => (at_target.kind, at_target.path.clone()),
@@ -724,7 +823,8 @@ impl Tap {
                     ));
                 } else {
                     let n = 1 + l.max(t).max(current_s.flatten().unwrap_or(0));
-                    desired = with_version_scheme(&target_content, n);
+                    desired = with_version_scheme(&target_content, n)
+                        .map_err(|e| self.not_ruby(&path, &target, e))?;
                     scheme = Some((live_s, n));
                     notes.push(format!(
                         "version_scheme raised to {n} so `brew upgrade` downgrades users of {}; \
@@ -746,11 +846,24 @@ impl Tap {
                 // stop upgrades, so a restore never lowers it.
                 let live_s = live.as_deref().and_then(version_scheme);
                 if let Some(ls) = live_s.filter(|&ls| Some(ls) > version_scheme(&target_content)) {
-                    desired = with_version_scheme(&target_content, ls);
+                    desired = with_version_scheme(&target_content, ls)
+                        .map_err(|e| self.not_ruby(&path, &target, e))?;
                     scheme = Some((live_s, ls));
                     notes.push(format!("version_scheme kept at {ls}: it is never lowered"));
                 }
             }
+        }
+        // Never push what Homebrew could not load.
+        let parsed = ruby::Source::parse(&desired).map_err(|e| self.not_ruby(&path, &target, e))?;
+        if let Some(retired) = parsed.retired() {
+            notes.push(format!(
+                "the restored {kind} is retired (`{retired}`): brew refuses to install it"
+            ));
+        }
+        if let Some(why) = parsed.needs_greedy() {
+            notes.push(format!(
+                "`{why}`: `brew upgrade` skips this cask unless run with `--greedy`, so users keep what they have until the app updates itself or they upgrade with --greedy"
+            ));
         }
         let unchanged = live.as_deref() == Some(desired.as_str());
         let diff = similar::TextDiff::from_lines(live.as_deref().unwrap_or(""), &desired)
@@ -774,16 +887,34 @@ impl Tap {
         })
     }
 
+    fn not_ruby(&self, path: &str, commit: &str, e: ruby::RubyError) -> TapError {
+        TapError::NotRuby {
+            tap: self.registry.clone(),
+            path: path.to_owned(),
+            commit: commit.to_owned(),
+            error: e.to_string(),
+        }
+    }
+
     /// `Some(scheme)` of the newest file declaring `version`, `None` when no commit does.
     fn scheme_of_version(
         &self,
         name: &str,
         version: &str,
     ) -> Result<Option<Option<u32>>, TapError> {
-        let Some(commit) = self.find_commit_for_version(name, version)? else {
+        let Some((commit, _)) = self
+            .find_commit_for_version(name, version, None)
+            .or_else(|e| match e {
+                // Both kinds of this name: the scheme only concerns the formula.
+                TapError::Ambiguous { .. } => {
+                    self.find_commit_for_version(name, version, Some(Kind::Formula))
+                }
+                e => Err(e),
+            })?
+        else {
             return Ok(None);
         };
-        let Some(loc) = self.try_locate(name, &commit)? else {
+        let Some(loc) = self.try_locate(name, &commit, Some(Kind::Formula))? else {
             return Ok(None);
         };
         Ok(self

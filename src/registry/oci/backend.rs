@@ -514,7 +514,7 @@ impl Registry for TagRegistry {
     fn observe_release<'a>(
         &'a self,
         version: &'a Version,
-    ) -> BoxFuture<'a, Result<Package, RegistryError>> {
+    ) -> BoxFuture<'a, Result<crate::registry::Observation, RegistryError>> {
         Box::pin(async move {
             let mut found = None;
             for t in version_tags(version) {
@@ -535,7 +535,7 @@ impl Registry for TagRegistry {
             pkg.status = Some(Status::Deployed);
             pkg.digest = Some(digest.to_string());
             pkg.tags = tags;
-            Ok(pkg)
+            Ok(pkg.into())
         })
     }
 

@@ -1,0 +1,418 @@
+//! Formulas and casks read with a real Ruby parser (lib-ruby-parser): the class or cask body's
+//! top-level stanzas, the version Homebrew derives, and `version_scheme` edits that keep every
+//! other byte and are checked to parse before anything is pushed.
+
+use lib_ruby_parser::{Node, Parser, ParserOptions};
+
+/// Why a file is not Ruby bagboy can work with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RubyError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for RubyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.line, self.column, self.message)
+    }
+}
+
+/// Formula or cask, by the shape of the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `class X < Formula` (or any superclass: `AbstractPhpExtension`, ...).
+    Formula,
+    /// `cask "x" do ... end`.
+    Cask,
+}
+
+/// One top-level statement of the body: `url "…"`, `livecheck do … end`, `def install`.
+#[derive(Debug, Clone)]
+pub struct Stanza {
+    /// The method called (`url`, `license`, `disable!`), `def` for method definitions,
+    /// empty for anything else.
+    pub name: String,
+    /// Byte range of the whole statement (a multi-line `license any_of: [...]` included).
+    pub start: usize,
+    pub end: usize,
+    node: Node,
+}
+
+/// A parsed formula or cask.
+pub struct Source<'a> {
+    pub text: &'a str,
+    pub shape: Shape,
+    pub stanzas: Vec<Stanza>,
+    /// Where the body starts (after the `class …` / `cask … do` line) when it has no stanza.
+    body_start: usize,
+}
+
+fn parse_node(text: &str) -> Result<Node, RubyError> {
+    let result = Parser::new(
+        text.as_bytes().to_vec(),
+        ParserOptions {
+            buffer_name: "formula.rb".into(),
+            ..Default::default()
+        },
+    )
+    .do_parse();
+    if let Some(d) = result.diagnostics.iter().find(|d| d.is_error()) {
+        let (line, column) = line_col(text, d.loc.begin);
+        return Err(RubyError {
+            line,
+            column,
+            message: d.render_message(),
+        });
+    }
+    result.ast.map(|b| *b).ok_or(RubyError {
+        line: 1,
+        column: 1,
+        message: "the file holds no Ruby code".into(),
+    })
+}
+
+/// Whether `text` parses as Ruby (checked before a restored file is pushed).
+pub fn check(text: &str) -> Result<(), RubyError> {
+    parse_node(text).map(|_| ())
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text.as_bytes()[..offset.min(text.len())];
+    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let col = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+    (line, col)
+}
+
+/// The top-level node that defines the formula or cask (other top-level code — `require`,
+/// constants, helper modules — is skipped).
+fn definition(root: &Node) -> Option<(Shape, Option<&Node>, usize)> {
+    let candidates: Vec<&Node> = match root {
+        Node::Begin(b) => b.statements.iter().collect(),
+        n => vec![n],
+    };
+    for n in candidates {
+        match n {
+            Node::Class(c) if c.superclass.is_some() => {
+                let header_end = c
+                    .superclass
+                    .as_ref()
+                    .map_or(c.keyword_l.end, |s| s.expression().end);
+                return Some((Shape::Formula, c.body.as_deref(), header_end));
+            }
+            Node::Block(b) if call_name(&b.call) == Some("cask") => {
+                return Some((Shape::Cask, b.body.as_deref(), b.begin_l.end));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn call_name(n: &Node) -> Option<&str> {
+    match n {
+        Node::Send(s) if s.recv.is_none() => Some(&s.method_name),
+        _ => None,
+    }
+}
+
+fn stanza_name(n: &Node) -> String {
+    match n {
+        Node::Send(s) if s.recv.is_none() => s.method_name.clone(),
+        Node::Block(b) => call_name(&b.call).unwrap_or_default().to_string(),
+        Node::Def(_) => "def".into(),
+        _ => String::new(),
+    }
+}
+
+impl<'a> Source<'a> {
+    pub fn parse(text: &'a str) -> Result<Source<'a>, RubyError> {
+        let root = parse_node(text)?;
+        let (shape, body, header_end) = definition(&root).ok_or(RubyError {
+            line: 1,
+            column: 1,
+            message: "neither `class … < Formula` nor `cask \"…\" do` was found".into(),
+        })?;
+        let statements: Vec<Node> = match body {
+            Some(Node::Begin(b)) => b.statements.clone(),
+            Some(n) => vec![n.clone()],
+            None => Vec::new(),
+        };
+        let stanzas = statements
+            .into_iter()
+            .map(|n| Stanza {
+                name: stanza_name(&n),
+                start: n.expression().begin,
+                end: n.expression().end,
+                node: n,
+            })
+            .collect();
+        let body_start = text[header_end..]
+            .find('\n')
+            .map_or(text.len(), |i| header_end + i + 1);
+        Ok(Source {
+            text,
+            shape,
+            stanzas,
+            body_start,
+        })
+    }
+
+    pub fn stanza(&self, name: &str) -> Option<&Stanza> {
+        self.stanzas.iter().find(|s| s.name == name)
+    }
+
+    fn first_arg(&self, name: &str) -> Option<&Node> {
+        match &self.stanza(name)?.node {
+            Node::Send(s) => s.args.first(),
+            _ => None,
+        }
+    }
+
+    /// Top-level `version_scheme N`.
+    pub fn version_scheme(&self) -> Option<u32> {
+        match self.first_arg("version_scheme")? {
+            Node::Int(i) => i.value.replace('_', "").parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The version Homebrew derives: `version "…"`, else the top-level `url`'s `tag:`, else
+    /// the top-level url, else any `url` in the body (GoReleaser's per-platform blocks).
+    /// Casks' `version :latest` is `latest`.
+    pub fn version(&self) -> Option<String> {
+        match self.first_arg("version") {
+            Some(Node::Str(s)) => return s.value.as_str_lossy().ok().map(str::to_string),
+            Some(Node::Sym(s)) => return s.name.as_str_lossy().ok().map(str::to_string),
+            _ => {}
+        }
+        if let Some(Node::Send(url)) = self.stanza("url").map(|s| &s.node) {
+            if let Some(tag) = kwarg_str(&url.args, "tag") {
+                let v = super::formula::normalize_version(&tag);
+                if v.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+                    // A tag like `release-1.2` or `1.2.0` names the version.
+                    return Some(v.to_string());
+                }
+                if let Some(v) = super::formula::version_from_url(&format!("x/{tag}.tar.gz")) {
+                    return Some(v);
+                }
+            }
+            if let Some(Node::Str(s)) = url.args.first() {
+                if let Some(v) = s
+                    .value
+                    .as_str_lossy()
+                    .ok()
+                    .and_then(super::formula::version_from_url)
+                {
+                    return Some(v);
+                }
+            }
+        }
+        let mut urls = Vec::new();
+        for s in &self.stanzas {
+            collect_urls(&s.node, &mut urls);
+        }
+        urls.iter()
+            .find_map(|u| super::formula::version_from_url(u))
+    }
+
+    /// `disable!` / `deprecate!` with their arguments as written, for the plan.
+    pub fn retired(&self) -> Option<String> {
+        self.stanzas
+            .iter()
+            .find(|s| s.name == "disable!" || s.name == "deprecate!")
+            .map(|s| {
+                self.text[s.start..s.end]
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+    }
+
+    /// A cask `brew upgrade` skips without `--greedy`: `auto_updates true` or `version :latest`.
+    pub fn needs_greedy(&self) -> Option<&'static str> {
+        if self.shape != Shape::Cask {
+            return None;
+        }
+        if matches!(self.first_arg("auto_updates"), Some(Node::True(_))) {
+            return Some("auto_updates true");
+        }
+        if matches!(self.first_arg("version"), Some(Node::Sym(_))) {
+            return Some("version :latest");
+        }
+        None
+    }
+
+    /// The text with `version_scheme` set to `n`: the existing number replaced, or a line
+    /// inserted where Homebrew's component order puts it — after the last of `include`,
+    /// `desc`, `homepage`, `url`, `mirror`, `version`, `sha256`, `license`, `revision` that
+    /// opens the body, before anything else. Every other byte is kept; the result must parse.
+    pub fn with_version_scheme(&self, n: u32) -> Result<String, RubyError> {
+        let text = self.text;
+        let out = if let Some(Node::Int(i)) = self.first_arg("version_scheme") {
+            let r = &i.expression_l;
+            format!("{}{n}{}", &text[..r.begin], &text[r.end..])
+        } else {
+            let leading: Vec<&Stanza> = self
+                .stanzas
+                .iter()
+                .take_while(|s| BEFORE_SCHEME.contains(&s.name.as_str()))
+                .collect();
+            let (at, indent) = match (leading.last(), self.stanzas.first()) {
+                (Some(last), _) => {
+                    // After the statement's line (a trailing comment stays with it).
+                    let eol = text[last.end..]
+                        .find('\n')
+                        .map_or(text.len(), |i| last.end + i);
+                    (eol, indent_at(text, last.start))
+                }
+                (None, Some(first)) => {
+                    let line_start = text[..first.start].rfind('\n').map_or(0, |i| i + 1);
+                    (line_start.saturating_sub(1), indent_at(text, first.start))
+                }
+                (None, None) => (self.body_start.saturating_sub(1), "  ".to_string()),
+            };
+            let (head, tail) = text.split_at(at);
+            if head.is_empty() {
+                format!("{indent}version_scheme {n}\n{tail}")
+            } else {
+                format!("{head}\n{indent}version_scheme {n}{tail}")
+            }
+        };
+        check(&out)?;
+        Ok(out)
+    }
+
+    /// The text without its `version_scheme` statement's line, to compare two files "apart
+    /// from the scheme".
+    pub fn without_version_scheme(&self) -> String {
+        match self.stanza("version_scheme") {
+            Some(s) => {
+                let start = self.text[..s.start].rfind('\n').map_or(0, |i| i + 1);
+                let end = self.text[s.end..]
+                    .find('\n')
+                    .map_or(self.text.len(), |i| s.end + i + 1);
+                format!("{}{}", &self.text[..start], &self.text[end..])
+            }
+            None => self.text.to_string(),
+        }
+    }
+}
+
+/// Components Homebrew's order (`ast_constants.rb`) puts before `version_scheme`.
+pub const BEFORE_SCHEME: [&str; 9] = [
+    "include", "desc", "homepage", "url", "mirror", "version", "sha256", "license", "revision",
+];
+
+fn indent_at(text: &str, offset: usize) -> String {
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    text[line_start..offset]
+        .chars()
+        .take_while(|c| *c == ' ' || *c == '\t')
+        .collect()
+}
+
+fn kwarg_str(args: &[Node], key: &str) -> Option<String> {
+    for a in args {
+        if let Node::Kwargs(k) = a {
+            for p in &k.pairs {
+                if let Node::Pair(p) = p {
+                    let name = match &*p.key {
+                        Node::Sym(s) => s.name.as_str_lossy().ok(),
+                        _ => None,
+                    };
+                    if name == Some(key) {
+                        if let Node::Str(s) = &*p.value {
+                            return s.value.as_str_lossy().ok().map(str::to_string);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+fn collect_urls(n: &Node, out: &mut Vec<String>) {
+    match n {
+        Node::Send(s) if s.recv.is_none() && s.method_name == "url" => {
+            if let Some(Node::Str(u)) = s.args.first() {
+                if let Ok(u) = u.value.as_str_lossy() {
+                    out.push(u.to_string());
+                }
+            }
+        }
+        Node::Block(b) => {
+            if let Some(body) = &b.body {
+                collect_urls(body, out);
+            }
+        }
+        Node::Begin(b) => b.statements.iter().for_each(|s| collect_urls(s, out)),
+        Node::If(i) => {
+            for branch in [&i.if_true, &i.if_false].into_iter().flatten() {
+                collect_urls(branch, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scheme(text: &str, n: u32) -> String {
+        Source::parse(text).unwrap().with_version_scheme(n).unwrap()
+    }
+
+    #[test]
+    fn inserts_after_a_multi_line_license() {
+        let f = "class Git < Formula\n  desc \"x\"\n  # mirrors\n  url \"https://e/git-2.47.1.tar.xz\"\n  sha256 \"ab\"\n  license any_of: [\n    \"GPL-2.0-only\",\n    \"MIT\",\n  ]\n  head \"https://e/git.git\", branch: \"master\"\nend\n";
+        let out = scheme(f, 1);
+        assert_eq!(
+            out,
+            f.replace("  ]\n  head", "  ]\n  version_scheme 1\n  head"),
+            "{out}"
+        );
+        assert_eq!(Source::parse(&out).unwrap().without_version_scheme(), f);
+    }
+
+    #[test]
+    fn includes_and_comments_stay_above() {
+        let f = "class Foo < Formula\n  include Language::Python::Virtualenv\n  include Bar\n\n  desc \"d\"\n  # the homepage\n  homepage \"https://e\"\n  url \"https://e/foo-1.0.tar.gz\" # pinned\n  revision 2\n\n  livecheck do\n    url :stable\n  end\nend\n";
+        let out = scheme(f, 3);
+        assert!(
+            out.contains("  revision 2\n  version_scheme 3\n\n  livecheck"),
+            "{out}"
+        );
+        let raised = scheme(&out, 4);
+        assert_eq!(raised, out.replace("version_scheme 3", "version_scheme 4"));
+    }
+
+    #[test]
+    fn versions_as_homebrew_derives_them() {
+        let tag = "class Foo < Formula\n  url \"https://github.com/a/foo.git\",\n      tag:      \"v1.1.0\",\n      revision: \"0123\"\nend\n";
+        assert_eq!(
+            Source::parse(tag).unwrap().version().as_deref(),
+            Some("1.1.0")
+        );
+        let cask = "cask \"app\" do\n  version \"4.70.0,224270\"\n  auto_updates true\nend\n";
+        let c = Source::parse(cask).unwrap();
+        assert_eq!(c.shape, Shape::Cask);
+        assert_eq!(c.version().as_deref(), Some("4.70.0,224270"));
+        assert_eq!(c.needs_greedy(), Some("auto_updates true"));
+        let platform = "class Foo < Formula\n  on_macos do\n    if Hardware::CPU.arm?\n      url \"https://e/v1.2.3/foo_1.2.3_darwin_arm64.tar.gz\"\n    end\n  end\nend\n";
+        assert_eq!(
+            Source::parse(platform).unwrap().version().as_deref(),
+            Some("1.2.3")
+        );
+    }
+
+    #[test]
+    fn broken_ruby_is_reported_with_a_position() {
+        let err = Source::parse("class Foo < Formula\n  url \"x\n")
+            .err()
+            .unwrap();
+        assert!(err.line >= 2, "{err}");
+    }
+}
