@@ -85,11 +85,30 @@ pub fn version_from_url(url: &str) -> Option<String> {
     if let Some(v) = version_in_name(strip_archive_ext(file)) {
         return Some(v);
     }
-    segments
+    if let Some(v) = segments
         .iter()
         .rev()
         .skip(1)
         .find_map(|s| whole_segment_version(s))
+    {
+        return Some(v);
+    }
+    // Mirrors that name the file in the query: `closer.lua?path=ant/apache-ant-1.10.13.tar.xz`.
+    if let Some(query) = url.split_once('?').map(|(_, q)| q) {
+        if let Some(v) = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('=').map(|(_, v)| v))
+            .find_map(|v| version_from_url(&format!("q/{v}")))
+        {
+            return Some(v);
+        }
+    }
+    // A single-number release at the end of the name: `adwaita-icon-theme-43.tar.xz`.
+    let stem = strip_archive_ext(file);
+    let (head, num) = stem.rsplit_once('-')?;
+    let num = num.strip_prefix(['v', 'V']).unwrap_or(num);
+    (!head.is_empty() && !num.is_empty() && num.chars().all(|c| c.is_ascii_digit()))
+        .then(|| num.to_string())
 }
 
 fn strip_archive_ext(file: &str) -> &str {
@@ -257,6 +276,18 @@ end
             version_from_url("https://x/v2.0.0/tool").as_deref(),
             Some("2.0.0")
         );
+        assert_eq!(
+            version_from_url("https://www.apache.org/dyn/closer.lua?path=ant/binaries/apache-ant-1.10.13-bin.tar.xz").as_deref(),
+            Some("1.10.13")
+        );
+        assert_eq!(
+            version_from_url(
+                "https://download.gnome.org/sources/x/43/adwaita-icon-theme-43.tar.xz"
+            )
+            .as_deref(),
+            Some("43")
+        );
+        assert_eq!(version_from_url("https://e/tool_linux_x86_64"), None);
         assert!(is_older("v1.1.0", "1.2.0"));
         assert!(!is_older("1.2.0", "v1.2.0"));
         assert!(!is_older("1.3.0", "1.2.0"));

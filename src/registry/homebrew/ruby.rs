@@ -253,12 +253,19 @@ impl<'a> Source<'a> {
             let r = &i.expression_l;
             format!("{}{n}{}", &text[..r.begin], &text[r.end..])
         } else {
-            let leading: Vec<&Stanza> = self
+            // The components that come after `version_scheme` start at the first of them;
+            // the scheme goes after the last earlier component before that point (other
+            // statements, such as a `require`, are left where they are).
+            let first_after = self
                 .stanzas
                 .iter()
-                .take_while(|s| BEFORE_SCHEME.contains(&s.name.as_str()))
-                .collect();
-            let (at, indent) = match (leading.last(), self.stanzas.first()) {
+                .position(|s| is_after_scheme(&s.name))
+                .unwrap_or(self.stanzas.len());
+            let last_before = self.stanzas[..first_after]
+                .iter()
+                .rev()
+                .find(|s| BEFORE_SCHEME.contains(&s.name.as_str()));
+            let (at, indent) = match (last_before, self.stanzas.get(first_after)) {
                 (Some(last), _) => {
                     // After the statement's line (a trailing comment stays with it).
                     let eol = text[last.end..]
@@ -270,7 +277,15 @@ impl<'a> Source<'a> {
                     let line_start = text[..first.start].rfind('\n').map_or(0, |i| i + 1);
                     (line_start.saturating_sub(1), indent_at(text, first.start))
                 }
-                (None, None) => (self.body_start.saturating_sub(1), "  ".to_string()),
+                (None, None) => match self.stanzas.last() {
+                    Some(last) => {
+                        let eol = text[last.end..]
+                            .find('\n')
+                            .map_or(text.len(), |i| last.end + i);
+                        (eol, indent_at(text, last.start))
+                    }
+                    None => (self.body_start.saturating_sub(1), "  ".to_string()),
+                },
             };
             let (head, tail) = text.split_at(at);
             if head.is_empty() {
@@ -303,6 +318,42 @@ impl<'a> Source<'a> {
 pub const BEFORE_SCHEME: [&str; 9] = [
     "include", "desc", "homepage", "url", "mirror", "version", "sha256", "license", "revision",
 ];
+
+/// Components Homebrew's order puts after `version_scheme`: `head`, `stable`, `livecheck`,
+/// `bottle`, dependencies, `on_*` blocks, resources, methods, `test do`, ...
+pub fn is_after_scheme(name: &str) -> bool {
+    name.starts_with("on_")
+        || matches!(
+            name,
+            "head"
+                | "stable"
+                | "livecheck"
+                | "no_autobump!"
+                | "bottle"
+                | "pour_bottle?"
+                | "keg_only"
+                | "option"
+                | "deprecated_option"
+                | "disable!"
+                | "deprecate!"
+                | "depends_on"
+                | "uses_from_macos"
+                | "conflicts_with"
+                | "skip_clean"
+                | "cxxstdlib_check"
+                | "link_overwrite"
+                | "fails_with"
+                | "go_resource"
+                | "resource"
+                | "patch"
+                | "needs"
+                | "def"
+                | "service"
+                | "test"
+                | "caveats"
+                | "plist_options"
+        )
+}
 
 fn indent_at(text: &str, offset: usize) -> String {
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
@@ -387,6 +438,12 @@ mod tests {
         );
         let raised = scheme(&out, 4);
         assert_eq!(raised, out.replace("version_scheme 3", "version_scheme 4"));
+    }
+
+    #[test]
+    fn a_require_before_the_components_stays_first() {
+        let f = "class Pnpm < Formula\n  require \"language/node\"\n\n  desc \"d\"\n  url \"https://e/pnpm-7.9.3.tgz\"\n  license \"MIT\"\n\n  livecheck do\n    url \"x\"\n  end\nend\n";
+        assert!(scheme(f, 1).contains("  license \"MIT\"\n  version_scheme 1\n\n  livecheck"));
     }
 
     #[test]
