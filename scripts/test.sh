@@ -5,12 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real servers and tools the integration tests start: the CNCF distribution registry,
-# git (taps), htpasswd (bcrypt users for registry auth), openssl (token-server keys).
+# git (taps), htpasswd (bcrypt users for registry auth), openssl (token-server keys), ruby
+# (`ruby -c` on every formula bagboy restores).
 need=()
 [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v ruby >/dev/null 2>&1 || need+=(ruby)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   SUDO=""

@@ -111,6 +111,8 @@ impl BackendError for TapError {
                 | TapError::NoVersion { .. }
                 | TapError::NoBranch { .. }
                 | TapError::Unreachable { .. }
+                | TapError::Ambiguous { .. }
+                | TapError::NotRuby { .. }
         )
     }
 }
