@@ -76,6 +76,8 @@ pub struct Config {
     pub history: Option<PathBuf>,
     pub registries: Vec<RegistryConfig>,
     pub rollback: RollbackSettings,
+    /// `monitoring:`: webhooks, Pushgateway, node_exporter textfile.
+    pub monitoring: crate::monitor::Settings,
     /// Non-fatal findings (unknown keys), reported as warnings.
     pub warnings: Vec<Problem>,
 }
@@ -135,6 +137,12 @@ impl Config {
             if h.is_relative() {
                 let base = path.parent().unwrap_or(Path::new(""));
                 cfg.history = Some(base.join(h));
+            }
+        }
+        if let Some(t) = &cfg.monitoring.textfile {
+            if t.is_relative() {
+                let base = path.parent().unwrap_or(Path::new(""));
+                cfg.monitoring.textfile = Some(base.join(t));
             }
         }
         for r in &mut cfg.registries {
@@ -198,10 +206,13 @@ fn from_tree(root: &Node) -> Result<Config, Vec<Problem>> {
                 }
             }
             "rollback" => rollback(&mut p, &mut warnings, v, &mut cfg.rollback),
+            "monitoring" => {
+                cfg.monitoring = crate::monitor::Settings::parse(&mut p, &mut warnings, v)
+            }
             _ => warnings.push(Problem {
                 loc: k.loc,
                 message: format!(
-                    "unknown key `{key}` ignored (known: name, history, registries, rollback)"
+                    "unknown key `{key}` ignored (known: name, history, registries, rollback, monitoring)"
                 ),
             }),
         }

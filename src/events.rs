@@ -9,8 +9,9 @@ use crate::plan::{Plan, Step};
 /// Something an operation did or is about to do.
 #[derive(Debug)]
 pub enum Event<'a> {
-    /// An operation started (`rollback`, `apply`, `record`, `prune`, `recover`).
-    Started { command: &'a str },
+    /// An operation started (`rollback`, `apply`, `record`, `prune`, `recover`); `id` names it
+    /// in the audit log, the history entry it writes, webhooks and logs.
+    Started { id: &'a str, command: &'a str },
     /// A plan was computed (dry-run or not).
     Planned { plan: &'a Plan },
     /// A changing step is about to be sent to its registry.
@@ -40,6 +41,9 @@ pub enum Event<'a> {
     Recorded { entry: &'a Deployment },
     /// `versions prune` removed entries.
     Pruned { removed: &'a [Deployment] },
+    /// The command is over, with the exit code it returns and its error, if any (emitted by
+    /// the CLI, which alone knows the final code).
+    Ended { exit: u8, error: Option<&'a str> },
 }
 
 /// Receives every event. Listeners must not fail the operation: they log their own trouble.
@@ -91,7 +95,7 @@ mod tests {
     struct Log(Arc<Mutex<Vec<String>>>, &'static str);
     impl Listener for Log {
         fn on(&self, event: &Event<'_>) {
-            if let Event::Started { command } = event {
+            if let Event::Started { command, .. } = event {
                 self.0.lock().unwrap().push(format!("{} {command}", self.1));
             }
         }
@@ -103,7 +107,10 @@ mod tests {
         let f = Fanout::new()
             .with(Log(seen.clone(), "a"))
             .with(Log(seen.clone(), "b"));
-        f.on(&Event::Started { command: "x" });
+        f.on(&Event::Started {
+            id: "1",
+            command: "x",
+        });
         assert_eq!(*seen.lock().unwrap(), vec!["a x", "b x"]);
     }
 }

@@ -9,6 +9,7 @@ pub mod files;
 pub mod history;
 pub mod http;
 pub mod journal;
+pub mod monitor;
 pub mod ops;
 pub mod plan;
 pub mod registry;

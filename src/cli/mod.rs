@@ -1,5 +1,6 @@
 //! The command line: clap types, dispatch, and every line bagboy prints.
 
+mod audit;
 mod output;
 mod render;
 mod rollback;
@@ -99,6 +100,9 @@ pub enum Command {
     Versions(VersionsCommand),
     /// Break the lock left by a bagboy that is gone (say, on a CI runner that no longer exists)
     Unlock(UnlockArgs),
+    /// Read and check the audit log (`.bagboy/audit.jsonl`)
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -199,6 +203,26 @@ pub struct RecoverArgs {
     pub format: ListFormat,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List the audit log, newest last
+    List(AuditListArgs),
+    /// Check the hash chain: exit 1 naming the first line that was edited, deleted or inserted
+    Verify,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditListArgs {
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
+    /// Only this operation (rollback, apply, record, prune, recover, unlock)
+    #[arg(long, value_name = "OP")]
+    pub operation: Option<String>,
+    /// Only the last N lines
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
 #[derive(Debug, Args)]
 pub struct UnlockArgs {
     /// Do not ask for confirmation (the holder is shown first otherwise)
@@ -270,6 +294,8 @@ impl Context {
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<(), Error> {
+    // One span per operation: its id is in every log line of `--log-format json`.
+    let _span = tracing::info_span!("bagboy", op = %crate::ops::operation_id()).entered();
     match &cli.command {
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
@@ -294,6 +320,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Record(a) => rollback::record(&Context::new(&cli)?, a),
         Command::Recover(a) => rollback::recover(&Context::new(&cli)?, a),
         Command::Unlock(a) => rollback::unlock(&Context::new(&cli)?, a),
+        Command::Audit(a) => audit::run(&Context::new(&cli)?, a),
         Command::Versions(v) => {
             let ctx = Context::new(&cli)?;
             match v {

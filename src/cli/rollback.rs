@@ -66,6 +66,30 @@ fn listeners() -> Fanout {
     })
 }
 
+/// Progress, plus the audit log, metrics and webhooks: the listeners of a writing command.
+pub(super) fn writing_listeners(ctx: &Context) -> Fanout {
+    let mut f = listeners();
+    f.add(Box::new(crate::monitor::Monitor::new(
+        ctx.ws.config.monitoring.clone(),
+        &ctx.ws.store.state_dir(),
+        ctx.ws.config.name.as_deref().unwrap_or("bagboy"),
+    )));
+    f
+}
+
+/// Tell the listeners how the command ended, and return its result.
+pub(super) fn ended(events: &dyn Listener, result: Result<(), Error>) -> Result<(), Error> {
+    let (exit, msg) = match &result {
+        Ok(()) => (0, None),
+        Err(e) => (e.exit() as u8, Some(e.to_string())),
+    };
+    events.on(&Event::Ended {
+        exit,
+        error: msg.as_deref(),
+    });
+    result
+}
+
 fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
@@ -165,12 +189,25 @@ pub fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<(), Error> {
         registries: args.registry.clone(),
         force: args.force,
     };
-    let events = listeners();
+    if args.dry_run {
+        return rollback_with(ctx, args, req, &listeners());
+    }
+    let events = writing_listeners(ctx);
+    let result = rollback_with(ctx, args, req, &events);
+    ended(&events, result)
+}
+
+fn rollback_with(
+    ctx: &Context,
+    args: &RollbackArgs,
+    req: Request,
+    events: &Fanout,
+) -> Result<(), Error> {
     let pick = interactive() && !args.yes && !args.dry_run;
     let picker: &dyn Fn(&crate::history::History) -> Result<Option<usize>, Error> =
         &pick_interactively;
     let prepared =
-        ops::rollback::prepare(&ctx.ws, &req, args.dry_run, pick.then_some(picker), &events)?;
+        ops::rollback::prepare(&ctx.ws, &req, args.dry_run, pick.then_some(picker), events)?;
     if args.dry_run {
         print_plan(ctx, &prepared.plan, args.format);
         if !prepared.plan.refusals.is_empty() {
@@ -181,7 +218,7 @@ pub fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<(), Error> {
         }
         return Ok(());
     }
-    run_prepared(ctx, prepared, args.yes, args.format, "roll back", &events)
+    run_prepared(ctx, prepared, args.yes, args.format, "roll back", events)
 }
 
 pub fn apply(ctx: &Context, args: &ApplyArgs) -> Result<(), Error> {
@@ -281,12 +318,18 @@ fn pretty(v: &serde_json::Value) -> String {
 }
 
 pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Error> {
+    let events = writing_listeners(ctx);
+    let result = record_with(ctx, args, &events);
+    ended(&events, result)
+}
+
+fn record_with(ctx: &Context, args: &RecordArgs, events: &Fanout) -> Result<(), Error> {
     let req = ops::record::RecordRequest {
         version: args.version.clone(),
         commit: args.commit.clone(),
         notes: args.notes.clone(),
     };
-    let recorded = ops::record::record(&ctx.ws, &req, &listeners())?;
+    let recorded = ops::record::record(&ctx.ws, &req, events)?;
     for w in &recorded.warnings {
         tracing::warn!("{w}");
     }
@@ -329,8 +372,13 @@ pub fn record(ctx: &Context, args: &RecordArgs) -> Result<(), Error> {
 }
 
 pub fn recover(ctx: &Context, args: &RecoverArgs) -> Result<(), Error> {
-    let events = listeners();
-    let prepared = ops::recover::prepare(&ctx.ws, args.undo, &events)?;
+    let events = writing_listeners(ctx);
+    let result = recover_with(ctx, args, &events);
+    ended(&events, result)
+}
+
+fn recover_with(ctx: &Context, args: &RecoverArgs, events: &Fanout) -> Result<(), Error> {
+    let prepared = ops::recover::prepare(&ctx.ws, args.undo, events)?;
     let preview = &prepared.preview;
     use ops::recover::Mode;
     if preview.mode != Mode::Nothing && !args.yes {
@@ -372,7 +420,7 @@ pub fn recover(ctx: &Context, args: &RecoverArgs) -> Result<(), Error> {
         }
         confirm("Proceed? (recover)", "recover")?;
     }
-    let report = ops::recover::run(prepared, &events)?;
+    let report = ops::recover::run(prepared, events)?;
     match args.format {
         ListFormat::Json => ctx
             .out

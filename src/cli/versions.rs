@@ -385,10 +385,12 @@ pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<(), Error> {
         }
         return Ok(());
     }
-    let removed = crate::ops::prune::prune(&ctx.ws, args.keep, &crate::events::Silent)?;
-    for d in removed {
-        ctx.out
-            .line(&format!("removed {} ({})", d.version, d.timestamp));
-    }
-    Ok(())
+    let events = super::rollback::writing_listeners(ctx);
+    let result = crate::ops::prune::prune(&ctx.ws, args.keep, &events).map(|removed| {
+        for d in removed {
+            ctx.out
+                .line(&format!("removed {} ({})", d.version, d.timestamp));
+        }
+    });
+    super::rollback::ended(&events, result)
 }

@@ -182,17 +182,22 @@ impl RollbackCoordinator<'_> {
                 step,
             });
             let _ = journal.record(id, StepState::Started, None, None);
-            async move {
-                let t = Instant::now();
-                let res = match backend {
-                    Some(b) => b.apply(step).await,
-                    None => Err(RegistryError::Invalid {
-                        registry: rp.registry.clone(),
-                        message: "no backend".into(),
-                    }),
-                };
-                (id, res, t.elapsed())
-            }
+            let span =
+                tracing::info_span!("step", registry = %rp.registry, reference = %step.reference);
+            tracing::Instrument::instrument(
+                async move {
+                    let t = Instant::now();
+                    let res = match backend {
+                        Some(b) => b.apply(step).await,
+                        None => Err(RegistryError::Invalid {
+                            registry: rp.registry.clone(),
+                            message: "no backend".into(),
+                        }),
+                    };
+                    (id, res, t.elapsed())
+                },
+                span,
+            )
         };
         let mut failed = false;
         loop {

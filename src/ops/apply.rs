@@ -91,7 +91,10 @@ pub fn prepare_with<'w>(
     listener: &dyn Listener,
 ) -> Result<Prepared<'w>, Error> {
     let command = super::command_line();
-    listener.on(&Event::Started { command: &command });
+    listener.on(&Event::Started {
+        id: super::operation_id(),
+        command: &command,
+    });
     if !saved.refusals.is_empty() {
         return Err(Error::refused_with_hint(
             format!(

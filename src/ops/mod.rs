@@ -89,6 +89,19 @@ pub fn actor() -> Option<String> {
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
 }
 
+/// This process's operation id (`<unix time>-<pid>`): one operation per process, named the
+/// same in the audit log, the history entry, webhooks and every log line.
+pub fn operation_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        format!("{secs}-{}", std::process::id())
+    })
+}
+
 /// The command line, for the lock and the journal.
 pub fn command_line() -> String {
     std::env::args().collect::<Vec<_>>().join(" ")

@@ -21,7 +21,10 @@ pub fn prune(
     listener: &dyn Listener,
 ) -> Result<Vec<Deployment>, Error> {
     let command = super::command_line();
-    listener.on(&Event::Started { command: &command });
+    listener.on(&Event::Started {
+        id: super::operation_id(),
+        command: &command,
+    });
     let lock = ws.lock(&command)?;
     let loaded = ws.store.load()?;
     let remove: std::collections::HashSet<usize> = history::prune_plan(&loaded.history, keep)

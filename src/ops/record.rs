@@ -45,7 +45,10 @@ pub fn record_with(
         ))
     })?;
     let command = super::command_line();
-    listener.on(&Event::Started { command: &command });
+    listener.on(&Event::Started {
+        id: super::operation_id(),
+        command: &command,
+    });
     let lock = ws.lock(&command)?;
     let loaded = ws.store.load_or_empty()?;
     let rt = super::runtime()?;
@@ -65,6 +68,10 @@ pub fn record_with(
     entry.notes = req.notes.clone();
     entry.actor = super::actor();
     entry.packages = packages;
+    entry.extra.push((
+        "audit".into(),
+        crate::yaml::Node::str(super::operation_id()),
+    ));
     let mut history = loaded.history.clone();
     let superseded = history.current().map(|c| {
         history.deployments[c].set_status(Status::Superseded);

@@ -71,7 +71,10 @@ pub fn prepare_with<'w>(
     listener: &dyn Listener,
 ) -> Result<Prepared<'w>, Error> {
     let command = super::command_line();
-    listener.on(&Event::Started { command: &command });
+    listener.on(&Event::Started {
+        id: super::operation_id(),
+        command: &command,
+    });
     let lock = ws.lock(&command)?;
     let Some(path) = journal::unfinished(&ws.store.state_dir())
         .into_iter()

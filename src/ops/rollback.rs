@@ -62,7 +62,10 @@ pub fn prepare_with<'w>(
     listener: &dyn Listener,
 ) -> Result<Prepared<'w>, Error> {
     let command = super::command_line();
-    listener.on(&Event::Started { command: &command });
+    listener.on(&Event::Started {
+        id: super::operation_id(),
+        command: &command,
+    });
     let lock = if dry_run {
         None
     } else {
@@ -164,6 +167,11 @@ pub fn execute(prepared: Prepared<'_>, listener: &dyn Listener) -> Result<Outcom
         .filter(|_| !same_version)
         .map(|c| history.deployments[c].version.to_string());
     entry.actor = super::actor();
+    // The audit line of this operation carries the same id.
+    entry.extra.push((
+        "audit".into(),
+        crate::yaml::Node::str(super::operation_id()),
+    ));
     if plan.partial {
         let names: Vec<&str> = plan
             .registries

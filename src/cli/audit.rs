@@ -1,0 +1,96 @@
+//! `bagboy audit list|verify`.
+
+use super::output::table;
+use super::text::clean;
+use super::{AuditCommand, Context, ListFormat};
+use crate::error::{Error, Exit};
+use crate::monitor::audit;
+
+pub fn run(ctx: &Context, cmd: &AuditCommand) -> Result<(), Error> {
+    ctx.ws.store.check_dirs()?;
+    let path = audit::path(&ctx.ws.store.state_dir());
+    let lines = audit::read(&path).map_err(|e| {
+        Error::refused(format!("cannot read the audit log {}: {e}", path.display()))
+    })?;
+    match cmd {
+        AuditCommand::Verify => match audit::verify(&lines) {
+            Ok(n) => {
+                ctx.out.line(&format!(
+                    "{}: {n} line{} verified, the chain is intact",
+                    path.display(),
+                    if n == 1 { "" } else { "s" }
+                ));
+                Ok(())
+            }
+            Err((line, why)) => Err(Error::Failed(
+                format!("{}:{line}: line {line} {why}", path.display()),
+                Exit::FailedUndone,
+            )),
+        },
+        AuditCommand::List(a) => {
+            let mut entries: Vec<serde_json::Value> = lines
+                .iter()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .filter(|v: &serde_json::Value| {
+                    a.operation
+                        .as_deref()
+                        .is_none_or(|op| v["operation"].as_str() == Some(op))
+                })
+                .collect();
+            if let Some(n) = a.limit {
+                let skip = entries.len().saturating_sub(n);
+                entries.drain(..skip);
+            }
+            match a.format {
+                ListFormat::Json => ctx.out.line(
+                    &serde_json::to_string_pretty(&serde_json::json!({
+                        "audit": path.display().to_string(),
+                        "entries": entries,
+                    }))
+                    .unwrap_or_default(),
+                ),
+                ListFormat::Text => {
+                    if entries.is_empty() {
+                        ctx.out.line("no audit entries");
+                        return Ok(());
+                    }
+                    let s = |v: &serde_json::Value| {
+                        clean(&match v {
+                            serde_json::Value::Null => "-".to_string(),
+                            serde_json::Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        })
+                        .into_owned()
+                    };
+                    let rows: Vec<Vec<String>> = entries
+                        .iter()
+                        .map(|v| {
+                            vec![
+                                s(&v["time"]),
+                                s(&v["operation"]),
+                                s(&v["target"]),
+                                s(&v["outcome"]),
+                                s(&v["exit"]),
+                                s(&v["actor"]),
+                                s(&v["id"]),
+                            ]
+                        })
+                        .collect();
+                    ctx.out.raw(&table(
+                        &[
+                            "TIME",
+                            "OPERATION",
+                            "TARGET",
+                            "OUTCOME",
+                            "EXIT",
+                            "ACTOR",
+                            "ID",
+                        ],
+                        &rows,
+                    ));
+                }
+            }
+            Ok(())
+        }
+    }
+}
