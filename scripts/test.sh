@@ -6,13 +6,14 @@ cd "$(dirname "$0")/.."
 
 # Real servers and tools the integration tests start: the CNCF distribution registry,
 # git (taps), htpasswd (bcrypt users for registry auth), openssl (token-server keys), ruby
-# (`ruby -c` on every formula bagboy restores).
+# (`ruby -c` on every formula bagboy restores), the Prometheus Pushgateway (metrics).
 need=()
 [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v ruby >/dev/null 2>&1 || need+=(ruby)
+[ -x /usr/bin/prometheus-pushgateway ] || need+=(prometheus-pushgateway)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   SUDO=""
@@ -20,6 +21,7 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-# The Debian package may start a registry service on :5000; the tests never use it.
+# The Debian packages may start services (registry on :5000, pushgateway on :9091); the tests
+# never use them: every test starts its own on an ephemeral port.
 
 cargo test --all-targets "$@"

@@ -11,7 +11,12 @@ use crate::plan::{Plan, Step};
 pub enum Event<'a> {
     /// An operation started (`rollback`, `apply`, `record`, `prune`, `recover`); `id` names it
     /// in the audit log, the history entry it writes, webhooks and logs.
-    Started { id: &'a str, command: &'a str },
+    Started {
+        id: &'a str,
+        /// `rollback`, `apply`, `record`, `prune` or `recover`.
+        operation: &'a str,
+        command: &'a str,
+    },
     /// A plan was computed (dry-run or not).
     Planned { plan: &'a Plan },
     /// A changing step is about to be sent to its registry.
@@ -109,6 +114,7 @@ mod tests {
             .with(Log(seen.clone(), "b"));
         f.on(&Event::Started {
             id: "1",
+            operation: "rollback",
             command: "x",
         });
         assert_eq!(*seen.lock().unwrap(), vec!["a x", "b x"]);

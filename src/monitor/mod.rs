@@ -229,17 +229,16 @@ impl Monitor {
 impl Listener for Monitor {
     fn on(&self, event: &Event<'_>) {
         match event {
-            Event::Started { id, command } => {
+            Event::Started {
+                id,
+                operation,
+                command,
+            } => {
                 let mut r = self.lock();
                 r.id = id.to_string();
                 r.project = self.project.clone();
                 r.command = audit::redact(command);
-                r.operation = command
-                    .split_whitespace()
-                    .skip(1)
-                    .find(|w| !w.starts_with('-'))
-                    .unwrap_or("-")
-                    .to_string();
+                r.operation = operation.to_string();
             }
             Event::Planned { plan } => {
                 let r = {

@@ -93,6 +93,7 @@ pub fn prepare_with<'w>(
     let command = super::command_line();
     listener.on(&Event::Started {
         id: super::operation_id(),
+        operation: "apply",
         command: &command,
     });
     if !saved.refusals.is_empty() {

@@ -23,6 +23,7 @@ pub fn prune(
     let command = super::command_line();
     listener.on(&Event::Started {
         id: super::operation_id(),
+        operation: "prune",
         command: &command,
     });
     let lock = ws.lock(&command)?;

@@ -47,6 +47,7 @@ pub fn record_with(
     let command = super::command_line();
     listener.on(&Event::Started {
         id: super::operation_id(),
+        operation: "record",
         command: &command,
     });
     let lock = ws.lock(&command)?;

@@ -73,6 +73,7 @@ pub fn prepare_with<'w>(
     let command = super::command_line();
     listener.on(&Event::Started {
         id: super::operation_id(),
+        operation: "recover",
         command: &command,
     });
     let lock = ws.lock(&command)?;

@@ -64,6 +64,7 @@ pub fn prepare_with<'w>(
     let command = super::command_line();
     listener.on(&Event::Started {
         id: super::operation_id(),
+        operation: "rollback",
         command: &command,
     });
     let lock = if dry_run {
