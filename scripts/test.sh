@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 # Real servers and tools the integration tests start: the CNCF distribution registry,
 # git (taps), htpasswd (bcrypt users for registry auth), openssl (token-server keys), ruby
-# (`ruby -c` on every formula bagboy restores), the Prometheus Pushgateway (metrics).
+# (`ruby -c` on every formula bagboy restores), the Prometheus Pushgateway (metrics) and
+# Prometheus (health-check queries).
 need=()
 [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 command -v git >/dev/null 2>&1 || need+=(git)
@@ -14,6 +15,7 @@ command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v ruby >/dev/null 2>&1 || need+=(ruby)
 [ -x /usr/bin/prometheus-pushgateway ] || need+=(prometheus-pushgateway)
+[ -x /usr/bin/prometheus ] || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   SUDO=""
@@ -21,7 +23,7 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-# The Debian packages may start services (registry on :5000, pushgateway on :9091); the tests
+# The Debian packages may start services (registry :5000, pushgateway :9091, prometheus :9090); the tests
 # never use them: every test starts its own on an ephemeral port.
 
 cargo test --all-targets "$@"

@@ -78,6 +78,8 @@ pub struct Config {
     pub rollback: RollbackSettings,
     /// `monitoring:`: webhooks, Pushgateway, node_exporter textfile.
     pub monitoring: crate::monitor::Settings,
+    /// `deployment:`: health checks, `auto_trigger`, validation, traffic.
+    pub deployment: crate::health::Deployment,
     /// Non-fatal findings (unknown keys), reported as warnings.
     pub warnings: Vec<Problem>,
 }
@@ -209,10 +211,13 @@ fn from_tree(root: &Node) -> Result<Config, Vec<Problem>> {
             "monitoring" => {
                 cfg.monitoring = crate::monitor::Settings::parse(&mut p, &mut warnings, v)
             }
+            "deployment" => {
+                cfg.deployment = crate::health::Deployment::parse(&mut p, &mut warnings, v)
+            }
             _ => warnings.push(Problem {
                 loc: k.loc,
                 message: format!(
-                    "unknown key `{key}` ignored (known: name, history, registries, rollback, monitoring)"
+                    "unknown key `{key}` ignored (known: name, history, registries, rollback, deployment, monitoring)"
                 ),
             }),
         }

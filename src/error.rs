@@ -17,6 +17,10 @@ pub enum Exit {
     Partial = 3,
     /// Another bagboy holds the lock, or the history changed underneath.
     Busy = 4,
+    /// `health`: a health check failed.
+    Unhealthy = 5,
+    /// `health` / `rollback --auto`: a check could not be evaluated; nothing changed.
+    Inconclusive = 6,
 }
 
 #[derive(Debug, thiserror::Error)]

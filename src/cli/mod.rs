@@ -1,6 +1,7 @@
 //! The command line: clap types, dispatch, and every line bagboy prints.
 
 mod audit;
+mod health;
 mod output;
 mod render;
 mod rollback;
@@ -91,6 +92,8 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Execute exactly a plan saved from `rollback --dry-run --format json`
     Apply(ApplyArgs),
+    /// Run the configured health checks once: exit 0 passing, 5 failing, 6 inconclusive
+    Health(HealthArgs),
     /// Record a release: observe the registries for version V and mark it deployed
     Record(RecordArgs),
     /// Finish or undo a rollback that was interrupted (crash, kill, lost network)
@@ -155,6 +158,35 @@ pub struct RollbackArgs {
     /// Roll back even to failed or rollback-unsafe entries, or a target whose tag was re-pushed
     #[arg(long)]
     pub force: bool,
+    /// Roll back only if the health checks and `auto_trigger` thresholds say so, to the last
+    /// known-good release (critical triggers roll back without a prompt)
+    #[arg(long, conflicts_with_all = ["version", "dry_run"])]
+    pub auto: bool,
+    /// With --auto: sample over this window (e.g. 5m) [default: as many rounds as the
+    /// consecutive-failure limit]
+    #[arg(long, value_name = "DURATION", requires = "auto", value_parser = parse_duration_arg)]
+    pub watch: Option<std::time::Duration>,
+    /// With --auto: time between samples
+    #[arg(long, value_name = "DURATION", requires = "auto", value_parser = parse_duration_arg, default_value = "10s")]
+    pub interval: std::time::Duration,
+}
+
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    crate::health::parse_duration(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("`{s}` is not a duration (e.g. 30s, 500ms, 5m)"))
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Check this release [default: the current one]
+    #[arg(long, value_name = "V")]
+    pub version: Option<String>,
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
+    /// Write the results onto that history entry's `health_checks:`
+    #[arg(long)]
+    pub record: bool,
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +221,9 @@ pub struct RecordArgs {
     /// Output format: text, or json (the entry recorded and every warning)
     #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     pub format: ListFormat,
+    /// Record a version that an automated rollback held
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -317,6 +352,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Rollback(a) => rollback::rollback(&Context::new(&cli)?, a),
         Command::Apply(a) => rollback::apply(&Context::new(&cli)?, a),
+        Command::Health(a) => health::health(&Context::new(&cli)?, a),
         Command::Record(a) => rollback::record(&Context::new(&cli)?, a),
         Command::Recover(a) => rollback::recover(&Context::new(&cli)?, a),
         Command::Unlock(a) => rollback::unlock(&Context::new(&cli)?, a),

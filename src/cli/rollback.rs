@@ -192,6 +192,11 @@ pub fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<(), Error> {
     if args.dry_run {
         return rollback_with(ctx, args, req, &listeners());
     }
+    if args.auto {
+        let events = writing_listeners(ctx);
+        let result = super::health::auto(ctx, args, &events);
+        return ended(&events, result);
+    }
     let events = writing_listeners(ctx);
     let result = rollback_with(ctx, args, req, &events);
     ended(&events, result)
@@ -236,7 +241,7 @@ pub fn apply(ctx: &Context, args: &ApplyArgs) -> Result<(), Error> {
 }
 
 /// Confirm (showing the plan once), execute, render the outcome.
-fn run_prepared(
+pub(super) fn run_prepared(
     ctx: &Context,
     prepared: Prepared<'_>,
     yes: bool,
@@ -328,6 +333,7 @@ fn record_with(ctx: &Context, args: &RecordArgs, events: &Fanout) -> Result<(), 
         version: args.version.clone(),
         commit: args.commit.clone(),
         notes: args.notes.clone(),
+        force: args.force,
     };
     let recorded = ops::record::record(&ctx.ws, &req, events)?;
     for w in &recorded.warnings {

@@ -3,6 +3,7 @@
 //! confirms and renders what these functions return.
 
 pub mod apply;
+pub mod health;
 pub mod prune;
 pub mod record;
 pub mod recover;

@@ -12,6 +12,8 @@ pub struct RecordRequest {
     pub version: String,
     pub commit: Option<String>,
     pub notes: Option<String>,
+    /// Record a version an automated rollback held.
+    pub force: bool,
 }
 
 /// What `record` wrote.
@@ -52,6 +54,12 @@ pub fn record_with(
     });
     let lock = ws.lock(&command)?;
     let loaded = ws.store.load_or_empty()?;
+    if let Some(why) = super::health::held(&loaded.history, &version).filter(|_| !req.force) {
+        return Err(Error::refused_with_hint(
+            format!("{version} is held: an automated rollback took it back ({why})"),
+            "fix the release and record a new version, or pass --force to record it anyway",
+        ));
+    }
     let rt = super::runtime()?;
     let observed = rt.block_on(coordinator::observe_release(&coordinator, &version))?;
     let warnings: Vec<String> = observed

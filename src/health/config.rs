@@ -1,0 +1,271 @@
+//! The `deployment:` block of bagboy.yaml (the feature request's shape, loaded as written):
+//! strategy, health checks, `rollback.auto_trigger`, `rollback.validation`, `traffic`.
+
+use std::time::Duration;
+
+use super::parse_duration;
+use crate::history::{Problem, Problems};
+use crate::yaml::Node;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum CheckKind {
+    /// Passes on 2xx, or on `expect_status`.
+    Http {
+        url: String,
+        expect_status: Option<u16>,
+    },
+    /// Passes on exit 0.
+    Command { command: String },
+    /// `query` against `/api/v1/query`; passes when the value is within `max`/`min`.
+    Prometheus {
+        base: String,
+        query: String,
+        max: Option<f64>,
+        min: Option<f64>,
+    },
+    /// A DataDog metrics query (`DD_API_KEY`, `DD_APP_KEY`, `DD_SITE`).
+    Datadog {
+        query: String,
+        max: Option<f64>,
+        min: Option<f64>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Check {
+    pub kind: CheckKind,
+    pub timeout: Duration,
+    /// Extra attempts before a check fails (HTTP, command).
+    pub retries: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum AutoTrigger {
+    /// Consecutive failing rounds.
+    HealthCheckFailures(u32),
+    /// Failing rounds / all rounds (0.05 = 5 %).
+    ErrorRate(f64),
+    /// p95 latency of the HTTP checks.
+    ResponseTime(Duration),
+}
+
+/// `deployment:`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Deployment {
+    /// `direct` (default) or `blue-green`.
+    pub strategy: Option<String>,
+    pub health_checks: Vec<Check>,
+    pub auto_trigger: Vec<AutoTrigger>,
+    /// `rollback.validation` items as written (run by the validation feature).
+    pub validation: Vec<Node>,
+    /// `traffic:` as written (blue-green).
+    pub traffic: Option<Node>,
+}
+
+fn known(p: &mut Problems, w: &mut Vec<Problem>, node: &Node, what: &str, keys: &[&str]) -> bool {
+    let Some(entries) = node.entries() else {
+        p.push(
+            node.loc,
+            format!("`{what}` must be a mapping, found {}", node.type_name()),
+        );
+        return false;
+    };
+    for (key, k, _) in entries {
+        if !keys.contains(&key) {
+            w.push(Problem {
+                loc: k.loc,
+                message: format!(
+                    "unknown {what} key `{key}` ignored (known: {})",
+                    keys.join(", ")
+                ),
+            });
+        }
+    }
+    true
+}
+
+fn get<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
+    node.entries()?
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, _, v)| v)
+}
+
+fn duration(p: &mut Problems, key: &str, v: &Node) -> Option<Duration> {
+    let s = p.string(key, v)?;
+    let d = parse_duration(&s);
+    if d.is_none() {
+        p.push(
+            v.loc,
+            format!("`{key}` \"{s}\" is not a duration (e.g. \"30s\", \"500ms\", \"2m\")"),
+        );
+    }
+    d
+}
+
+fn number(p: &mut Problems, key: &str, v: &Node) -> Option<f64> {
+    let s = p.string(key, v)?;
+    let parsed = s
+        .strip_suffix('%')
+        .map(|n| n.trim().parse::<f64>().map(|n| n / 100.0))
+        .unwrap_or_else(|| s.trim().parse::<f64>());
+    match parsed {
+        Ok(n) if n.is_finite() => Some(n),
+        _ => {
+            p.push(v.loc, format!("`{key}` \"{s}\" is not a number"));
+            None
+        }
+    }
+}
+
+impl Deployment {
+    pub fn parse(p: &mut Problems, w: &mut Vec<Problem>, node: &Node) -> Deployment {
+        let mut d = Deployment::default();
+        if !known(
+            p,
+            w,
+            node,
+            "deployment",
+            &["strategy", "health_checks", "rollback", "traffic"],
+        ) {
+            return d;
+        }
+        if let Some(v) = get(node, "strategy") {
+            if let Some(s) = p.string("strategy", v) {
+                if !matches!(s.as_str(), "direct" | "blue-green") {
+                    p.push(
+                        v.loc,
+                        format!("unknown strategy `{s}`; expected direct or blue-green"),
+                    );
+                }
+                d.strategy = Some(s);
+            }
+        }
+        if let Some(v) = get(node, "health_checks") {
+            for item in p.list("health_checks", v) {
+                if let Some(c) = check(p, w, item) {
+                    d.health_checks.push(c);
+                }
+            }
+        }
+        if let Some(r) = get(node, "rollback") {
+            if known(
+                p,
+                w,
+                r,
+                "deployment.rollback",
+                &["auto_trigger", "validation"],
+            ) {
+                if let Some(v) = get(r, "auto_trigger") {
+                    for item in p.list("auto_trigger", v) {
+                        if let Some(t) = trigger(p, w, item) {
+                            d.auto_trigger.push(t);
+                        }
+                    }
+                }
+                if let Some(v) = get(r, "validation") {
+                    d.validation = p.list("validation", v).to_vec();
+                }
+            }
+        }
+        d.traffic = get(node, "traffic").cloned();
+        d
+    }
+}
+
+fn check(p: &mut Problems, w: &mut Vec<Problem>, node: &Node) -> Option<Check> {
+    const KEYS: [&str; 10] = [
+        "url",
+        "command",
+        "prometheus",
+        "datadog",
+        "query",
+        "max",
+        "min",
+        "timeout",
+        "retries",
+        "expect_status",
+    ];
+    if !known(p, w, node, "health check", &KEYS) {
+        return None;
+    }
+    let before = p.0.len();
+    let s = |p: &mut Problems, key: &str| get(node, key).and_then(|v| p.string(key, v));
+    let max = get(node, "max").and_then(|v| number(p, "max", v));
+    let min = get(node, "min").and_then(|v| number(p, "min", v));
+    let kinds = ["url", "command", "prometheus", "datadog"]
+        .iter()
+        .filter(|k| get(node, k).is_some())
+        .count();
+    if kinds != 1 {
+        p.push(
+            node.loc,
+            "a health check needs exactly one of `url`, `command`, `prometheus`, `datadog`",
+        );
+        return None;
+    }
+    let kind = if let Some(url) = s(p, "url") {
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            p.push(
+                node.loc,
+                format!("health check url `{url}` must be http(s)"),
+            );
+        }
+        let expect_status = get(node, "expect_status")
+            .and_then(|v| number(p, "expect_status", v))
+            .map(|n| n as u16);
+        CheckKind::Http { url, expect_status }
+    } else if let Some(command) = s(p, "command") {
+        CheckKind::Command { command }
+    } else if let Some(base) = s(p, "prometheus") {
+        let Some(query) = s(p, "query") else {
+            p.push(node.loc, "a prometheus check needs a `query`");
+            return None;
+        };
+        CheckKind::Prometheus {
+            base,
+            query,
+            max,
+            min,
+        }
+    } else {
+        let query = s(p, "datadog")
+            .or_else(|| s(p, "query"))
+            .unwrap_or_default();
+        CheckKind::Datadog { query, max, min }
+    };
+    let timeout = get(node, "timeout")
+        .and_then(|v| duration(p, "timeout", v))
+        .unwrap_or(Duration::from_secs(30));
+    let retries = get(node, "retries")
+        .and_then(|v| number(p, "retries", v))
+        .map_or(0, |n| n.clamp(0.0, 10.0) as u32);
+    (p.0.len() == before).then_some(Check {
+        kind,
+        timeout,
+        retries,
+    })
+}
+
+fn trigger(p: &mut Problems, w: &mut Vec<Problem>, node: &Node) -> Option<AutoTrigger> {
+    let entries: Vec<(&str, &Node, &Node)> = node.entries()?.collect();
+    let [(key, k, v)] = entries.as_slice() else {
+        p.push(node.loc, "each auto_trigger item has one key");
+        return None;
+    };
+    match *key {
+        "health_check_failures" => {
+            number(p, key, v).map(|n| AutoTrigger::HealthCheckFailures(n.max(1.0) as u32))
+        }
+        "error_rate_threshold" => number(p, key, v).map(AutoTrigger::ErrorRate),
+        "response_time_threshold" => duration(p, key, v).map(AutoTrigger::ResponseTime),
+        other => {
+            w.push(Problem {
+                loc: k.loc,
+                message: format!(
+                    "unknown auto_trigger `{other}` ignored (known: health_check_failures, error_rate_threshold, response_time_threshold)"
+                ),
+            });
+            None
+        }
+    }
+}
