@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # Real servers and tools the integration tests start: the CNCF distribution registry,
 # git (taps), htpasswd (bcrypt users for registry auth), openssl (token-server keys), ruby
 # (`ruby -c` on every formula bagboy restores), the Prometheus Pushgateway (metrics) and
-# Prometheus (health-check queries).
+# Prometheus (health-check queries), tmux (the interactive path in a real terminal).
 need=()
 [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 command -v git >/dev/null 2>&1 || need+=(git)
@@ -16,6 +16,7 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v ruby >/dev/null 2>&1 || need+=(ruby)
 [ -x /usr/bin/prometheus-pushgateway ] || need+=(prometheus-pushgateway)
 [ -x /usr/bin/prometheus ] || need+=(prometheus)
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   SUDO=""
@@ -27,3 +28,12 @@ fi
 # never use them: every test starts its own on an ephemeral port.
 
 cargo test --all-targets "$@"
+
+# The README's install commands, as a new user runs them (debug build and the test build's
+# target directory, so that this costs seconds, not a second release build).
+root=$(mktemp -d); trap 'rm -rf "$root"' EXIT
+cargo install --quiet --locked --path . --root "$root" --debug --target-dir target
+"$root/bin/bagboy" --version
+"$root/bin/bagboy" completions bash > "$root/bagboy.bash" && grep -q _bagboy "$root/bagboy.bash"
+"$root/bin/bagboy" man > "$root/bagboy.1" && grep -q '^.TH bagboy' "$root/bagboy.1"
+echo "install: ok"

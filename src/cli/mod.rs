@@ -119,7 +119,7 @@ pub enum Command {
 pub enum VersionsCommand {
     /// List recorded deployments, newest first
     List(ListArgs),
-    /// Show what differs between two deployments (versions, `current` or `previous`)
+    /// Show what differs between two deployments (versions, `current`, `previous`, `target`)
     Compare(CompareArgs),
     /// Drop old entries, keeping the N newest and always the current one
     Prune(PruneArgs),
@@ -269,17 +269,29 @@ pub struct UnlockArgs {
 pub struct ListArgs {
     #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     pub format: ListFormat,
-    /// Show at most N entries
-    #[arg(long, value_name = "N")]
+    /// Show at most N entries (a whole number: 0 shows none)
+    #[arg(long, value_name = "N", value_parser = parse_count)]
     pub limit: Option<usize>,
 }
 
+fn parse_count(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse::<usize>()
+        .map_err(|_| format!("`{s}` is not a whole number of entries (0, 1, 2, ...)"))
+}
+
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Names: `current` is the deployed entry; `previous` the entry recorded just \
+before it (after a rollback: the release rolled back from); `target` the release a bare \
+`bagboy rollback` would go to."
+)]
 pub struct CompareArgs {
-    /// A version, `current` or `previous`
+    /// A version, `current`, `previous` or `target`
     pub a: String,
-    /// A version, `current` or `previous`
+    /// A version, `current`, `previous` or `target`
     pub b: String,
+    /// Output format (markdown fits a pull request or an issue)
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
 }
@@ -287,11 +299,14 @@ pub struct CompareArgs {
 #[derive(Debug, Args)]
 pub struct PruneArgs {
     /// How many of the newest entries to keep (the current one is always kept)
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = parse_count)]
     pub keep: usize,
     /// Print what would be removed; change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Do not ask on a terminal (cron never asks: without a terminal prune runs as told)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 /// What every command gets: the workspace (config and history) and output.

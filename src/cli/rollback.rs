@@ -90,7 +90,7 @@ pub(super) fn ended(events: &dyn Listener, result: Result<(), Error>) -> Result<
     result
 }
 
-fn interactive() -> bool {
+pub(super) fn interactive() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 

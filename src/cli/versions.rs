@@ -385,6 +385,30 @@ pub fn prune(ctx: &Context, args: &PruneArgs) -> Result<(), Error> {
         }
         return Ok(());
     }
+    // On a terminal, say what goes and ask (cron, without one, runs as told).
+    if !args.yes && super::rollback::interactive() {
+        let doomed = crate::ops::prune::preview(&ctx.ws, args.keep)?;
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        eprintln!(
+            "prune removes {} entr{} (keeping the {} newest and the current one):",
+            doomed.len(),
+            if doomed.len() == 1 { "y" } else { "ies" },
+            args.keep
+        );
+        for d in doomed.iter().take(10) {
+            eprintln!(
+                "  {} ({})",
+                clean(d.version.as_str()),
+                clean(d.timestamp.as_str())
+            );
+        }
+        if doomed.len() > 10 {
+            eprintln!("  … and {} more", doomed.len() - 10);
+        }
+        super::rollback::confirm("Remove them?", "prune")?;
+    }
     let events = super::rollback::writing_listeners(ctx);
     let result = crate::ops::prune::prune(&ctx.ws, args.keep, &events).map(|removed| {
         for d in removed {

@@ -334,15 +334,28 @@ impl History {
             .or_else(|| candidates.first().copied())
     }
 
-    /// Resolve `current`, `previous` or a version string to an entry index.
+    /// Resolve `current`, `previous` (the entry recorded just before the current one, whatever
+    /// its status: after a rollback, the release rolled back from), `target` (the default
+    /// rollback target) or a version string to an entry index.
     pub fn resolve(&self, spec: &str) -> Result<usize, String> {
         match spec {
             "current" => self.current().ok_or_else(|| {
                 "no entry is `deployed`, so there is no current version".to_string()
             }),
-            "previous" => self
+            "previous" => {
+                let c = self.current().ok_or_else(|| {
+                    "no entry is `deployed`, so there is no previous one".to_string()
+                })?;
+                let order = self.newest_first();
+                let at = order.iter().position(|i| *i == c).unwrap_or(0);
+                order
+                    .get(at + 1)
+                    .copied()
+                    .ok_or_else(|| "nothing was recorded before the current entry".to_string())
+            }
+            "target" => self
                 .default_target()
-                .ok_or_else(|| "there is no previous good version to go back to".to_string()),
+                .ok_or_else(|| "there is no earlier good version to roll back to".to_string()),
             v => {
                 let version =
                     Version::parse(v).map_err(|e| format!("`{v}` is not a semver version: {e}"))?;

@@ -418,6 +418,12 @@ impl TagRegistry {
             }
             steps.push(step);
         }
+        if steps.iter().any(|s: &Step| s.action.changes()) {
+            notes.push(
+                "who this reaches: new pulls of the moved tags get the target image; running containers keep the image they started with until they are restarted or redeployed"
+                    .into(),
+            );
+        }
         Ok(PlanOutcome {
             plan: RegistryPlan {
                 format: self.format.to_string(),
