@@ -24,6 +24,21 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# A real npm registry for the npm backend's tests: Verdaccio from the npm registry (6.8.0 with
+# node-fetch pinned to 2.7.0 runs on Node 20), installed once outside the checkout.
+vdir=${BAGBOY_VERDACCIO_DIR:-/opt/bagboy-verdaccio}
+if [ ! -x "$vdir/node_modules/.bin/verdaccio" ]; then
+  command -v npm >/dev/null 2>&1 || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+  echo "installing: verdaccio (npm) into $vdir" >&2
+  mkdir -p "$vdir"
+  cat > "$vdir/package.json" <<'JSON'
+{ "name": "bagboy-test-npm-registry", "private": true,
+  "dependencies": { "verdaccio": "6.8.0" }, "overrides": { "node-fetch": "2.7.0" } }
+JSON
+  (cd "$vdir" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+export BAGBOY_VERDACCIO_DIR="$vdir"
+
 # The Debian packages may start services (registry :5000, pushgateway :9091, prometheus :9090); the tests
 # never use them: every test starts its own on an ephemeral port.
 

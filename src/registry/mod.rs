@@ -6,6 +6,7 @@
 //! where they are opened.
 
 pub mod homebrew;
+pub mod npm;
 pub mod oci;
 
 use std::future::Future;
@@ -40,7 +41,7 @@ pub struct Kind {
 }
 
 /// Every backend. Adding one is a folder under `registry/` and one line here.
-pub static KINDS: &[&Kind] = &[&oci::DOCKER, &oci::OCI_LAYOUT, &homebrew::BREW];
+pub static KINDS: &[&Kind] = &[&oci::DOCKER, &oci::OCI_LAYOUT, &homebrew::BREW, &npm::NPM];
 
 /// The kind named `name` (canonical or alias).
 pub fn kind(name: &str) -> Option<&'static Kind> {

@@ -1,0 +1,681 @@
+//! The `npm` backend: dist-tag surgery on an npm registry. A rollback points each recorded
+//! dist-tag of each package back at the target's version and, with `deprecate_bad`,
+//! deprecates the version rolled back from; undo restores both. Tokens come from the user's
+//! `.npmrc`, never from the checkout's.
+
+mod npmrc;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Value};
+
+use crate::config::RegistryConfig;
+use crate::history::{Package, Problem, Problems, Status, Version};
+use crate::plan::{Action, RegistryPlan, Step};
+use crate::registry::{
+    BackendError, BoxFuture, Env, Kind, Observation, PlanInput, PlanOutcome, Registry,
+    RegistryError, UndoState,
+};
+use crate::yaml::{Node, Value as YValue};
+
+pub const MOVE_DIST_TAG: &str = "move_dist_tag";
+pub const DEPRECATE: &str = "deprecate";
+pub const UNDEPRECATE: &str = "undeprecate";
+
+pub const DEFAULT_REGISTRY: &str = "https://registry.npmjs.org/";
+const MAX_PACKUMENT: usize = 64 << 20;
+const CONCURRENCY: usize = 8;
+
+pub static NPM: Kind = Kind {
+    name: "npm",
+    aliases: &[],
+    registry_is_path: false,
+    check: check_options,
+    open: open_npm,
+};
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Options {
+    pub packages: Vec<String>,
+    pub dist_tags: Vec<String>,
+    pub deprecate_bad: bool,
+    pub deprecate_message: Option<String>,
+}
+
+fn valid_name(n: &str) -> bool {
+    let bare = match n.strip_prefix('@') {
+        Some(rest) => match rest.split_once('/') {
+            Some((scope, name)) if !scope.is_empty() && !name.is_empty() => name,
+            _ => return false,
+        },
+        None => n,
+    };
+    !bare.is_empty()
+        && n.len() <= 214
+        && !bare.starts_with(['.', '_'])
+        && n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-._~@/".contains(c))
+}
+
+impl Options {
+    pub fn parse(cfg: &RegistryConfig) -> Result<(Options, Vec<Problem>), Vec<Problem>> {
+        let mut p = Problems::default();
+        let mut w = Vec::new();
+        let mut o = Options {
+            dist_tags: vec!["latest".into()],
+            ..Options::default()
+        };
+        for (key, k, v) in cfg.options() {
+            match key {
+                "packages" => {
+                    o.packages = p.string_list(key, v);
+                    for n in &o.packages {
+                        if !valid_name(n) {
+                            p.push(v.loc, format!("`{n}` is not an npm package name"));
+                        }
+                    }
+                }
+                "dist_tags" => o.dist_tags = p.string_list(key, v),
+                "deprecate_bad" => o.deprecate_bad = p.boolean(key, v).unwrap_or(false),
+                "deprecate_message" => o.deprecate_message = p.string(key, v),
+                _ => w.push(Problem {
+                    loc: k.loc,
+                    message: format!("unknown npm key `{key}` ignored"),
+                }),
+            }
+        }
+        if o.packages.is_empty() {
+            p.push(
+                cfg.loc,
+                "an npm registry needs `packages:` (one or more package names)",
+            );
+        }
+        if !cfg.registry.starts_with("http://") && !cfg.registry.starts_with("https://") {
+            p.push(
+                cfg.loc,
+                "an npm `registry:` is the registry's URL (https://…)",
+            );
+        }
+        if p.0.is_empty() {
+            Ok((o, w))
+        } else {
+            Err(p.0)
+        }
+    }
+}
+
+fn check_options(cfg: &RegistryConfig) -> Result<Vec<Problem>, Vec<Problem>> {
+    Options::parse(cfg).map(|(_, w)| w)
+}
+
+fn open_npm(cfg: &RegistryConfig, _env: &Env) -> Result<Arc<dyn Registry>, RegistryError> {
+    let (opts, _) = Options::parse(cfg).map_err(|ps| RegistryError::Invalid {
+        registry: cfg.registry.clone(),
+        message: ps
+            .iter()
+            .map(|p| p.message.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
+    })?;
+    let base = reqwest::Url::parse(&cfg.registry).map_err(|e| RegistryError::Invalid {
+        registry: cfg.registry.clone(),
+        message: format!("not a URL: {e}"),
+    })?;
+    let base = if base.path().ends_with('/') {
+        base
+    } else {
+        reqwest::Url::parse(&format!("{base}/")).unwrap_or(base)
+    };
+    let token = npmrc::token_for(&base);
+    Ok(Arc::new(NpmRegistry {
+        name: cfg.registry.clone(),
+        base,
+        token,
+        opts,
+        writes: Default::default(),
+    }))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NpmError {
+    #[error("{registry}: {package}: {what} failed: {kind}")]
+    Transport {
+        registry: String,
+        package: String,
+        what: String,
+        kind: &'static str,
+    },
+    #[error("{registry}: {package}: {what} answered HTTP {status}{hint}")]
+    Status {
+        registry: String,
+        package: String,
+        what: String,
+        status: u16,
+        hint: String,
+    },
+    #[error("{registry}: {message}")]
+    Input { registry: String, message: String },
+}
+
+impl BackendError for NpmError {
+    fn may_have_landed(&self) -> bool {
+        match self {
+            NpmError::Transport { kind, .. } => *kind != "connection failed",
+            NpmError::Status { status, .. } => *status >= 500,
+            NpmError::Input { .. } => false,
+        }
+    }
+
+    fn is_input(&self) -> bool {
+        match self {
+            NpmError::Input { .. } => true,
+            NpmError::Status { status, .. } => matches!(status, 401 | 403 | 404),
+            NpmError::Transport { .. } => false,
+        }
+    }
+}
+
+pub struct NpmRegistry {
+    name: String,
+    base: reqwest::Url,
+    token: Option<SecretString>,
+    opts: Options,
+    /// One write at a time per package: a deprecation writes the whole package document
+    /// back (dist-tags included, or registries such as Verdaccio recompute `latest`), so it
+    /// must read it after any tag move of the same package, never beside one.
+    writes: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// One package's part of a record: its integrity and the dist-tags on the version.
+#[derive(Clone, Debug, PartialEq)]
+struct Recorded {
+    name: String,
+    integrity: Option<String>,
+    dist_tags: Vec<String>,
+}
+
+fn recorded(pkg: Option<&Package>) -> Vec<Recorded> {
+    let Some(Node {
+        value: YValue::Seq(items),
+        ..
+    }) = pkg.and_then(|p| p.extra.iter().find(|(k, _)| k == "npm").map(|(_, v)| v))
+    else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|i| {
+            let get = |k: &str| {
+                i.entries()?
+                    .find(|(key, _, _)| *key == k)
+                    .map(|(_, _, v)| v.clone())
+            };
+            let text = |n: Option<Node>| n.and_then(|n| n.as_scalar().map(|s| s.text.clone()));
+            let tags = match get("dist_tags").map(|n| n.value) {
+                Some(YValue::Seq(t)) => t
+                    .iter()
+                    .filter_map(|n| n.as_scalar().map(|s| s.text.clone()))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            Some(Recorded {
+                name: text(get("name"))?,
+                integrity: text(get("integrity")),
+                dist_tags: tags,
+            })
+        })
+        .collect()
+}
+
+fn record_node(items: &[Recorded]) -> Node {
+    Node::new(YValue::Seq(
+        items
+            .iter()
+            .map(|r| {
+                let mut f = vec![(Node::str("name"), Node::str(r.name.as_str()))];
+                if let Some(i) = &r.integrity {
+                    f.push((Node::str("integrity"), Node::str(i.as_str())));
+                }
+                f.push((
+                    Node::str("dist_tags"),
+                    crate::yaml::seq(r.dist_tags.iter().map(Node::str).collect()),
+                ));
+                Node::new(YValue::Map(f))
+            })
+            .collect(),
+    ))
+}
+
+/// `name@tag` / `name@version` → (name, rest); scoped names keep their leading `@`.
+fn split_ref(r: &str) -> Option<(&str, &str)> {
+    let at = r[1..].find('@')? + 1;
+    Some((&r[..at], &r[at + 1..]))
+}
+
+impl NpmRegistry {
+    async fn write_lock(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = self
+            .writes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        m.lock_owned().await
+    }
+
+    fn input(&self, message: impl Into<String>) -> RegistryError {
+        NpmError::Input {
+            registry: self.name.clone(),
+            message: message.into(),
+        }
+        .into()
+    }
+
+    fn url(&self, path: &str) -> reqwest::Url {
+        self.base.join(path).unwrap_or_else(|_| self.base.clone())
+    }
+
+    /// `@scope/name` → `@scope%2fname` (how npm addresses scoped packages).
+    fn escaped(name: &str) -> String {
+        name.replacen('/', "%2f", 1)
+    }
+
+    async fn send(
+        &self,
+        package: &str,
+        what: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let mut req = req
+            .timeout(Duration::from_secs(30))
+            .header("Accept", "application/json");
+        if let Some(t) = &self.token {
+            let safe = self.base.scheme() == "https"
+                || self
+                    .base
+                    .host_str()
+                    .is_some_and(crate::http::is_loopback_host);
+            if safe {
+                req = req.bearer_auth(t.expose_secret());
+            }
+        }
+        crate::http::note_request();
+        let resp = req.send().await.map_err(|e| NpmError::Transport {
+            registry: self.name.clone(),
+            package: package.to_string(),
+            what: what.to_string(),
+            kind: crate::http::transport_kind(&e),
+        })?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let hint = match status {
+                401 | 403 if self.token.is_none() => format!(
+                    " (no token for {} in the user's .npmrc)",
+                    self.base.host_str().unwrap_or_default()
+                ),
+                401 | 403 => " (the token was refused or lacks publish rights)".to_string(),
+                _ => String::new(),
+            };
+            return Err(NpmError::Status {
+                registry: self.name.clone(),
+                package: package.to_string(),
+                what: what.to_string(),
+                status,
+                hint,
+            }
+            .into());
+        }
+        Ok(resp)
+    }
+
+    async fn packument(&self, name: &str) -> Result<Value, RegistryError> {
+        let client = crate::http::client().map_err(|e| self.input(e.to_string()))?;
+        let resp = self
+            .send(
+                name,
+                "reading the package",
+                client.get(self.url(&Self::escaped(name))),
+            )
+            .await?;
+        let body = crate::http::read_limited(resp, MAX_PACKUMENT)
+            .await
+            .map_err(|_| self.input(format!("{name}: the package document could not be read")))?;
+        serde_json::from_slice(&body)
+            .map_err(|_| self.input(format!("{name}: the package document is not JSON")))
+    }
+
+    async fn put_tag(&self, name: &str, tag: &str, version: &str) -> Result<(), RegistryError> {
+        let client = crate::http::client().map_err(|e| self.input(e.to_string()))?;
+        let url = self.url(&format!(
+            "-/package/{}/dist-tags/{tag}",
+            Self::escaped(name)
+        ));
+        self.send(
+            name,
+            &format!("setting dist-tag {tag}"),
+            client
+                .put(url)
+                .header("Content-Type", "application/json")
+                .body(serde_json::to_vec(&json!(version)).unwrap_or_default()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_tag(&self, name: &str, tag: &str) -> Result<(), RegistryError> {
+        let client = crate::http::client().map_err(|e| self.input(e.to_string()))?;
+        let url = self.url(&format!(
+            "-/package/{}/dist-tags/{tag}",
+            Self::escaped(name)
+        ));
+        self.send(
+            name,
+            &format!("removing dist-tag {tag}"),
+            client.delete(url),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Set (or clear, with "") a version's deprecation, as `npm deprecate` does: the whole
+    /// package document with that one field changed. Returns the message it had.
+    async fn set_deprecated(
+        &self,
+        name: &str,
+        version: &str,
+        message: &str,
+    ) -> Result<String, RegistryError> {
+        let mut doc = self.packument(name).await?;
+        let Some(v) = doc["versions"].get_mut(version) else {
+            return Err(self.input(format!("{name}@{version} is not published")));
+        };
+        let before = v["deprecated"].as_str().unwrap_or_default().to_string();
+        v["deprecated"] = json!(message);
+        if let Some(o) = doc.as_object_mut() {
+            o.remove("_attachments");
+        }
+        let client = crate::http::client().map_err(|e| self.input(e.to_string()))?;
+        self.send(
+            name,
+            "deprecating",
+            client
+                .put(self.url(&Self::escaped(name)))
+                .header("Content-Type", "application/json")
+                .body(serde_json::to_vec(&doc).unwrap_or_default()),
+        )
+        .await?;
+        Ok(before)
+    }
+
+    async fn plan_package(
+        &self,
+        name: &str,
+        input: &PlanInput<'_>,
+        rec: Option<&Recorded>,
+    ) -> Result<(Vec<Step>, Vec<String>, Vec<String>), RegistryError> {
+        let doc = self.packument(name).await?;
+        let target = input.target.version.bare();
+        let mut steps = Vec::new();
+        let (mut refusals, mut notes) = (Vec::new(), Vec::new());
+        let Some(tv) = doc["versions"].get(&target) else {
+            refusals.push(format!(
+                "{}: {name}@{target} is no longer published (unpublished); --force cannot bring it back",
+                self.name
+            ));
+            return Ok((steps, refusals, notes));
+        };
+        let integrity = tv["dist"]["integrity"].as_str().map(str::to_string);
+        if let (Some(r), Some(live)) = (
+            rec.and_then(|r| r.integrity.as_deref()),
+            integrity.as_deref(),
+        ) {
+            if r != live {
+                refusals.push(format!(
+                    "{}: {name}@{target} has integrity {live}, not {r} recorded: the target was republished; --force rolls back to it anyway",
+                    self.name
+                ));
+            }
+        }
+        let tags: Vec<String> = rec
+            .map(|r| r.dist_tags.clone())
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| self.opts.dist_tags.clone());
+        for tag in &tags {
+            let live = doc["dist-tags"][tag.as_str()].as_str().map(str::to_string);
+            let mut s = Step::new(
+                if live.as_deref() == Some(target.as_str()) {
+                    Action::unchanged()
+                } else {
+                    Action::change(MOVE_DIST_TAG)
+                },
+                format!("{name}@{tag}"),
+            );
+            s.before = live;
+            s.after = Some(target.clone());
+            steps.push(s);
+        }
+        if tv["deprecated"].as_str().is_some_and(|m| !m.is_empty()) {
+            let mut s = Step::new(Action::change(UNDEPRECATE), format!("{name}@{target}"));
+            s.before = tv["deprecated"].as_str().map(str::to_string);
+            s.detail =
+                Some("the target was deprecated (by an earlier rollback?): un-deprecated".into());
+            steps.push(s);
+        }
+        if let (true, Some(cur)) = (self.opts.deprecate_bad, input.current) {
+            let cv = cur.version.bare();
+            if cv != target {
+                if let Some(c) = doc["versions"].get(&cv) {
+                    let message = self
+                        .opts
+                        .deprecate_message
+                        .clone()
+                        .unwrap_or_else(|| "broken; use {target}".into())
+                        .replace("{target}", &target);
+                    let live = c["deprecated"].as_str().unwrap_or_default().to_string();
+                    let mut s = Step::new(
+                        if live == message {
+                            Action::unchanged()
+                        } else {
+                            Action::change(DEPRECATE)
+                        },
+                        format!("{name}@{cv}"),
+                    );
+                    s.before = (!live.is_empty()).then_some(live);
+                    s.after = Some(message.clone());
+                    s.detail = Some(format!("message: {message}"));
+                    steps.push(s);
+                }
+            }
+        }
+        notes.push(format!(
+            "who this reaches: new installs of {name} and {name}@<tag> get {target}; lockfiles and pinned ranges keep what they resolved; a global install goes back with `npm i -g {name}@latest`"
+        ));
+        Ok((steps, refusals, notes))
+    }
+}
+
+impl Registry for NpmRegistry {
+    fn format(&self) -> &str {
+        NPM.name
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn plan<'a>(
+        &'a self,
+        input: PlanInput<'a>,
+    ) -> BoxFuture<'a, Result<PlanOutcome, RegistryError>> {
+        Box::pin(async move {
+            let recs = recorded(input.target_package);
+            let input = &input;
+            let mut results = Vec::new();
+            for chunk in self.opts.packages.chunks(CONCURRENCY) {
+                results.extend(
+                    futures_util::future::join_all(chunk.iter().map(|name| {
+                        let rec = recs.iter().find(|r| &r.name == name);
+                        self.plan_package(name, input, rec)
+                    }))
+                    .await,
+                );
+            }
+            let (mut steps, mut refusals, mut notes) = (Vec::new(), Vec::new(), Vec::new());
+            for r in results {
+                let (s, rf, n) = r?;
+                steps.extend(s);
+                refusals.extend(rf);
+                notes.extend(n);
+            }
+            Ok(PlanOutcome {
+                plan: RegistryPlan {
+                    format: NPM.name.to_string(),
+                    registry: self.name.clone(),
+                    steps,
+                    notes,
+                },
+                refusals,
+                warnings: Vec::new(),
+            })
+        })
+    }
+
+    fn apply<'a>(&'a self, step: &'a Step) -> BoxFuture<'a, Result<Value, RegistryError>> {
+        Box::pin(async move {
+            let (name, rest) = split_ref(&step.reference)
+                .ok_or_else(|| self.input(format!("bad step reference {}", step.reference)))?;
+            let _one_writer = self.write_lock(name).await;
+            match step.action.as_str() {
+                MOVE_DIST_TAG => {
+                    let v = step.after.as_deref().unwrap_or_default();
+                    self.put_tag(name, rest, v).await?;
+                    Ok(json!({ "before": step.before }))
+                }
+                DEPRECATE => {
+                    let before = self
+                        .set_deprecated(name, rest, step.after.as_deref().unwrap_or_default())
+                        .await?;
+                    Ok(json!({ "before": before }))
+                }
+                UNDEPRECATE => {
+                    let before = self.set_deprecated(name, rest, "").await?;
+                    Ok(json!({ "before": before }))
+                }
+                other => Err(self.input(format!("`{other}` is not an npm step"))),
+            }
+        })
+    }
+
+    fn undo<'a>(
+        &'a self,
+        step: &'a Step,
+        _state: &'a UndoState,
+    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+        // Undo writes the observed state back; doing so when the step never landed is a no-op.
+        Box::pin(async move {
+            let (name, rest) = split_ref(&step.reference)
+                .ok_or_else(|| self.input(format!("bad step reference {}", step.reference)))?;
+            let _one_writer = self.write_lock(name).await;
+            match step.action.as_str() {
+                MOVE_DIST_TAG => match step.before.as_deref() {
+                    Some(v) => self.put_tag(name, rest, v).await,
+                    None => self.delete_tag(name, rest).await,
+                },
+                DEPRECATE | UNDEPRECATE => self
+                    .set_deprecated(name, rest, step.before.as_deref().unwrap_or_default())
+                    .await
+                    .map(|_| ()),
+                _ => Ok(()),
+            }
+        })
+    }
+
+    fn observe_release<'a>(
+        &'a self,
+        version: &'a Version,
+    ) -> BoxFuture<'a, Result<Observation, RegistryError>> {
+        Box::pin(async move {
+            let v = version.bare();
+            let mut docs = Vec::new();
+            for chunk in self.opts.packages.chunks(CONCURRENCY) {
+                let got =
+                    futures_util::future::join_all(chunk.iter().map(|name| self.packument(name)))
+                        .await;
+                docs.extend(chunk.iter().zip(got));
+            }
+            let mut items = Vec::new();
+            for (name, doc) in docs {
+                let doc = doc?;
+                let Some(pv) = doc["versions"].get(&v) else {
+                    return Err(self.input(format!(
+                        "{name} has no version {v}: publish it before recording"
+                    )));
+                };
+                let mut tags: Vec<String> = doc["dist-tags"]
+                    .as_object()
+                    .map(|o| {
+                        o.iter()
+                            .filter(|(_, x)| x.as_str() == Some(v.as_str()))
+                            .map(|(t, _)| t.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                tags.sort();
+                items.push(Recorded {
+                    name: name.clone(),
+                    integrity: pv["dist"]["integrity"]
+                        .as_str()
+                        .or(pv["dist"]["shasum"].as_str())
+                        .map(str::to_string),
+                    dist_tags: tags,
+                });
+            }
+            let mut pkg = Package::new(NPM.name, &self.name);
+            pkg.status = Some(Status::Deployed);
+            pkg.extra.push(("npm".into(), record_node(&items)));
+            Ok(pkg.into())
+        })
+    }
+
+    fn restored_package(&self, _plan: &RegistryPlan, target: Option<&Package>) -> Package {
+        let mut pkg = target
+            .cloned()
+            .unwrap_or_else(|| Package::new(NPM.name, &self.name));
+        pkg.loc = Default::default();
+        pkg.status = Some(Status::Deployed);
+        pkg
+    }
+
+    fn vet<'a>(
+        &'a self,
+        step: &'a Step,
+        _undo: Option<&'a Value>,
+        recorded_pkgs: &'a [&'a Package],
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let Some((name, _)) = split_ref(&step.reference) else {
+                return Err("not a package reference".into());
+            };
+            if !self.opts.packages.iter().any(|p| p == name) {
+                return Err(format!("{name} is not a package of this registry's config"));
+            }
+            // Only versions some recorded release of this registry had.
+            let known: Vec<String> = recorded_pkgs
+                .iter()
+                .flat_map(|p| recorded(Some(p)))
+                .filter(|r| r.name == name)
+                .flat_map(|r| r.integrity.map(|_| r.name))
+                .collect();
+            if known.is_empty() {
+                return Err(format!("the history records no release of {name}"));
+            }
+            match step.action.as_str() {
+                MOVE_DIST_TAG | DEPRECATE | UNDEPRECATE => Ok(()),
+                other => Err(format!("`{other}` is not an npm step")),
+            }
+        })
+    }
+}
