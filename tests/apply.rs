@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
-use support::cli::Project;
+use support::cli::{Project, Run};
 use support::tap::{goreleaser_formula, TestTap};
 use support::{Auth, TestRegistry};
 
@@ -23,21 +23,6 @@ struct Fixture {
     tap: TestTap,
     project: Project,
     digests: BTreeMap<&'static str, String>,
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn show(&self) -> String {
-        format!(
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
 }
 
 /// What a test compares before and after: every tag, the tap head, the history bytes.
@@ -113,11 +98,7 @@ impl Fixture {
 
     fn run(&self, args: &[&str]) -> Run {
         let out = self.cmd(args).output().expect("run bagboy");
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::of(out)
     }
 
     /// `rollback --dry-run --format json` to v1.1.0, saved as `plan.json`.

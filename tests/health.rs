@@ -12,24 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::cli::Project;
+use support::cli::{Project, Run};
 use support::fake_server::{FakeResponse, FakeServer};
 use support::{Auth, TestRegistry};
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn show(&self) -> String {
-        format!(
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
 
 fn run_in(p: &Project, env: &[(&str, &str)], args: &[&str]) -> Run {
     let mut c = Command::new(assert_cmd::cargo::cargo_bin("bagboy"));
@@ -45,11 +30,7 @@ fn run_in(p: &Project, env: &[(&str, &str)], args: &[&str]) -> Run {
         c.env(k, v);
     }
     let out = c.output().expect("run bagboy");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::of(out)
 }
 
 /// A project with one recorded release and the given health checks.

@@ -10,27 +10,12 @@ mod support;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
-use support::cli::Project;
+use support::cli::{Project, Run};
 use support::tap::TestTap;
 
 struct Tap {
     tap: TestTap,
     p: Project,
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn show(&self) -> String {
-        format!(
-            "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
 }
 
 impl Tap {
@@ -63,11 +48,7 @@ impl Tap {
             .stdin(Stdio::null())
             .output()
             .expect("run bagboy");
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::of(out)
     }
 
     /// Commit `content` at `path` for release `v`, push, record it.

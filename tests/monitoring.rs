@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::cli::Project;
+use support::cli::{Project, Run};
 use support::fake_server::{FakeResponse, FakeServer};
 use support::proxy::{Fault, FaultProxy};
 use support::{Auth, TestRegistry};
@@ -27,12 +27,6 @@ struct Fixture {
     proxy: FaultProxy,
     p: Project,
     extra_env: Vec<(String, String)>,
-}
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
 }
 
 impl Fixture {
@@ -88,11 +82,7 @@ impl Fixture {
             c.env(k, v);
         }
         let out = c.output().expect("run bagboy");
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::of(out)
     }
 
     fn audit(&self) -> Vec<Value> {

@@ -7,18 +7,12 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
-use support::cli::Project;
+use support::cli::{Project, Run};
 use support::fake_server::{FakeResponse, FakeServer};
 use support::npm::TestNpm;
 use support::proxy::{Fault, FaultProxy};
 use support::tap::{goreleaser_formula, TestTap};
 use support::{Auth, TestRegistry};
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
 
 fn run(p: &Project, npmrc: &std::path::Path, args: &[&str]) -> Run {
     let out = Command::new(assert_cmd::cargo::cargo_bin("bagboy"))
@@ -36,11 +30,7 @@ fn run(p: &Project, npmrc: &std::path::Path, args: &[&str]) -> Run {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::of(out)
 }
 
 fn family() -> Vec<String> {

@@ -4,44 +4,11 @@
 
 mod support;
 
-use bagboy::registry::oci::OciLayout;
 use support::cli::{text, Project};
-use support::tap::{goreleaser_formula, TestTap};
+use support::tap::TestTap;
 
 fn project() -> (Project, TestTap) {
-    let p = Project::new();
-    let tap = TestTap::new();
-    let layout = OciLayout::init(p.path().join("oci")).unwrap();
-    p.write(
-        "bagboy.yaml",
-        &format!(
-            "name: myapp\nregistries:\n  - format: oci-layout\n    registry: oci\n  - format: brew\n    registry: acme/homebrew-tap\n    remote: \"{}\"\n    branch: main\n",
-            tap.url()
-        ),
-    );
-    for v in ["1.0.0", "1.1.0", "1.2.0"] {
-        let m = layout
-            .add_image(
-                &format!("v{v}"),
-                format!("{{\"version\":\"{v}\"}}").as_bytes(),
-                format!("layer {v}").as_bytes(),
-            )
-            .unwrap();
-        layout.set_tag("latest", &m.descriptor()).unwrap();
-        tap.commit_file(
-            "Formula/myapp.rb",
-            &goreleaser_formula("myapp", v),
-            &format!("myapp {v}"),
-        );
-        tap.push();
-        let out = p
-            .bagboy()
-            .args(["record", "--version", &format!("v{v}")])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{:?}", text(&out));
-    }
-    (p, tap)
+    support::fixtures::layout_and_tap()
 }
 
 fn settings() -> insta::Settings {

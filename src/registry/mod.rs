@@ -259,6 +259,19 @@ pub fn open(cfg: &RegistryConfig, env: &Env) -> Result<Arc<dyn Registry>, Regist
     }
 }
 
+/// A backend's option problems as one error (the config loader already reported them with
+/// file, line and column; this is for registries opened from elsewhere).
+pub fn options_error(cfg: &RegistryConfig, problems: Vec<Problem>) -> RegistryError {
+    RegistryError::Invalid {
+        registry: cfg.registry.clone(),
+        message: problems
+            .iter()
+            .map(|p| p.message.clone())
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
 /// A registry configuration for a package the history names but `bagboy.yaml` does not.
 pub fn default_config(pkg: &Package) -> Option<RegistryConfig> {
     let k = kind(&pkg.format)?;

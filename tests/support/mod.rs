@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod fake_server;
+pub mod fixtures;
 pub mod npm;
 pub mod proxy;
 pub mod push;

@@ -78,14 +78,7 @@ fn check_options(cfg: &RegistryConfig) -> Result<Vec<Problem>, Vec<Problem>> {
 }
 
 fn open_tap(cfg: &RegistryConfig, env: &Env) -> Result<Arc<dyn Registry>, RegistryError> {
-    let (opts, _) = Options::parse(cfg).map_err(|problems| RegistryError::Invalid {
-        registry: cfg.registry.clone(),
-        message: problems
-            .iter()
-            .map(|p| p.message.clone())
-            .collect::<Vec<_>>()
-            .join("; "),
-    })?;
+    let (opts, _) = Options::parse(cfg).map_err(|ps| registry::options_error(cfg, ps))?;
     Ok(Arc::new(BrewRegistry::new(
         &cfg.registry,
         opts,

@@ -111,14 +111,7 @@ fn check_options(cfg: &RegistryConfig) -> Result<Vec<Problem>, Vec<Problem>> {
 }
 
 fn open_npm(cfg: &RegistryConfig, _env: &Env) -> Result<Arc<dyn Registry>, RegistryError> {
-    let (opts, _) = Options::parse(cfg).map_err(|ps| RegistryError::Invalid {
-        registry: cfg.registry.clone(),
-        message: ps
-            .iter()
-            .map(|p| p.message.clone())
-            .collect::<Vec<_>>()
-            .join("; "),
-    })?;
+    let (opts, _) = Options::parse(cfg).map_err(|ps| crate::registry::options_error(cfg, ps))?;
     let base = reqwest::Url::parse(&cfg.registry).map_err(|e| RegistryError::Invalid {
         registry: cfg.registry.clone(),
         message: format!("not a URL: {e}"),

@@ -85,14 +85,7 @@ fn check_options(cfg: &RegistryConfig) -> Result<Vec<Problem>, Vec<Problem>> {
 fn options_of(cfg: &RegistryConfig) -> Result<Options, RegistryError> {
     Options::parse(cfg)
         .map(|(o, _)| o)
-        .map_err(|problems| RegistryError::Invalid {
-            registry: cfg.registry.clone(),
-            message: problems
-                .iter()
-                .map(|p| p.message.clone())
-                .collect::<Vec<_>>()
-                .join("; "),
-        })
+        .map_err(|ps| crate::registry::options_error(cfg, ps))
 }
 
 fn open_remote(cfg: &RegistryConfig, _env: &Env) -> Result<Arc<dyn Registry>, RegistryError> {
