@@ -270,6 +270,12 @@ pub(super) fn run_prepared(
         }
         shown = true;
         confirm(&format!("Proceed? ({what})"), what)?;
+    } else if !already && format == ReportFormat::Text {
+        // With --yes there is no question, but what will be done is still shown before it is
+        // done (a saved plan or a journal is input: the reader sees it first).
+        ctx.out.raw(&render::plan_text(&plan, &ctx.out));
+        ctx.out.line("");
+        shown = true;
     }
     let outcome = ops::rollback::execute(prepared, events)?;
     render_outcome(ctx, &plan, &outcome, format, shown || already);
@@ -387,8 +393,8 @@ fn recover_with(ctx: &Context, args: &RecoverArgs, events: &Fanout) -> Result<()
     let prepared = ops::recover::prepare(&ctx.ws, args.undo, events)?;
     let preview = &prepared.preview;
     use ops::recover::Mode;
-    if preview.mode != Mode::Nothing && !args.yes {
-        // Show what will be done before doing it; a journal is input like any other.
+    if preview.mode != Mode::Nothing {
+        // Show what will be done before doing it (with --yes too); a journal is input.
         let mut s = String::new();
         match preview.mode {
             Mode::Finish => s.push_str(&format!(
@@ -419,12 +425,16 @@ fn recover_with(ctx: &Context, args: &RecoverArgs, events: &Fanout) -> Result<()
         for e in &preview.entries {
             s.push_str(&format!("  {}\n", clean(e)));
         }
-        if interactive() {
+        if interactive() && !args.yes {
             eprint!("{s}");
-        } else {
+        } else if args.format == ListFormat::Text {
             ctx.out.raw(&s);
+        } else {
+            eprint!("{s}");
         }
-        confirm("Proceed? (recover)", "recover")?;
+        if !args.yes {
+            confirm("Proceed? (recover)", "recover")?;
+        }
     }
     let report = ops::recover::run(prepared, events)?;
     match args.format {
