@@ -46,15 +46,16 @@ pub fn redact(command: &str) -> String {
     out
 }
 
-/// Who is doing this: `BAGBOY_ACTOR`, `GITHUB_ACTOR`, git's `user.name`, `USER`.
+/// Who is doing this: `BAGBOY_ACTOR`, `GITHUB_ACTOR`, the global git `user.name`, `USER`.
 fn actor() -> Option<String> {
     for var in ["BAGBOY_ACTOR", "GITHUB_ACTOR"] {
         if let Some(v) = std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
             return Some(v);
         }
     }
+    // The user's own git identity (`--global`): the checkout's `.git/config` is not read.
     let git = std::process::Command::new("git")
-        .args(["config", "--get", "user.name"])
+        .args(["config", "--global", "--get", "user.name"])
         .stdin(std::process::Stdio::null())
         .output()
         .ok()
