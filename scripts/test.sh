@@ -17,6 +17,8 @@ command -v ruby >/dev/null 2>&1 || need+=(ruby)
 [ -x /usr/bin/prometheus-pushgateway ] || need+=(prometheus-pushgateway)
 [ -x /usr/bin/prometheus ] || need+=(prometheus)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+command -v pgrep >/dev/null 2>&1 || need+=(procps)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   SUDO=""
