@@ -29,7 +29,8 @@ bagboy keeps a deployment history (.bagboy/deployment-history.yml), plans a roll
 registry (Docker/OCI tags, OCI layouts, Homebrew taps), previews it, applies it with \
 compensation on failure, and records the outcome.",
     after_help = "Exit codes: 0 success, 1 failed and undone, 2 bad usage or input (nothing changed), \
-3 partly applied (run `bagboy recover`), 4 locked, or the history or a registry changed underneath."
+3 partly applied (run `bagboy recover`), 4 locked, or the history or a registry changed underneath, \
+5 a health check failed, 6 a health check could not be evaluated (nothing changed)."
 )]
 pub struct Cli {
     /// Project configuration file [default: ./bagboy.yaml]
