@@ -67,6 +67,12 @@ pub fn is_loopback_host(host: &str) -> bool {
     }
 }
 
+/// Whether a credential may travel to `url`: over HTTPS, or over plain HTTP only to a
+/// loopback address. Every backend that sends one asks this.
+pub fn safe_for_credentials(url: &Url) -> bool {
+    url.scheme() == "https" || url.host_str().is_some_and(is_loopback_host)
+}
+
 /// A URL for messages and logs: userinfo masked.
 pub fn safe_url(url: &Url) -> String {
     let mut url = url.clone();

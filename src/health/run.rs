@@ -38,7 +38,8 @@ fn result(kind: &'static str, target: String, status: Verdict, detail: String) -
         status,
         latency_ms: None,
         value: None,
-        detail: crate::cli::text::clean(&detail).into_owned(),
+        // Servers' words are kept as they are; every renderer cleans what it prints.
+        detail,
     }
 }
 

@@ -17,6 +17,19 @@ pub struct Problem {
 pub struct Problems(pub Vec<Problem>);
 
 impl Problems {
+    /// `value` with its warnings when nothing was wrong, else every problem found.
+    pub fn finish<T>(
+        self,
+        value: T,
+        warnings: Vec<Problem>,
+    ) -> Result<(T, Vec<Problem>), Vec<Problem>> {
+        if self.0.is_empty() {
+            Ok((value, warnings))
+        } else {
+            Err(self.0)
+        }
+    }
+
     pub fn push(&mut self, loc: Loc, message: impl Into<String>) {
         self.0.push(Problem {
             loc,

@@ -114,9 +114,7 @@ fn entry_index(history: &History, version: Option<&str>) -> Result<usize, Error>
                 Error::refused(format!("--version {v} is not a semver version: {e}"))
             })?;
             history
-                .newest_first()
-                .into_iter()
-                .find(|i| history.deployments[*i].version == parsed)
+                .find_version(&parsed)
                 .ok_or_else(|| Error::refused(format!("version {v} is not in the history")))
         }
         None => history

@@ -65,11 +65,7 @@ impl Options {
                 }),
             }
         }
-        if p.0.is_empty() {
-            Ok((o, warnings))
-        } else {
-            Err(p.0)
-        }
+        p.finish(o, warnings)
     }
 }
 

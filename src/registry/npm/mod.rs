@@ -98,11 +98,7 @@ impl Options {
                 "an npm `registry:` is the registry's URL (https://…)",
             );
         }
-        if p.0.is_empty() {
-            Ok((o, w))
-        } else {
-            Err(p.0)
-        }
+        p.finish(o, w)
     }
 }
 
@@ -285,15 +281,12 @@ impl NpmRegistry {
         let mut req = req
             .timeout(Duration::from_secs(30))
             .header("Accept", "application/json");
-        if let Some(t) = &self.token {
-            let safe = self.base.scheme() == "https"
-                || self
-                    .base
-                    .host_str()
-                    .is_some_and(crate::http::is_loopback_host);
-            if safe {
-                req = req.bearer_auth(t.expose_secret());
-            }
+        if let Some(t) = self
+            .token
+            .as_ref()
+            .filter(|_| crate::http::safe_for_credentials(&self.base))
+        {
+            req = req.bearer_auth(t.expose_secret());
         }
         crate::http::note_request();
         let resp = req.send().await.map_err(|e| NpmError::Transport {
@@ -655,14 +648,12 @@ impl Registry for NpmRegistry {
             if !self.opts.packages.iter().any(|p| p == name) {
                 return Err(format!("{name} is not a package of this registry's config"));
             }
-            // Only versions some recorded release of this registry had.
-            let known: Vec<String> = recorded_pkgs
+            // Only packages some recorded release of this registry had.
+            let known = recorded_pkgs
                 .iter()
                 .flat_map(|p| recorded(Some(p)))
-                .filter(|r| r.name == name)
-                .flat_map(|r| r.integrity.map(|_| r.name))
-                .collect();
-            if known.is_empty() {
+                .any(|r| r.name == name);
+            if !known {
                 return Err(format!("the history records no release of {name}"));
             }
             match step.action.as_str() {

@@ -70,11 +70,7 @@ impl Options {
                 }),
             }
         }
-        if p.0.is_empty() {
-            Ok((o, warnings))
-        } else {
-            Err(p.0)
-        }
+        p.finish(o, warnings)
     }
 }
 

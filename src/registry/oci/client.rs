@@ -861,10 +861,7 @@ fn learn_scheme(challenges: &[Challenge]) -> Option<AuthScheme> {
     })
 }
 
-/// Credentials travel over HTTPS, or over plain HTTP only to a loopback address.
-fn safe_for_credentials(url: &Url) -> bool {
-    url.scheme() == "https" || is_loopback(url)
-}
+use crate::http::safe_for_credentials;
 
 fn is_loopback(url: &Url) -> bool {
     url.host_str().is_some_and(crate::http::is_loopback_host)
