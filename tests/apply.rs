@@ -6,7 +6,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 use support::cli::{Project, Run};
@@ -74,25 +74,8 @@ impl Fixture {
 
     fn cmd(&self, args: &[&str]) -> Command {
         let p = self.project.path();
-        let mut c = Command::new(assert_cmd::cargo::cargo_bin("bagboy"));
-        c.current_dir(p)
-            .args(args)
-            .env_remove("BAGBOY_CONFIG")
-            .env_remove("BAGBOY_HISTORY")
-            .env_remove("BAGBOY_LOG")
-            .env_remove("RUST_LOG")
-            .env_remove("GITHUB_TOKEN")
-            .env_remove("BAGBOY_REGISTRY_USERNAME")
-            .env_remove("BAGBOY_REGISTRY_PASSWORD")
-            .env("NO_COLOR", "1")
-            .env("BAGBOY_CACHE_DIR", p.join(".cache"))
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("DOCKER_CONFIG", p.join("docker-config"))
-            .env("BAGBOY_GIT_AUTHOR", "bagboy-test <bagboy-test@example.com>")
-            .env("BAGBOY_ACTOR", "apply-test")
-            .env("BAGBOY_HTTP_RETRIES", "0")
-            .stdin(Stdio::null());
+        let mut c = support::cli::isolated(p);
+        c.args(args).env("BAGBOY_ACTOR", "apply-test");
         c
     }
 

@@ -17,15 +17,8 @@ use support::fake_server::{FakeResponse, FakeServer};
 use support::{Auth, TestRegistry};
 
 fn run_in(p: &Project, env: &[(&str, &str)], args: &[&str]) -> Run {
-    let mut c = Command::new(assert_cmd::cargo::cargo_bin("bagboy"));
-    c.current_dir(p.path())
-        .args(args)
-        .env_remove("BAGBOY_LOG")
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .env("DOCKER_CONFIG", p.path().join("docker-config"))
-        .env("BAGBOY_HTTP_RETRIES", "0")
-        .stdin(Stdio::null());
+    let mut c = support::cli::isolated(p.path());
+    c.args(args);
     for (k, v) in env {
         c.env(k, v);
     }

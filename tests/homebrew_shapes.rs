@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 use support::cli::{Project, Run};
@@ -34,18 +34,8 @@ impl Tap {
 
     fn run(&self, args: &[&str]) -> Run {
         let p = self.p.path();
-        let out = Command::new(assert_cmd::cargo::cargo_bin("bagboy"))
-            .current_dir(p)
+        let out = support::cli::isolated(p)
             .args(args)
-            .env_remove("BAGBOY_LOG")
-            .env_remove("RUST_LOG")
-            .env_remove("GITHUB_TOKEN")
-            .env("NO_COLOR", "1")
-            .env("BAGBOY_CACHE_DIR", p.join(".cache"))
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("BAGBOY_GIT_AUTHOR", "bagboy-test <bagboy-test@example.com>")
-            .stdin(Stdio::null())
             .output()
             .expect("run bagboy");
         Run::of(out)

@@ -61,23 +61,15 @@ impl Fixture {
 
     fn run(&self, args: &[&str]) -> Run {
         let p = self.p.path();
-        let mut c = Command::new(assert_cmd::cargo::cargo_bin("bagboy"));
-        c.current_dir(p)
-            .args(args)
-            .env_remove("BAGBOY_LOG")
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
-            .env("DOCKER_CONFIG", p.join("docker-config"))
-            .env("BAGBOY_CACHE_DIR", p.join(".cache"))
-            .env("BAGBOY_HTTP_RETRIES", "0")
+        let mut c = support::cli::isolated(p);
+        c.args(args)
             .env("BAGBOY_ACTOR", "alice")
             // Secrets a runner holds: none may reach an audit line, a metric or a webhook.
             .env("BAGBOY_REGISTRY_USERNAME", "ci")
             .env("BAGBOY_REGISTRY_PASSWORD", PASSWORD)
             .env("BAGBOY_REGISTRY_HOST", "ghcr.io")
             .env("GITHUB_TOKEN", TOKEN)
-            .env("PAGERDUTY_ROUTING_KEY", "pd-routing-key-0001")
-            .stdin(Stdio::null());
+            .env("PAGERDUTY_ROUTING_KEY", "pd-routing-key-0001");
         for (k, v) in &self.extra_env {
             c.env(k, v);
         }

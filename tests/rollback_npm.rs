@@ -4,7 +4,6 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use support::cli::{Project, Run};
@@ -15,19 +14,9 @@ use support::tap::{goreleaser_formula, TestTap};
 use support::{Auth, TestRegistry};
 
 fn run(p: &Project, npmrc: &std::path::Path, args: &[&str]) -> Run {
-    let out = Command::new(assert_cmd::cargo::cargo_bin("bagboy"))
-        .current_dir(p.path())
+    let out = support::cli::isolated(p.path())
         .args(args)
-        .env_remove("BAGBOY_LOG")
-        .env("NO_COLOR", "1")
         .env("NPM_CONFIG_USERCONFIG", npmrc)
-        .env("DOCKER_CONFIG", p.path().join("docker-config"))
-        .env("BAGBOY_CACHE_DIR", p.path().join(".cache"))
-        .env("BAGBOY_HTTP_RETRIES", "0")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("BAGBOY_GIT_AUTHOR", "bagboy-test <bagboy-test@example.com>")
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     Run::of(out)

@@ -7,7 +7,7 @@ mod support;
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -56,23 +56,8 @@ impl Checkout {
 
     fn cmd(&self, args: &[&str]) -> Command {
         let p = self.p.path();
-        let mut c = Command::new(assert_cmd::cargo::cargo_bin("bagboy"));
-        c.current_dir(p)
-            .args(args)
-            .env_remove("BAGBOY_LOG")
-            .env_remove("RUST_LOG")
-            .env_remove("GITHUB_TOKEN")
-            .env_remove("BAGBOY_REGISTRY_USERNAME")
-            .env_remove("BAGBOY_REGISTRY_PASSWORD")
-            .env_remove("BAGBOY_REGISTRY_HOST")
-            .env("NO_COLOR", "1")
-            .env("BAGBOY_CACHE_DIR", p.join(".cache"))
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("DOCKER_CONFIG", p.join("docker-config"))
-            .env("BAGBOY_GIT_AUTHOR", "bagboy-test <bagboy-test@example.com>")
-            .env("BAGBOY_HTTP_RETRIES", "0")
-            .stdin(Stdio::null());
+        let mut c = support::cli::isolated(p);
+        c.args(args);
         for (k, v) in &self.env {
             c.env(k, v);
         }

@@ -103,3 +103,33 @@ impl Run {
         )
     }
 }
+
+/// The real `bagboy` run in `dir`, isolated from the machine it runs on: none of bagboy's
+/// variables, no credentials, no user or system git config, its own cache and Docker config
+/// under `dir`, no HTTP retries, no standard input.
+pub fn isolated(dir: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("bagboy"));
+    c.current_dir(dir);
+    for var in [
+        "BAGBOY_CONFIG",
+        "BAGBOY_HISTORY",
+        "BAGBOY_LOG",
+        "RUST_LOG",
+        "GITHUB_TOKEN",
+        "BAGBOY_REGISTRY_USERNAME",
+        "BAGBOY_REGISTRY_PASSWORD",
+        "BAGBOY_REGISTRY_HOST",
+        "NPM_CONFIG_USERCONFIG",
+    ] {
+        c.env_remove(var);
+    }
+    c.env("NO_COLOR", "1")
+        .env("BAGBOY_CACHE_DIR", dir.join(".cache"))
+        .env("DOCKER_CONFIG", dir.join("docker-config"))
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("BAGBOY_GIT_AUTHOR", "bagboy-test <bagboy-test@example.com>")
+        .env("BAGBOY_HTTP_RETRIES", "0")
+        .stdin(std::process::Stdio::null());
+    c
+}
