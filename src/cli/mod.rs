@@ -170,6 +170,11 @@ pub struct RollbackArgs {
     /// With --auto: time between samples
     #[arg(long, value_name = "DURATION", requires = "auto", value_parser = parse_duration_arg, default_value = "10s")]
     pub interval: std::time::Duration,
+    /// With --dry-run: post the plan as one sticky comment on this pull request (`auto`: the
+    /// one in GITHUB_EVENT_PATH), updated in place on later runs; needs GITHUB_TOKEN and
+    /// GITHUB_REPOSITORY, appends to GITHUB_STEP_SUMMARY when set
+    #[arg(long, value_name = "N|auto", requires = "dry_run")]
+    pub comment_pr: Option<String>,
 }
 
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
@@ -343,6 +348,14 @@ impl Context {
     }
 }
 
+/// What tells one project's PR comment from another's: the config file as given.
+fn comment_key(cli: &Cli) -> String {
+    cli.config
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "bagboy.yaml".into())
+}
+
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> Result<(), Error> {
     // One span per operation: its id is in every log line of `--log-format json`.
@@ -366,7 +379,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             Output::new(false).raw(&String::from_utf8_lossy(&buf));
             Ok(())
         }
-        Command::Rollback(a) => rollback::rollback(&Context::new(&cli)?, a),
+        Command::Rollback(a) => match Context::new(&cli) {
+            Ok(ctx) => rollback::rollback(&ctx, a, &comment_key(&cli)),
+            // A pull request that breaks the config still gets its comment: the error.
+            Err(e) if a.comment_pr.is_some() => rollback::comment_error(a, &comment_key(&cli), e),
+            Err(e) => Err(e),
+        },
         Command::Apply(a) => rollback::apply(&Context::new(&cli)?, a),
         Command::Health(a) => health::health(&Context::new(&cli)?, a),
         Command::Record(a) => rollback::record(&Context::new(&cli)?, a),

@@ -163,6 +163,69 @@ pub fn plan_markdown(plan: &Plan) -> String {
     s
 }
 
+/// The markdown plan in at most `max` characters (a PR comment has a size limit): diffs are
+/// folded away first, then registries beyond the budget are summarised by count.
+pub fn plan_markdown_bounded(plan: &Plan, max: usize) -> String {
+    let full = plan_markdown(plan);
+    if full.len() <= max {
+        return full;
+    }
+    let mut lean = plan.clone();
+    for rp in &mut lean.registries {
+        for st in &mut rp.steps {
+            if st.diff.take().is_some() {
+                let d = st
+                    .detail
+                    .take()
+                    .map(|d| format!("{d}; "))
+                    .unwrap_or_default();
+                st.detail = Some(format!(
+                    "{d}diff not shown: the plan is too long for a comment"
+                ));
+            }
+        }
+    }
+    let folded = plan_markdown(&lean);
+    if folded.len() <= max {
+        return folded;
+    }
+    let mut cut = lean.clone();
+    let mut left = Vec::new();
+    while cut.registries.len() > 0 && {
+        let s = plan_markdown(&cut);
+        s.len() + 400 > max
+    } {
+        if let Some(rp) = cut.registries.pop() {
+            left.push(rp);
+        }
+    }
+    let mut s = plan_markdown(&cut);
+    let steps: usize = left.iter().map(|r| r.steps.len()).sum();
+    let note = format!(
+        "\n> {} more registr{} ({} step{}) not shown: the plan is too long for a comment; the job's log and summary hold all of it.\n",
+        left.len(),
+        if left.len() == 1 { "y" } else { "ies" },
+        steps,
+        if steps == 1 { "" } else { "s" }
+    );
+    s.push_str(&note);
+    if s.len() > max {
+        s = s.chars().take(max.saturating_sub(200)).collect();
+        s.push_str("\n\n> (cut: too long for a comment)\n");
+    }
+    s
+}
+
+/// A PR comment for a plan that could not be computed: the error, fenced.
+pub fn error_markdown(error: &str) -> String {
+    let body = super::text::clean_lines(error);
+    let body: String = body.chars().take(20_000).collect();
+    let fence = md_fence(&body);
+    format!(
+        "### bagboy rollback plan\n\n> **bagboy could not compute the plan.** Nothing was changed.\n\n{fence}text\n{body}\n{fence}\n"
+    )
+}
+
 fn registry_markdown(rp: &RegistryPlan) -> String {
     let mut s = format!("#### {} {}\n\n", md_text(&rp.format), md_code(&rp.registry));
     s.push_str("| action | reference | before | after | note |\n|---|---|---|---|---|\n");

@@ -183,12 +183,15 @@ fn print_plan(ctx: &Context, plan: &Plan, format: ReportFormat) {
     }
 }
 
-pub fn rollback(ctx: &Context, args: &RollbackArgs) -> Result<(), Error> {
+pub fn rollback(ctx: &Context, args: &RollbackArgs, comment_key: &str) -> Result<(), Error> {
     let req = Request {
         version: args.version.clone(),
         registries: args.registry.clone(),
         force: args.force,
     };
+    if let (true, Some(pr)) = (args.dry_run, &args.comment_pr) {
+        return dry_run_commented(ctx, args, req, pr, comment_key);
+    }
     if args.dry_run {
         return rollback_with(ctx, args, req, &listeners());
     }
@@ -224,6 +227,109 @@ fn rollback_with(
         return Ok(());
     }
     run_prepared(ctx, prepared, args.yes, args.format, "roll back", events)
+}
+
+/// `rollback --dry-run --comment-pr`: the plan on stdout as asked, in the job summary, and
+/// as bagboy's one comment on the pull request. A plan that cannot be computed is posted as
+/// its error, so the comment never shows a stale plan.
+fn dry_run_commented(
+    ctx: &Context,
+    args: &RollbackArgs,
+    req: Request,
+    pr: &str,
+    comment_key: &str,
+) -> Result<(), Error> {
+    let target = comment_target(pr)?;
+    let plan = ops::rollback::prepare(&ctx.ws, &req, true, None, &listeners());
+    let (markdown, summary, result) = match plan {
+        Ok(prepared) => {
+            let plan = &prepared.plan;
+            print_plan(ctx, plan, args.format);
+            let result = if plan.refusals.is_empty() {
+                Ok(())
+            } else {
+                Err(Error::Failed(
+                    "the rollback would be refused (see the plan); nothing was changed".into(),
+                    Exit::Usage,
+                ))
+            };
+            (
+                render::plan_markdown_bounded(plan, crate::github::comment::MAX_BODY - 200),
+                render::plan_markdown_bounded(plan, 1 << 20),
+                result,
+            )
+        }
+        Err(e) => {
+            let md = render::error_markdown(&e.to_string());
+            (md.clone(), md, Err(e))
+        }
+    };
+    post_comment(target, comment_key, &markdown, &summary, result)
+}
+
+/// The config could not be loaded: say so on the pull request, then fail as without it.
+pub fn comment_error(args: &RollbackArgs, comment_key: &str, e: Error) -> Result<(), Error> {
+    let Some(pr) = &args.comment_pr else {
+        return Err(e);
+    };
+    let target = comment_target(pr)?;
+    let md = render::error_markdown(&e.to_string());
+    post_comment(target, comment_key, &md, &md, Err(e))
+}
+
+/// Where the comment goes: the pull request and the repository (checked before any work).
+fn comment_target(pr: &str) -> Result<(u64, String), Error> {
+    let number = crate::github::pull_request_number(pr).map_err(comment_failed)?;
+    let repo = crate::github::repository_from_env().map_err(comment_failed)?;
+    Ok((number, repo))
+}
+
+fn comment_failed(e: crate::github::GithubError) -> Error {
+    Error::Failed(
+        format!("the plan was not posted to the pull request: {e}"),
+        Exit::FailedUndone,
+    )
+}
+
+fn post_comment(
+    (number, repo): (u64, String),
+    comment_key: &str,
+    markdown: &str,
+    summary: &str,
+    result: Result<(), Error>,
+) -> Result<(), Error> {
+    if let Err(e) = crate::github::comment::append_step_summary(summary) {
+        tracing::warn!("GITHUB_STEP_SUMMARY could not be written: {e}");
+    }
+    let posted = ops::runtime().and_then(|rt| {
+        rt.block_on(async {
+            let api = crate::github::Api::new(&repo).map_err(comment_failed)?;
+            crate::github::comment::post(&api, number, comment_key, markdown)
+                .await
+                .map_err(comment_failed)
+        })
+    });
+    match posted {
+        Ok(p) => {
+            let verb = match p {
+                crate::github::comment::Posted::Created { .. } => "posted",
+                crate::github::comment::Posted::Updated { .. } => "updated",
+            };
+            tracing::info!(pr = number, url = %clean(p.url()), "{verb} the plan on the pull request");
+            eprintln!(
+                "{verb} the plan on pull request #{number}: {}",
+                clean(p.url())
+            );
+            result
+        }
+        Err(e) => match result {
+            Ok(()) => Err(e),
+            Err(plan_error) => {
+                tracing::error!("{e}");
+                Err(plan_error)
+            }
+        },
+    }
 }
 
 pub fn apply(ctx: &Context, args: &ApplyArgs) -> Result<(), Error> {

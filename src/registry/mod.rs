@@ -5,6 +5,7 @@
 //! classification and its `Registry` implementation; [`KINDS`] is the one line per backend
 //! where they are opened.
 
+pub mod github_release;
 pub mod homebrew;
 pub mod npm;
 pub mod oci;
@@ -41,7 +42,13 @@ pub struct Kind {
 }
 
 /// Every backend. Adding one is a folder under `registry/` and one line here.
-pub static KINDS: &[&Kind] = &[&oci::DOCKER, &oci::OCI_LAYOUT, &homebrew::BREW, &npm::NPM];
+pub static KINDS: &[&Kind] = &[
+    &oci::DOCKER,
+    &oci::OCI_LAYOUT,
+    &homebrew::BREW,
+    &npm::NPM,
+    &github_release::GITHUB_RELEASE,
+];
 
 /// The kind named `name` (canonical or alias).
 pub fn kind(name: &str) -> Option<&'static Kind> {

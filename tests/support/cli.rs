@@ -120,6 +120,10 @@ pub fn isolated(dir: &Path) -> std::process::Command {
         "BAGBOY_REGISTRY_PASSWORD",
         "BAGBOY_REGISTRY_HOST",
         "NPM_CONFIG_USERCONFIG",
+        "GITHUB_API_URL",
+        "GITHUB_REPOSITORY",
+        "GITHUB_EVENT_PATH",
+        "GITHUB_STEP_SUMMARY",
     ] {
         c.env_remove(var);
     }

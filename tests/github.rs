@@ -1,0 +1,369 @@
+//! GitHub: the plan as one sticky pull-request comment, and GitHub Releases as a registry,
+//! against a mock of the GitHub REST API (GitHub cannot run here; the mock asserts methods,
+//! paths, headers and bodies). The rest of each project is real: an OCI layout on disk.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use bagboy::registry::oci::OciLayout;
+use serde_json::json;
+use support::cli::{isolated, Project, Run};
+use support::github::{MockGithub, TOKEN};
+
+const MARKER: &str = "<!-- bagboy:plan:bagboy.yaml -->";
+
+/// v1.0.0, v1.1.0, v1.2.0 on an OCI layout, each recorded; v1.2.0 is current.
+fn layout_project() -> Project {
+    let p = Project::new();
+    let layout = OciLayout::init(p.path().join("oci")).unwrap();
+    p.write(
+        "bagboy.yaml",
+        "name: myapp\nregistries:\n  - format: oci-layout\n    registry: oci\n",
+    );
+    for v in ["1.0.0", "1.1.0", "1.2.0"] {
+        let m = layout
+            .add_image(
+                &format!("v{v}"),
+                format!("{{\"version\":\"{v}\"}}").as_bytes(),
+                format!("layer {v}").as_bytes(),
+            )
+            .unwrap();
+        layout.set_tag("latest", &m.descriptor()).unwrap();
+        let r = Run::of(
+            isolated(p.path())
+                .args(["record", "--version", &format!("v{v}")])
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(r.code, Some(0), "{}", r.show());
+    }
+    p
+}
+
+fn gh(dir: &Path, mock: &MockGithub) -> Command {
+    let mut c = isolated(dir);
+    c.env("GITHUB_TOKEN", TOKEN)
+        .env("GITHUB_REPOSITORY", "acme/myapp")
+        .env("GITHUB_API_URL", mock.url());
+    c
+}
+
+fn run(mut c: Command, args: &[&str]) -> Run {
+    let r = Run::of(c.args(args).output().unwrap());
+    assert!(
+        !r.stdout.contains(TOKEN) && !r.stderr.contains(TOKEN),
+        "the token was printed: {}",
+        r.show()
+    );
+    r
+}
+
+fn comments_on(mock: &MockGithub, pr: u64) -> Vec<support::github::MockComment> {
+    mock.with(|s| {
+        s.comments
+            .iter()
+            .filter(|c| c.issue == pr)
+            .cloned()
+            .collect()
+    })
+}
+
+#[test]
+fn mock_github_pr_comment_is_created_then_updated_and_foreign_comments_are_left_alone() {
+    let p = layout_project();
+    let mock = MockGithub::start();
+    let human = mock.add_comment(7, "alice", "User", "LGTM, ship it");
+    // Someone quoting bagboy's comment: the marker, but not bagboy's identity.
+    let quoted = mock.add_comment(7, "mallory", "User", &format!("{MARKER}\nfake plan"));
+    let other_pr = mock.add_comment(8, "github-actions[bot]", "Bot", &format!("{MARKER}\nold"));
+    let summary = p.path().join("summary.md");
+
+    let mut c = gh(p.path(), &mock);
+    c.env("GITHUB_STEP_SUMMARY", &summary);
+    let r = run(
+        c,
+        &[
+            "rollback",
+            "--dry-run",
+            "--format",
+            "markdown",
+            "--comment-pr",
+            "7",
+        ],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert!(r.stdout.contains("bagboy rollback plan"), "{}", r.show());
+    assert!(
+        r.stderr.contains("posted the plan on pull request #7"),
+        "{}",
+        r.show()
+    );
+
+    let ours: Vec<_> = comments_on(&mock, 7)
+        .into_iter()
+        .filter(|c| c.id != human && c.id != quoted)
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert!(ours[0].body.starts_with(MARKER), "{}", ours[0].body);
+    assert!(
+        ours[0].body.contains("`v1.2.0` → `v1.1.0`"),
+        "{}",
+        ours[0].body
+    );
+
+    let calls = mock.calls();
+    let post: Vec<_> = calls.iter().filter(|c| c.method == "POST").collect();
+    assert_eq!(post.len(), 1, "{calls:?}");
+    assert_eq!(post[0].path, "/api/v3/repos/acme/myapp/issues/7/comments");
+    assert_eq!(
+        post[0].header("authorization"),
+        Some(&*format!("Bearer {TOKEN}"))
+    );
+    assert_eq!(post[0].body["body"].as_str(), Some(&*ours[0].body));
+    assert!(calls.iter().any(|c| c.method == "GET"
+        && c.path
+            .starts_with("/api/v3/repos/acme/myapp/issues/7/comments?")));
+
+    // Second run, another target: the same comment is updated in place.
+    let mut c = gh(p.path(), &mock);
+    c.env("GITHUB_STEP_SUMMARY", &summary);
+    let r = run(
+        c,
+        &[
+            "rollback",
+            "--dry-run",
+            "--version",
+            "v1.0.0",
+            "--comment-pr",
+            "7",
+        ],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert!(r.stderr.contains("updated the plan"), "{}", r.show());
+    let after = comments_on(&mock, 7);
+    assert_eq!(after.len(), 3, "never duplicated: {after:?}");
+    let mine = after.iter().find(|c| c.id == ours[0].id).unwrap();
+    assert!(mine.body.contains("`v1.2.0` → `v1.0.0`"), "{}", mine.body);
+    let update = format!("/api/v3/repos/acme/myapp/issues/comments/{}", ours[0].id);
+    let writes: Vec<_> = mock
+        .calls()
+        .into_iter()
+        .filter(|c| c.method != "GET")
+        .collect();
+    assert_eq!(writes.len(), 2, "one create, one update: {writes:?}");
+    assert_eq!(writes[1].path, update);
+    assert!(matches!(writes[1].method.as_str(), "PATCH" | "POST"));
+    // Foreign comments untouched, on this PR and the other.
+    let bodies = |id| mock.with(|s| s.comments.iter().find(|c| c.id == id).unwrap().body.clone());
+    assert_eq!(bodies(human), "LGTM, ship it");
+    assert_eq!(bodies(quoted), format!("{MARKER}\nfake plan"));
+    assert_eq!(bodies(other_pr), format!("{MARKER}\nold"));
+    // The job summary got both plans, appended.
+    let s = std::fs::read_to_string(&summary).unwrap();
+    assert_eq!(s.matches("### bagboy rollback plan").count(), 2, "{s}");
+    // Nothing on disk changed: a dry-run.
+    assert!(!p.history().contains("rolled_back_from"));
+}
+
+#[test]
+fn mock_github_pr_comment_auto_reads_the_event_and_the_tokens_identity() {
+    let p = layout_project();
+    let mock = MockGithub::start();
+    mock.with(|s| s.me = Some("release-bot".into()));
+    // The marker from another identity (the Actions bot) is not this token's comment.
+    mock.add_comment(12, "github-actions[bot]", "Bot", &format!("{MARKER}\nold"));
+    let mine = mock.add_comment(12, "release-bot", "User", &format!("{MARKER}\nold plan"));
+    let event = p.write(
+        "event.json",
+        &json!({"action": "synchronize", "number": 12, "pull_request": {"number": 12, "title": "x"}})
+            .to_string(),
+    );
+    let mut c = gh(p.path(), &mock);
+    c.env("GITHUB_EVENT_PATH", &event);
+    let r = run(c, &["rollback", "--dry-run", "--comment-pr", "auto"]);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    let body = mock.with(|s| {
+        s.comments
+            .iter()
+            .find(|c| c.id == mine)
+            .unwrap()
+            .body
+            .clone()
+    });
+    assert!(body.contains("bagboy rollback plan"), "{body}");
+    assert_eq!(comments_on(&mock, 12).len(), 2);
+    assert!(mock.calls().iter().any(|c| c.path == "/api/v3/user"));
+
+    // Not a pull-request event: a clear error, exit 1, nothing posted.
+    let push = p.write("push.json", &json!({"ref": "refs/heads/main"}).to_string());
+    let before = mock.calls().len();
+    let mut c = gh(p.path(), &mock);
+    c.env("GITHUB_EVENT_PATH", &push);
+    let r = run(c, &["rollback", "--dry-run", "--comment-pr", "auto"]);
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    assert!(r.stderr.contains("not for a pull request"), "{}", r.show());
+    assert_eq!(mock.calls().len(), before);
+}
+
+#[test]
+fn mock_github_pr_comment_errors_are_clear_exit_1_and_never_print_the_token() {
+    let p = layout_project();
+    let dry = ["rollback", "--dry-run", "--comment-pr", "3"];
+
+    // A refused token.
+    let mock = MockGithub::start();
+    let mut c = gh(p.path(), &mock);
+    c.env("GITHUB_TOKEN", "ghp_wrongwrongwrong");
+    let r = run(c, &dry);
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    assert!(
+        r.stderr.contains("401") && r.stderr.contains("GITHUB_TOKEN was refused"),
+        "{}",
+        r.show()
+    );
+    assert!(!r.stderr.contains("ghp_wrongwrongwrong"), "{}", r.show());
+
+    // No permission to comment (a fork's read-only token).
+    let mock = MockGithub::start();
+    mock.fail(
+        "POST",
+        "/issues/3/comments",
+        403,
+        json!({"message": "Resource not accessible by integration"}),
+        1,
+    );
+    let r = run(gh(p.path(), &mock), &dry);
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    assert!(
+        r.stderr.contains("403") && r.stderr.contains("pull-requests: write"),
+        "{}",
+        r.show()
+    );
+
+    // No such pull request.
+    let mock = MockGithub::start();
+    mock.fail(
+        "GET",
+        "/issues/3/comments",
+        404,
+        json!({"message": "Not Found"}),
+        1,
+    );
+    let r = run(gh(p.path(), &mock), &dry);
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    assert!(
+        r.stderr.contains("404") && r.stderr.contains("acme/myapp"),
+        "{}",
+        r.show()
+    );
+
+    // Validation failed, with GitHub's details.
+    let mock = MockGithub::start();
+    mock.fail(
+        "POST",
+        "/issues/3/comments",
+        422,
+        json!({"message": "Validation Failed", "errors": [{"resource": "IssueComment", "code": "custom", "field": "body", "message": "body is too long (maximum is 65536 characters)"}]}),
+        1,
+    );
+    let r = run(gh(p.path(), &mock), &dry);
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    assert!(
+        r.stderr.contains("422") && r.stderr.contains("body is too long"),
+        "{}",
+        r.show()
+    );
+
+    // Rate limited: the reset time is said.
+    let mock = MockGithub::start();
+    let reset = time::OffsetDateTime::now_utc().unix_timestamp() as u64 + 600;
+    mock.with(|s| s.rate_reset = reset);
+    mock.fail(
+        "GET",
+        "/issues/3/comments",
+        403,
+        json!({"message": "API rate limit exceeded for installation ID 1."}),
+        1,
+    );
+    let r = run(gh(p.path(), &mock), &dry);
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    let at = time::OffsetDateTime::from_unix_timestamp(reset as i64)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    assert!(
+        r.stderr.contains("rate limited") && r.stderr.contains(&at),
+        "{}",
+        r.show()
+    );
+
+    // No token at all, no repository: said before any request.
+    let mock = MockGithub::start();
+    let mut c = gh(p.path(), &mock);
+    c.env_remove("GITHUB_TOKEN");
+    let r = run(c, &dry);
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    assert!(r.stderr.contains("needs GITHUB_TOKEN"), "{}", r.show());
+    let mut c = gh(p.path(), &mock);
+    c.env_remove("GITHUB_REPOSITORY");
+    let r = run(c, &dry);
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    assert!(r.stderr.contains("GITHUB_REPOSITORY"), "{}", r.show());
+    assert!(mock.calls().is_empty(), "{:?}", mock.calls());
+
+    // A plain-HTTP API URL that is not loopback never gets the token.
+    let mut c = gh(p.path(), &mock);
+    c.env("GITHUB_API_URL", "http://github.example.com/api/v3");
+    let r = run(c, &dry);
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    assert!(r.stderr.contains("not HTTPS"), "{}", r.show());
+
+    // --comment-pr is a dry-run preview.
+    let r = run(
+        gh(p.path(), &mock),
+        &["rollback", "--yes", "--comment-pr", "3"],
+    );
+    assert_eq!(r.code, Some(2), "{}", r.show());
+}
+
+#[test]
+fn mock_github_pr_comment_shows_a_broken_config_then_the_plan_in_the_same_comment() {
+    let p = layout_project();
+    let mock = MockGithub::start();
+    // A PR that breaks the config: the comment says so (and the run fails as without it).
+    let good = std::fs::read_to_string(p.path().join("bagboy.yaml")).unwrap();
+    p.write(
+        "bagboy.yaml",
+        "name: myapp\nregistries:\n  - format: [oops\n",
+    );
+    let r = run(
+        gh(p.path(), &mock),
+        &["rollback", "--dry-run", "--comment-pr", "5"],
+    );
+    assert_eq!(r.code, Some(2), "{}", r.show());
+    let c = comments_on(&mock, 5);
+    assert_eq!(c.len(), 1);
+    assert!(
+        c[0].body.starts_with(MARKER) && c[0].body.contains("could not compute the plan"),
+        "{}",
+        c[0].body
+    );
+    assert!(c[0].body.contains("bagboy.yaml:"), "{}", c[0].body);
+
+    // Fixed: the same comment now shows the plan.
+    p.write("bagboy.yaml", &good);
+    let r = run(
+        gh(p.path(), &mock),
+        &["rollback", "--dry-run", "--comment-pr", "5"],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    let c = comments_on(&mock, 5);
+    assert_eq!(c.len(), 1);
+    assert!(
+        c[0].body.contains("bagboy rollback plan: `v1.2.0`"),
+        "{}",
+        c[0].body
+    );
+}
