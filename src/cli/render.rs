@@ -130,41 +130,48 @@ pub fn plan_json(plan: &Plan) -> serde_json::Value {
 }
 
 pub fn plan_markdown(plan: &Plan) -> String {
+    let (head, sections, foot) = markdown_parts(plan);
+    format!("{head}{}{foot}", sections.concat())
+}
+
+/// The markdown plan's heading and refusals, one section per registry, and its warnings and
+/// summary line.
+fn markdown_parts(plan: &Plan) -> (String, Vec<String>, String) {
     let from = plan
         .current
         .as_ref()
         .map(|c| c.version.as_str())
         .unwrap_or("(no current release)");
-    let mut s = format!(
+    let mut head = format!(
         "### bagboy rollback plan: {} → {}",
         md_code(from),
         md_code(&plan.target.version)
     );
     if plan.partial {
-        s.push_str(" (partial)");
+        head.push_str(" (partial)");
     }
-    s.push_str("\n\n");
+    head.push_str("\n\n");
     for r in &plan.refusals {
-        s.push_str(&format!("> **Refused:** {}\n>\n", md_text(r)));
+        head.push_str(&format!("> **Refused:** {}\n>\n", md_text(r)));
     }
     if !plan.refusals.is_empty() {
-        s.push('\n');
+        head.push('\n');
     }
-    for rp in &plan.registries {
-        s.push_str(&registry_markdown(rp));
-    }
+    let sections = plan.registries.iter().map(registry_markdown).collect();
+    let mut foot = String::new();
     for w in &plan.warnings {
-        s.push_str(&format!("- :warning: {}\n", md_text(w)));
+        foot.push_str(&format!("- :warning: {}\n", md_text(w)));
     }
     if !plan.warnings.is_empty() {
-        s.push('\n');
+        foot.push('\n');
     }
-    s.push_str(&format!("**Plan:** {}.\n", summary_line(plan)));
-    s
+    foot.push_str(&format!("**Plan:** {}.\n", summary_line(plan)));
+    (head, sections, foot)
 }
 
-/// The markdown plan in at most `max` characters (a PR comment has a size limit): diffs are
-/// folded away first, then registries beyond the budget are summarised by count.
+/// The markdown plan in at most `max` bytes (a PR comment has a size limit): diffs are folded
+/// away first, then registries beyond the budget are counted instead of shown. The heading,
+/// refusals, warnings and the summary line (of the whole plan) always stay.
 pub fn plan_markdown_bounded(plan: &Plan, max: usize) -> String {
     let full = plan_markdown(plan);
     if full.len() <= max {
@@ -174,46 +181,45 @@ pub fn plan_markdown_bounded(plan: &Plan, max: usize) -> String {
     for rp in &mut lean.registries {
         for st in &mut rp.steps {
             if st.diff.take().is_some() {
-                let d = st
-                    .detail
-                    .take()
-                    .map(|d| format!("{d}; "))
-                    .unwrap_or_default();
-                st.detail = Some(format!(
-                    "{d}diff not shown: the plan is too long for a comment"
-                ));
+                let d = st.detail.take().map(|d| format!("{d}; ")).unwrap_or_default();
+                st.detail = Some(format!("{d}diff not shown: the plan is too long for a comment"));
             }
         }
     }
-    let folded = plan_markdown(&lean);
-    if folded.len() <= max {
-        return folded;
-    }
-    let mut cut = lean.clone();
-    let mut left = Vec::new();
-    while cut.registries.len() > 0 && {
-        let s = plan_markdown(&cut);
-        s.len() + 400 > max
-    } {
-        if let Some(rp) = cut.registries.pop() {
-            left.push(rp);
+    let (head, sections, foot) = markdown_parts(&lean);
+    let budget = max.saturating_sub(head.len() + foot.len() + 300);
+    let (mut used, mut shown) = (0, 0);
+    for s in &sections {
+        if used + s.len() > budget {
+            break;
         }
+        used += s.len();
+        shown += 1;
     }
-    let mut s = plan_markdown(&cut);
-    let steps: usize = left.iter().map(|r| r.steps.len()).sum();
-    let note = format!(
-        "\n> {} more registr{} ({} step{}) not shown: the plan is too long for a comment; the job's log and summary hold all of it.\n",
-        left.len(),
-        if left.len() == 1 { "y" } else { "ies" },
-        steps,
-        if steps == 1 { "" } else { "s" }
-    );
-    s.push_str(&note);
-    if s.len() > max {
-        s = s.chars().take(max.saturating_sub(200)).collect();
-        s.push_str("\n\n> (cut: too long for a comment)\n");
+    let mut out = head;
+    out.push_str(&sections[..shown].concat());
+    if shown < sections.len() {
+        let rest = &lean.registries[shown..];
+        let steps: usize = rest.iter().map(|r| r.steps.len()).sum();
+        out.push_str(&format!(
+            "> {} more registr{} ({} step{}) not shown: the plan is too long for a comment; the job's log and summary hold all of it.\n\n",
+            rest.len(),
+            if rest.len() == 1 { "y" } else { "ies" },
+            steps,
+            if steps == 1 { "" } else { "s" }
+        ));
     }
-    s
+    out.push_str(&foot);
+    if out.len() > max {
+        // Only refusals or warnings this long are left: cut them at a character boundary.
+        let mut end = max.saturating_sub(60);
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push_str("\n\n> (cut: too long for a comment)\n");
+    }
+    out
 }
 
 /// A PR comment for a plan that could not be computed: the error, fenced.
@@ -345,4 +351,62 @@ pub fn outcome_text(plan: &Plan, outcome: &Outcome, o: &Output) -> String {
 
 pub fn outcome_json(plan: &Plan, outcome: &Outcome) -> serde_json::Value {
     json!({ "plan": plan_json(plan), "outcome": outcome })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Action, Release};
+
+    fn plan(registries: usize, steps: usize, diff: usize) -> Plan {
+        let rel = |v: &str| Release {
+            version: v.into(),
+            timestamp: "2026-11-01T00:00:00Z".into(),
+            status: None,
+            commit: None,
+        };
+        Plan {
+            schema: crate::plan::PLAN_SCHEMA,
+            history: "h".into(),
+            history_sha256: None,
+            current: Some(rel("v2.0.0")),
+            target: rel("v1.0.0"),
+            partial: false,
+            only: Vec::new(),
+            force: false,
+            registries: (0..registries)
+                .map(|r| RegistryPlan {
+                    format: "docker".into(),
+                    registry: format!("ghcr.io/acme/app{r}"),
+                    steps: (0..steps)
+                        .map(|s| {
+                            let mut st = Step::new(Action::change("move_tag"), format!("tag{s}"));
+                            st.diff = (diff > 0).then(|| "+x\n".repeat(diff));
+                            st
+                        })
+                        .collect(),
+                    notes: Vec::new(),
+                })
+                .collect(),
+            refusals: vec!["refused: something".into()],
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn bounded_markdown_fits_and_keeps_refusals_and_the_summary() {
+        let small = plan(1, 2, 0);
+        assert_eq!(plan_markdown_bounded(&small, 65_000), plan_markdown(&small));
+        // Big diffs: folded away first.
+        let diffs = plan(2, 3, 10_000);
+        let b = plan_markdown_bounded(&diffs, 65_000);
+        assert!(b.len() <= 65_000 && b.contains("diff not shown"), "{}", b.len());
+        assert!(b.contains("ghcr.io/acme/app1"));
+        // Many registries: the tail is counted, not shown.
+        let many = plan(400, 20, 0);
+        let b = plan_markdown_bounded(&many, 65_000);
+        assert!(b.len() <= 65_000, "{}", b.len());
+        assert!(b.contains("more registries") && b.contains("**Refused:**"));
+        assert!(b.contains("**Plan:** 8000 changes"), "the summary counts every step");
+    }
 }

@@ -17,8 +17,8 @@ use crate::registry::{
 };
 use crate::yaml::Node;
 
-pub const MAKE_LATEST: &str = "make_latest";
-pub const MARK_PRERELEASE: &str = "mark_prerelease";
+pub const MAKE_LATEST: &str = "point_latest";
+pub const MARK_PRERELEASE: &str = "demote_release";
 
 /// The reference of the "which release is latest" step.
 pub const LATEST_REF: &str = "releases/latest";
