@@ -596,3 +596,42 @@ fn examples_github_workflows_pass_actionlint() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("potentially untrusted"));
 }
+
+/// A journal naming a release the history never recorded is refused by `recover` (exit 2, no
+/// write); the genuine journal is finished.
+#[test]
+fn mock_github_release_recover_refuses_a_forged_journal() {
+    let mock = MockGithub::start();
+    let (p, ids) = releases_project(&mock, false);
+    let unrecorded = mock.add_release("v0.9.0-vulnerable", false, false);
+    mock.with(|s| s.latest = Some(ids[2]));
+    let r = run(
+        gh(p.path(), &mock),
+        &["rollback", "--dry-run", "--format", "json"],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    let plan: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let journal = |plan: &serde_json::Value| {
+        let header = json!({
+            "journal": 2, "id": "1-1", "started_at": "2026-03-01T00:00:00Z", "pid": 1,
+            "command": "bagboy rollback", "entry_timestamp": "2026-03-01T00:00:00Z",
+            "plan": plan, "steps": [[0, 0]],
+        });
+        p.write(".bagboy/journal/1-1.jsonl", &format!("{header}\n"));
+    };
+    let mut forged = plan.clone();
+    forged["registries"][0]["steps"][0]["data"]["release_id"] = json!(unrecorded);
+    journal(&forged);
+    let r = run(gh(p.path(), &mock), &["recover", "--yes"]);
+    assert_eq!(r.code, Some(2), "{}", r.show());
+    assert!(
+        r.stderr.contains("not one the history records"),
+        "{}",
+        r.show()
+    );
+    assert!(mock.calls().iter().all(|c| c.method == "GET"));
+    journal(&plan);
+    let r = run(gh(p.path(), &mock), &["recover", "--yes"]);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert_eq!(latest(&mock).as_deref(), Some("v1.1.0"));
+}

@@ -181,8 +181,14 @@ pub fn plan_markdown_bounded(plan: &Plan, max: usize) -> String {
     for rp in &mut lean.registries {
         for st in &mut rp.steps {
             if st.diff.take().is_some() {
-                let d = st.detail.take().map(|d| format!("{d}; ")).unwrap_or_default();
-                st.detail = Some(format!("{d}diff not shown: the plan is too long for a comment"));
+                let d = st
+                    .detail
+                    .take()
+                    .map(|d| format!("{d}; "))
+                    .unwrap_or_default();
+                st.detail = Some(format!(
+                    "{d}diff not shown: the plan is too long for a comment"
+                ));
             }
         }
     }
@@ -400,13 +406,20 @@ mod tests {
         // Big diffs: folded away first.
         let diffs = plan(2, 3, 10_000);
         let b = plan_markdown_bounded(&diffs, 65_000);
-        assert!(b.len() <= 65_000 && b.contains("diff not shown"), "{}", b.len());
+        assert!(
+            b.len() <= 65_000 && b.contains("diff not shown"),
+            "{}",
+            b.len()
+        );
         assert!(b.contains("ghcr.io/acme/app1"));
         // Many registries: the tail is counted, not shown.
         let many = plan(400, 20, 0);
         let b = plan_markdown_bounded(&many, 65_000);
         assert!(b.len() <= 65_000, "{}", b.len());
         assert!(b.contains("more registries") && b.contains("**Refused:**"));
-        assert!(b.contains("**Plan:** 8000 changes"), "the summary counts every step");
+        assert!(
+            b.contains("**Plan:** 8000 changes"),
+            "the summary counts every step"
+        );
     }
 }
