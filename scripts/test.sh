@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 # Real servers and tools the integration tests start: the CNCF distribution registry,
 # git (taps), htpasswd (bcrypt users for registry auth), openssl (token-server keys), ruby
 # (`ruby -c` on every formula bagboy restores), the Prometheus Pushgateway (metrics) and
-# Prometheus (health-check queries), tmux (the interactive path in a real terminal).
+# Prometheus (health-check queries), tmux (the interactive path in a real terminal), HAProxy
+# (blue-green traffic through its runtime API).
 need=()
 [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 command -v git >/dev/null 2>&1 || need+=(git)
@@ -19,6 +20,7 @@ command -v ruby >/dev/null 2>&1 || need+=(ruby)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v pgrep >/dev/null 2>&1 || need+=(procps)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+[ -x /usr/sbin/haproxy ] || need+=(haproxy)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   SUDO=""

@@ -30,6 +30,9 @@ pub struct Plan {
     /// Reasons the plan must not run (without `--force`). Every one found, not only the first.
     pub refusals: Vec<String>,
     pub warnings: Vec<String>,
+    /// `promote` for a blue-green promotion; absent for a rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
 }
 
 /// One side of a rollback: which history entry (version and timestamp identify it).

@@ -4,6 +4,7 @@ mod audit;
 mod health;
 mod output;
 mod render;
+mod promote;
 mod rollback;
 pub mod text;
 mod versions;
@@ -97,6 +98,9 @@ pub enum Command {
     Health(HealthArgs),
     /// Record a release: observe the registries for version V and mark it deployed
     Record(RecordArgs),
+    /// Blue-green: move traffic step by step to a release staged on the idle environment,
+    /// health-checked after each step, then point the registries at it
+    Promote(PromoteArgs),
     /// Finish or undo a rollback that was interrupted (crash, kill, lost network)
     Recover(RecoverArgs),
     /// Inspect and maintain the deployment history
@@ -230,6 +234,25 @@ pub struct RecordArgs {
     /// Record a version that an automated rollback held
     #[arg(long)]
     pub force: bool,
+    /// Blue-green: the environment the release runs on; on the idle one it is recorded
+    /// `staged` until `bagboy promote` switches traffic to it
+    #[arg(long, value_name = "COLOR", value_parser = ["blue", "green"])]
+    pub environment: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// The staged release to promote
+    #[arg(long, value_name = "V")]
+    pub version: String,
+    /// Print the plan (every traffic step and the registries); change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
 }
 
 #[derive(Debug, Args)]
@@ -388,6 +411,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Apply(a) => rollback::apply(&Context::new(&cli)?, a),
         Command::Health(a) => health::health(&Context::new(&cli)?, a),
         Command::Record(a) => rollback::record(&Context::new(&cli)?, a),
+        Command::Promote(a) => promote::promote(&Context::new(&cli)?, a),
         Command::Recover(a) => rollback::recover(&Context::new(&cli)?, a),
         Command::Unlock(a) => rollback::unlock(&Context::new(&cli)?, a),
         Command::Audit(a) => audit::run(&Context::new(&cli)?, a),

@@ -12,7 +12,11 @@ fn short(v: Option<&str>) -> String {
     match v {
         None => "(absent)".into(),
         Some(s) if s.contains(':') => clean(&short_digest(s)).into_owned(),
-        Some(s) => clean(&s.chars().take(10).collect::<String>()).into_owned(),
+        // Commits shortened; other values (weights, versions, release states) as they are.
+        Some(s) if s.len() > 12 && s.chars().all(|c| c.is_ascii_hexdigit()) => {
+            s[..10].to_string()
+        }
+        Some(s) => clean(s).into_owned(),
     }
 }
 
@@ -44,9 +48,21 @@ fn title(plan: &Plan) -> String {
     format!("{} → {}", clean(from), clean(&plan.target.version))
 }
 
+fn is_promotion(plan: &Plan) -> bool {
+    plan.operation.as_deref() == Some("promote")
+}
+
+fn verb(plan: &Plan) -> &'static str {
+    if is_promotion(plan) {
+        "Promote"
+    } else {
+        "Roll back"
+    }
+}
+
 pub fn plan_text(plan: &Plan, o: &Output) -> String {
     let mut s = String::new();
-    s.push_str(&o.bold(&format!("Roll back {}", title(plan))));
+    s.push_str(&o.bold(&format!("{} {}", verb(plan), title(plan))));
     if plan.partial {
         s.push_str(" (partial)");
     }
@@ -143,7 +159,8 @@ fn markdown_parts(plan: &Plan) -> (String, Vec<String>, String) {
         .map(|c| c.version.as_str())
         .unwrap_or("(no current release)");
     let mut head = format!(
-        "### bagboy rollback plan: {} → {}",
+        "### bagboy {} plan: {} → {}",
+        if is_promotion(plan) { "promotion" } else { "rollback" },
         md_code(from),
         md_code(&plan.target.version)
     );
@@ -282,13 +299,19 @@ pub fn outcome_text(plan: &Plan, outcome: &Outcome, o: &Output) -> String {
             "{} is already current and every registry matches it; nothing to do.\n",
             plan.target.version
         ),
-        OutcomeKind::RolledBack => o.green(&format!("Rolled back {} in {secs:.2}s\n", title(plan))),
+        OutcomeKind::RolledBack => o.green(&format!(
+            "{} {} in {secs:.2}s\n",
+            if is_promotion(plan) { "Promoted" } else { "Rolled back" },
+            title(plan)
+        )),
         OutcomeKind::FailedUndone => o.red(&format!(
-            "Rollback {} FAILED; every applied step was undone ({secs:.2}s)\n",
+            "{} {} FAILED; every applied step was undone ({secs:.2}s)\n",
+            if is_promotion(plan) { "Promotion" } else { "Rollback" },
             title(plan)
         )),
         OutcomeKind::Partial => o.red(&format!(
-            "Rollback {} FAILED and could not be fully undone: run `bagboy recover` ({secs:.2}s)\n",
+            "{} {} FAILED and could not be fully undone: run `bagboy recover` ({secs:.2}s)\n",
+            if is_promotion(plan) { "Promotion" } else { "Rollback" },
             title(plan)
         )),
     };
@@ -335,14 +358,23 @@ pub fn outcome_text(plan: &Plan, outcome: &Outcome, o: &Output) -> String {
                 .as_ref()
                 .map(|c| c.version.as_str())
                 .unwrap_or("-");
-            s.push_str(&format!(
-                "History: {} is deployed (rollback of {from}); {from} is rolled_back_from.\n",
-                clean(&plan.target.version),
-                from = clean(from)
-            ));
+            if is_promotion(plan) {
+                s.push_str(&format!(
+                    "History: {} is deployed (promoted from {from}); {from} is superseded and keeps running for an instant rollback.\n",
+                    clean(&plan.target.version),
+                    from = clean(from)
+                ));
+            } else {
+                s.push_str(&format!(
+                    "History: {} is deployed (rollback of {from}); {from} is rolled_back_from.\n",
+                    clean(&plan.target.version),
+                    from = clean(from)
+                ));
+            }
         }
         OutcomeKind::FailedUndone => s.push_str(&format!(
-            "History: the attempt is recorded as rollback_failed; {} is still current.\n",
+            "History: the attempt is recorded as {}; {} is still current.\n",
+            if is_promotion(plan) { "failed" } else { "rollback_failed" },
             clean(
                 plan.current
                     .as_ref()
@@ -396,6 +428,7 @@ mod tests {
                 .collect(),
             refusals: vec!["refused: something".into()],
             warnings: Vec::new(),
+            operation: None,
         }
     }
 

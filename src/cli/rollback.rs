@@ -60,7 +60,7 @@ impl Listener for Progress {
     }
 }
 
-fn listeners() -> Fanout {
+pub(super) fn listeners() -> Fanout {
     Fanout::new().with(Progress {
         tty: std::io::stderr().is_terminal(),
     })
@@ -175,7 +175,7 @@ pub(super) fn confirm(question: &str, what: &str) -> Result<(), Error> {
     }
 }
 
-fn print_plan(ctx: &Context, plan: &Plan, format: ReportFormat) {
+pub(super) fn print_plan(ctx: &Context, plan: &Plan, format: ReportFormat) {
     match format {
         ReportFormat::Text => ctx.out.raw(&render::plan_text(plan, &ctx.out)),
         ReportFormat::Json => ctx.out.line(&pretty(&render::plan_json(plan))),
@@ -388,7 +388,7 @@ pub(super) fn run_prepared(
     outcome_result(&outcome)
 }
 
-fn render_outcome(
+pub(super) fn render_outcome(
     ctx: &Context,
     plan: &Plan,
     outcome: &Outcome,
@@ -411,7 +411,7 @@ fn render_outcome(
     }
 }
 
-fn outcome_result(outcome: &Outcome) -> Result<(), Error> {
+pub(super) fn outcome_result(outcome: &Outcome) -> Result<(), Error> {
     match outcome.exit() {
         Exit::Success => Ok(()),
         exit => Err(Error::Failed(
@@ -446,6 +446,7 @@ fn record_with(ctx: &Context, args: &RecordArgs, events: &Fanout) -> Result<(), 
         commit: args.commit.clone(),
         notes: args.notes.clone(),
         force: args.force,
+        environment: args.environment.clone(),
     };
     let recorded = ops::record::record(&ctx.ws, &req, events)?;
     for w in &recorded.warnings {
@@ -459,7 +460,20 @@ fn record_with(ctx: &Context, args: &RecordArgs, events: &Fanout) -> Result<(), 
         ctx.out.line(&pretty(&doc));
         return Ok(());
     }
-    let mut s = format!("recorded {} as deployed", entry.version);
+    let mut s = format!(
+        "recorded {} as {}",
+        entry.version,
+        entry.effective_status().map(|s| s.as_str()).unwrap_or("deployed")
+    );
+    if let Some(env) = entry.environment() {
+        s.push_str(&format!(" on {}", clean(env)));
+    }
+    if entry.effective_status() == Some(crate::history::Status::Staged) {
+        s.push_str(&format!(
+            " (the idle environment; `bagboy promote --version {}` switches traffic to it)",
+            entry.version
+        ));
+    }
     if let Some(p) = &recorded.superseded {
         s.push_str(&format!(" ({p} is now superseded)"));
     }

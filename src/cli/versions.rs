@@ -76,19 +76,28 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<(), Error> {
                     ]
                 })
                 .collect();
-            let text = table(
-                &[
-                    "",
-                    "VERSION",
-                    "STATUS",
-                    "WHEN",
-                    "COMMIT",
-                    "REGISTRIES",
-                    "NOTE",
-                ],
-                &rows,
-            );
+            let with_env = order.iter().any(|i| h.deployments[*i].environment().is_some());
+            let rows: Vec<Vec<String>> = if with_env {
+                rows.into_iter()
+                    .zip(&order)
+                    .map(|(mut r, i)| {
+                        let env = h.deployments[*i].environment().unwrap_or("-");
+                        r.insert(3, clean(env).into_owned());
+                        r
+                    })
+                    .collect()
+            } else {
+                rows
+            };
+            let mut headers = vec!["", "VERSION", "STATUS", "WHEN", "COMMIT", "REGISTRIES", "NOTE"];
+            if with_env {
+                headers.insert(3, "ENV");
+            }
+            let text = table(&headers, &rows);
             ctx.out.raw(&text);
+            if let Some(line) = traffic_line(ctx, h) {
+                ctx.out.line(&line);
+            }
             if order.len() < h.deployments.len() {
                 ctx.out.line(&ctx.out.dim(&format!(
                     "({} of {} entries; * current, ↩ created by a rollback)",
@@ -102,6 +111,47 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Blue-green: which environment is live and which idle, observed from the balancer (HAProxy
+/// only: `versions list` never runs the `command` balancer), with what each runs.
+fn traffic_line(ctx: &Context, h: &crate::history::History) -> Option<String> {
+    use crate::registry::traffic::{self, Color};
+    let d = &ctx.ws.config.deployment;
+    let t = d.traffic.as_ref().filter(|_| d.strategy.as_deref() == Some("blue-green"))?;
+    let runs = |c: Color| {
+        h.deployments
+            .iter()
+            .filter(|d| d.environment() == Some(c.as_str()))
+            .max_by_key(|d| d.timestamp.at())
+            .map(|d| clean(d.version.as_str()).into_owned())
+            .unwrap_or_else(|| "nothing recorded".into())
+    };
+    let switch = traffic::open(t);
+    if switch.runs_a_program() {
+        return None;
+    }
+    let rt = crate::ops::runtime().ok()?;
+    Some(match rt.block_on(switch.weights()) {
+        Ok(w) => {
+            let state = |c: Color| match (w.live(), w.of(c)) {
+                (Some(l), _) if l == c => "live",
+                (_, 0) => "idle",
+                _ => "split",
+            };
+            format!(
+                "traffic ({}): blue {} ({}, runs {}), green {} ({}, runs {})",
+                clean(&switch.describe()),
+                state(Color::Blue),
+                w.shown().split(" / ").next().unwrap_or_default().trim_start_matches("blue "),
+                runs(Color::Blue),
+                state(Color::Green),
+                w.shown().split(" / ").nth(1).unwrap_or_default().trim_start_matches("green "),
+                runs(Color::Green),
+            )
+        }
+        Err(e) => format!("traffic: the balancer could not be read ({})", clean(&e.to_string())),
+    })
 }
 
 fn registries_cell(packages: &[Package]) -> String {
@@ -120,7 +170,7 @@ fn pretty(v: &Value) -> String {
 }
 
 pub fn deployment_json(d: &Deployment, current: bool) -> Value {
-    json!({
+    let mut v = json!({
         "version": d.version,
         "timestamp": d.timestamp,
         "status": d.effective_status(),
@@ -131,7 +181,11 @@ pub fn deployment_json(d: &Deployment, current: bool) -> Value {
         "actor": d.actor,
         "notes": d.notes,
         "packages": d.packages.iter().map(package_json).collect::<Vec<_>>(),
-    })
+    });
+    if let Some(env) = d.environment() {
+        v["environment"] = json!(env);
+    }
+    v
 }
 
 fn package_json(p: &Package) -> Value {

@@ -272,6 +272,7 @@ impl<'a> RollbackCoordinator<'a> {
             registries,
             refusals,
             warnings,
+            operation: None,
         })
     }
 

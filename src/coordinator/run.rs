@@ -87,8 +87,19 @@ impl RollbackCoordinator<'_> {
         journal: &Journal,
         listener: &dyn Listener,
     ) -> Execution {
-        let changing = plan.changing_steps();
-        let run = self.apply_steps(plan, &changing, journal, listener).await;
+        // Traffic first (an instant blue-green switch), alone; then every registry.
+        let (first, rest): (Vec<StepId>, Vec<StepId>) = plan
+            .changing_steps()
+            .into_iter()
+            .partition(|(r, _)| plan.registries[*r].format == crate::registry::traffic::TRAFFIC.name);
+        let mut run = self.apply_steps(plan, &first, journal, listener).await;
+        if run.errors.is_empty() && !rest.is_empty() {
+            let more = self.apply_steps(plan, &rest, journal, listener).await;
+            run.applied.extend(more.applied);
+            run.uncertain.extend(more.uncertain);
+            run.errors.extend(more.errors);
+            run.reports.extend(more.reports);
+        }
         let mut reports = run.reports;
         let mut errors = run.errors;
         if errors.is_empty() {

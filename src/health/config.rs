@@ -58,8 +58,138 @@ pub struct Deployment {
     pub auto_trigger: Vec<AutoTrigger>,
     /// `rollback.validation` items as written (run by the validation feature).
     pub validation: Vec<Node>,
-    /// `traffic:` as written (blue-green).
-    pub traffic: Option<Node>,
+    /// `traffic:` (blue-green): the balancer, the two environments, the gradual steps.
+    pub traffic: Option<Traffic>,
+}
+
+/// How traffic reaches the two environments.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Balancer {
+    /// HAProxy's runtime API: `host:port`, or a unix socket path.
+    Haproxy { address: String, backend: String },
+    /// A user script: `<command> get` prints `blue N` / `green N`; `<command> set COLOR N`.
+    Command { command: String },
+}
+
+/// One environment of a blue-green pair.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Environment {
+    /// The balancer's server name (HAProxy `backend/server`).
+    pub server: String,
+    /// Checked directly before and during a promotion (2xx = healthy).
+    pub url: Option<String>,
+}
+
+/// `deployment.traffic`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Traffic {
+    pub balancer: Balancer,
+    pub blue: Environment,
+    pub green: Environment,
+    /// Percentages of traffic on the promoted environment, ending at 100.
+    pub steps: Vec<u32>,
+    pub interval: Duration,
+}
+
+impl Traffic {
+    pub fn environment(&self, color: &str) -> Option<&Environment> {
+        match color {
+            "blue" => Some(&self.blue),
+            "green" => Some(&self.green),
+            _ => None,
+        }
+    }
+}
+
+fn traffic(p: &mut Problems, w: &mut Vec<Problem>, node: &Node) -> Option<Traffic> {
+    if !known(
+        p,
+        w,
+        node,
+        "traffic",
+        &["haproxy", "backend", "command", "blue", "green", "steps", "interval"],
+    ) {
+        return None;
+    }
+    let balancer = match (get(node, "haproxy"), get(node, "command")) {
+        (Some(a), None) => {
+            let address = p.string("haproxy", a)?;
+            let backend = match get(node, "backend") {
+                Some(b) => p.string("backend", b)?,
+                None => {
+                    p.push(node.loc, "`traffic.haproxy` needs `backend:` (the HAProxy backend of the two servers)");
+                    return None;
+                }
+            };
+            Balancer::Haproxy { address, backend }
+        }
+        (None, Some(c)) => Balancer::Command {
+            command: p.string("command", c)?,
+        },
+        (Some(_), Some(_)) => {
+            p.push(node.loc, "`traffic` takes `haproxy:` or `command:`, not both");
+            return None;
+        }
+        (None, None) => {
+            p.push(node.loc, "`traffic` needs `haproxy:` (the runtime API address) or `command:`");
+            return None;
+        }
+    };
+    let mut env = |color: &str| -> Option<Environment> {
+        let Some(n) = get(node, color) else {
+            p.push(node.loc, format!("`traffic` needs `{color}: {{server: ..., url: ...}}`"));
+            return None;
+        };
+        if !known(p, w, n, color, &["server", "url"]) {
+            return None;
+        }
+        let server = match get(n, "server") {
+            Some(s) => p.string("server", s)?,
+            None => color.to_string(),
+        };
+        if server.is_empty()
+            || !server
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        {
+            p.push(n.loc, format!("`{color}.server` must be a server name (letters, digits, - _ . :)"));
+            return None;
+        }
+        let url = get(n, "url").and_then(|u| p.string("url", u));
+        Some(Environment { server, url })
+    };
+    let blue = env("blue");
+    let green = env("green");
+    let mut steps = vec![100];
+    if let Some(v) = get(node, "steps") {
+        let mut got = Vec::new();
+        for item in p.list("steps", v) {
+            match item.as_scalar().and_then(|s| s.text.trim().trim_end_matches('%').parse::<u32>().ok()) {
+                Some(n) if (1..=100).contains(&n) && got.last().is_none_or(|l| *l < n) => got.push(n),
+                _ => p.push(item.loc, "`steps` are rising percentages from 1 to 100 (e.g. [25, 50, 75, 100])"),
+            }
+        }
+        if got.last() != Some(&100) {
+            p.push(v.loc, "`steps` must end at 100");
+        }
+        steps = got;
+    }
+    let interval = match get(node, "interval") {
+        Some(v) => duration(p, "interval", v)?,
+        None => Duration::from_secs(10),
+    };
+    if let (Some(b), Some(g)) = (&blue, &green) {
+        if b.server == g.server {
+            p.push(node.loc, "`blue.server` and `green.server` must differ");
+        }
+    }
+    Some(Traffic {
+        balancer,
+        blue: blue?,
+        green: green?,
+        steps,
+        interval,
+    })
 }
 
 fn known(p: &mut Problems, w: &mut Vec<Problem>, node: &Node, what: &str, keys: &[&str]) -> bool {
@@ -167,7 +297,15 @@ impl Deployment {
                 }
             }
         }
-        d.traffic = get(node, "traffic").cloned();
+        if let Some(t) = get(node, "traffic") {
+            d.traffic = traffic(p, w, t);
+            if d.traffic.is_some() && d.strategy.as_deref() != Some("blue-green") {
+                w.push(Problem {
+                    loc: t.loc,
+                    message: "`traffic` is only used with `strategy: blue-green`".into(),
+                });
+            }
+        }
         d
     }
 }

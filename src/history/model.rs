@@ -75,16 +75,19 @@ pub enum Status {
     RollingBack,
     RollbackFailed,
     Failed,
+    /// Recorded on the idle environment of a blue-green pair; `promote` makes it live.
+    Staged,
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::Deployed,
         Status::Superseded,
         Status::RolledBackFrom,
         Status::RollingBack,
         Status::RollbackFailed,
         Status::Failed,
+        Status::Staged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +98,7 @@ impl Status {
             Status::RollingBack => "rolling_back",
             Status::RollbackFailed => "rollback_failed",
             Status::Failed => "failed",
+            Status::Staged => "staged",
         }
     }
 
@@ -225,6 +229,23 @@ impl Serialize for Timestamp {
 }
 
 impl Deployment {
+    /// `environment:` (blue-green): where the release runs.
+    pub fn environment(&self) -> Option<&str> {
+        self.extra
+            .iter()
+            .find(|(k, _)| k == "environment")
+            .and_then(|(_, n)| n.as_scalar())
+            .map(|s| s.text.as_str())
+    }
+
+    /// Set (or replace) a field bagboy keeps among the entry's other fields.
+    pub fn set_extra(&mut self, key: &str, value: Node) {
+        match self.extra.iter_mut().find(|(k, _)| k == key) {
+            Some((_, v)) => *v = value,
+            None => self.extra.push((key.to_string(), value)),
+        }
+    }
+
     pub fn new(version: Version, status: Status) -> Self {
         Deployment {
             version,
@@ -386,6 +407,7 @@ impl History {
             let d = &self.deployments[*i];
             !d.effective_status().is_some_and(Status::is_failure)
                 && d.effective_status() != Some(Status::RollingBack)
+                && d.effective_status() != Some(Status::Staged)
                 && d.effective_status() != Some(Status::RolledBackFrom)
                 && Some(&d.version) != current_version
         })

@@ -139,9 +139,11 @@ pub fn prepare_with<'w>(
         force: saved.force,
     };
     let rt = super::runtime()?;
-    let plan =
+    let mut plan =
         rt.block_on(coordinator.plan(&loaded.history, target_idx, &req, &ws.history_name(), now))?;
     super::log_http_stats();
+    // As previewed: a saved plan never gains a step its dry-run could not show.
+    super::rollback::add_traffic(ws, &mut plan, &loaded.history, target_idx, &req, true);
     compare(saved, &plan)?;
     if !plan.refusals.is_empty() {
         return Err(Error::refused_with_hint(
@@ -158,6 +160,7 @@ pub fn prepare_with<'w>(
         loaded,
         target_idx,
         command,
+        mode: super::rollback::Mode::Rollback,
     })
 }
 

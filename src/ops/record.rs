@@ -14,6 +14,8 @@ pub struct RecordRequest {
     pub notes: Option<String>,
     /// Record a version an automated rollback held.
     pub force: bool,
+    /// Blue-green: `blue` or `green`.
+    pub environment: Option<String>,
 }
 
 /// What `record` wrote.
@@ -72,20 +74,54 @@ pub fn record_with(
         .collect();
     let packages = observed.into_iter().map(|o| o.package).collect();
     super::log_http_stats();
-    let mut entry = Deployment::new(version, Status::Deployed);
+    let mut history = loaded.history.clone();
+    // Blue-green: a release on the environment that is not live waits, staged, for promote.
+    let live_env = history
+        .current()
+        .and_then(|c| history.deployments[c].environment().map(str::to_string));
+    let staged = ws.config.deployment.strategy.as_deref() == Some("blue-green")
+        && req.environment.is_some()
+        && live_env.is_some()
+        && req.environment != live_env;
+    let status = if staged {
+        Status::Staged
+    } else {
+        Status::Deployed
+    };
+    let mut entry = Deployment::new(version, status);
     entry.commit = req.commit.clone();
     entry.notes = req.notes.clone();
     entry.actor = super::actor();
     entry.packages = packages;
+    if staged {
+        for p in &mut entry.packages {
+            p.status = Some(Status::Staged);
+        }
+    }
+    if let Some(env) = &req.environment {
+        entry.set_extra("environment", crate::yaml::word(env));
+    }
     entry.extra.push((
         "audit".into(),
         crate::yaml::Node::str(super::operation_id()),
     ));
-    let mut history = loaded.history.clone();
-    let superseded = history.current().map(|c| {
-        history.deployments[c].set_status(Status::Superseded);
-        history.deployments[c].version.to_string()
-    });
+    // An earlier staged release on the same environment no longer runs there.
+    for d in &mut history.deployments {
+        if d.effective_status() == Some(Status::Staged)
+            && d.environment().is_some()
+            && d.environment() == req.environment.as_deref()
+        {
+            d.set_status(Status::Superseded);
+        }
+    }
+    let superseded = if staged {
+        None
+    } else {
+        history.current().map(|c| {
+            history.deployments[c].set_status(Status::Superseded);
+            history.deployments[c].version.to_string()
+        })
+    };
     entry.timestamp = later_than(&history);
     history.deployments.push(entry.clone());
     ws.store.save(&history, &loaded.fingerprint)?;

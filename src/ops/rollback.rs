@@ -14,6 +14,17 @@ use crate::plan::Plan;
 /// How the target is chosen when `--version` is absent.
 pub type Picker<'a> = &'a dyn Fn(&History) -> Result<Option<usize>, Error>;
 
+/// What executing writes back: a rollback's entry, or a blue-green promotion's.
+pub enum Mode {
+    Rollback,
+    Promote {
+        /// The staged entry, with the floating tags it takes over.
+        target: Box<Deployment>,
+        promoted_from: Option<String>,
+        environment: String,
+    },
+}
+
 /// A computed plan, with what executing it needs: the lock (unless a dry run), the history
 /// as read under it, and the target entry.
 pub struct Prepared<'w> {
@@ -24,6 +35,7 @@ pub struct Prepared<'w> {
     pub(crate) loaded: Loaded,
     pub(crate) target_idx: usize,
     pub(crate) command: String,
+    pub(crate) mode: Mode,
 }
 
 impl Prepared<'_> {
@@ -104,6 +116,7 @@ pub fn prepare_with<'w>(
         fingerprint_text(&loaded.fingerprint),
     ))?;
     super::log_http_stats();
+    add_traffic(ws, &mut plan, &loaded.history, target_idx, req, dry_run);
     plan.refusals.extend(extra_refusals);
     plan.warnings.extend(extra_warnings);
     listener.on(&Event::Planned { plan: &plan });
@@ -115,7 +128,25 @@ pub fn prepare_with<'w>(
         loaded,
         target_idx,
         command,
+        mode: Mode::Rollback,
     })
+}
+
+/// Blue-green: the instant switch goes first in the plan (the step runner runs traffic steps
+/// before any other), or a warning says why there is none.
+pub(crate) fn add_traffic(
+    ws: &Workspace,
+    plan: &mut Plan,
+    history: &History,
+    target_idx: usize,
+    req: &Request,
+    dry_run: bool,
+) {
+    let (rp, warnings) = super::promote::plan_switch(ws, history, target_idx, req, dry_run);
+    if let Some(rp) = rp {
+        plan.registries.insert(0, rp);
+    }
+    plan.warnings.extend(warnings);
 }
 
 /// Execute a prepared plan: in-flight entry, journal, run, compensation, write-back.
@@ -129,6 +160,7 @@ pub fn execute(prepared: Prepared<'_>, listener: &dyn Listener) -> Result<Outcom
         loaded,
         target_idx,
         command,
+        mode,
     } = prepared;
     if lock.is_none() {
         return Err(Error::refused("a dry-run plan cannot be executed"));
@@ -140,7 +172,10 @@ pub fn execute(prepared: Prepared<'_>, listener: &dyn Listener) -> Result<Outcom
         ));
     }
     let history = &loaded.history;
-    let target = &history.deployments[target_idx];
+    let target = match &mode {
+        Mode::Promote { target, .. } => &**target,
+        Mode::Rollback => &history.deployments[target_idx],
+    };
     let current_idx = history.current();
     let same_version =
         current_idx.is_some_and(|c| history.deployments[c].version == target.version);
@@ -168,6 +203,22 @@ pub fn execute(prepared: Prepared<'_>, listener: &dyn Listener) -> Result<Outcom
         .filter(|_| !same_version)
         .map(|c| history.deployments[c].version.to_string());
     entry.actor = super::actor();
+    // The target runs where it was recorded (blue-green).
+    if let Some(env) = target.environment() {
+        entry.set_extra("environment", crate::yaml::word(env));
+    }
+    if let Mode::Promote {
+        promoted_from,
+        environment,
+        ..
+    } = &mode
+    {
+        entry.rollback_of = None;
+        if let Some(p) = promoted_from {
+            entry.set_extra("promoted_from", crate::yaml::Node::str(p.as_str()));
+        }
+        entry.notes = Some(format!("promoted: all traffic on {environment}"));
+    }
     // The audit line of this operation carries the same id.
     entry.extra.push((
         "audit".into(),
@@ -242,8 +293,13 @@ pub fn execute(prepared: Prepared<'_>, listener: &dyn Listener) -> Result<Outcom
             for p in &mut e.packages {
                 p.status = Some(Status::Deployed);
             }
+            let promoting = matches!(mode, Mode::Promote { .. });
+            if promoting {
+                // The staged entry is replaced by the deployed one.
+                final_history.deployments[target_idx].set_status(Status::Superseded);
+            }
             if let Some(c) = current_idx {
-                let status = if same_version {
+                let status = if same_version || promoting {
                     Status::Superseded
                 } else {
                     Status::RolledBackFrom
@@ -265,8 +321,17 @@ pub fn execute(prepared: Prepared<'_>, listener: &dyn Listener) -> Result<Outcom
         }
         OutcomeKind::FailedUndone => {
             let e = &mut final_history.deployments[entry_pos];
-            e.set_status(Status::RollbackFailed);
-            let note = format!("rollback failed and was undone: {}", errors.join("; "));
+            let what = match mode {
+                Mode::Promote { .. } => {
+                    e.set_status(Status::Failed);
+                    "promotion"
+                }
+                Mode::Rollback => {
+                    e.set_status(Status::RollbackFailed);
+                    "rollback"
+                }
+            };
+            let note = format!("{what} failed and was undone: {}", errors.join("; "));
             e.notes = Some(append_note(e.notes.as_deref(), &note));
         }
         // Leave `rolling_back`: the journal is the record until `recover` resolves it.

@@ -9,6 +9,7 @@ pub mod github_release;
 pub mod homebrew;
 pub mod npm;
 pub mod oci;
+pub mod traffic;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -48,6 +49,7 @@ pub static KINDS: &[&Kind] = &[
     &homebrew::BREW,
     &npm::NPM,
     &github_release::GITHUB_RELEASE,
+    &traffic::TRAFFIC,
 ];
 
 /// The kind named `name` (canonical or alias).
@@ -71,6 +73,8 @@ pub struct Env {
     pub project_name: Option<String>,
     /// The directory relative paths resolve against.
     pub base_dir: PathBuf,
+    /// `deployment.traffic` (the `traffic` plan backend's balancer).
+    pub traffic: Option<crate::health::config::Traffic>,
 }
 
 impl Env {
@@ -83,6 +87,7 @@ impl Env {
                 .and_then(|p| p.parent())
                 .map(PathBuf::from)
                 .unwrap_or_default(),
+            traffic: config.deployment.traffic.clone(),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod fake_server;
 pub mod fixtures;
 pub mod github;
+pub mod haproxy;
 pub mod npm;
 pub mod proxy;
 pub mod push;

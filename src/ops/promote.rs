@@ -1,0 +1,471 @@
+//! Blue-green: `promote` (traffic moved step by step to a staged release, health-checked
+//! after each step, then the registries' floating tags moved as a rollback would) and the
+//! instant switch a rollback plans when its target still runs on the idle environment.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::rollback::{Mode, Prepared};
+use super::{fingerprint_text, Workspace};
+use crate::coordinator::{self, Outcome, Request, RollbackCoordinator};
+use crate::error::{Error, Exit};
+use crate::events::{Event, Listener};
+use crate::health::config::{Check, CheckKind, Traffic};
+use crate::health::{Sample, Verdict};
+use crate::history::{Deployment, History, Status, Version};
+use crate::plan::{Action, Plan, RegistryPlan, Step};
+use crate::registry::traffic::{self, Color, Switch, Weights};
+
+/// The configured blue-green pair, when the strategy is blue-green.
+fn blue_green(ws: &Workspace) -> Option<&Traffic> {
+    (ws.config.deployment.strategy.as_deref() == Some("blue-green"))
+        .then_some(ws.config.deployment.traffic.as_ref())
+        .flatten()
+}
+
+/// The direct check of one environment: its `url` answers 2xx.
+fn env_check(t: &Traffic, color: Color) -> Option<Check> {
+    let url = t.environment(color.as_str())?.url.clone()?;
+    Some(Check {
+        kind: CheckKind::Http {
+            url,
+            expect_status: None,
+        },
+        timeout: Duration::from_secs(10),
+        retries: 0,
+    })
+}
+
+/// The newest entry recorded on `color`.
+fn newest_on<'h>(history: &'h History, color: Color) -> Option<&'h Deployment> {
+    history
+        .deployments
+        .iter()
+        .filter(|d| d.environment() == Some(color.as_str()))
+        .max_by_key(|d| d.timestamp.at())
+}
+
+/// The instant switch of a rollback: all traffic to the target's environment, planned when
+/// that environment is idle, still runs the target and is healthy. Otherwise `None` and why
+/// (the rollback is then registries only).
+pub(crate) fn plan_switch(
+    ws: &Workspace,
+    history: &History,
+    target_idx: usize,
+    req: &Request,
+    dry_run: bool,
+) -> (Option<RegistryPlan>, Vec<String>) {
+    let Some(t) = blue_green(ws) else {
+        return (None, Vec::new());
+    };
+    let target = &history.deployments[target_idx];
+    let no = |why: String| (None, vec![format!("traffic not switched: {why}; the rollback changes the registries only")]);
+    if !req.registries.is_empty() && !req.registries.iter().any(|r| r == "traffic") {
+        return (None, Vec::new());
+    }
+    let Some(color) = target.environment().and_then(Color::parse) else {
+        return no(format!(
+            "{} records no environment (`record --environment blue|green`)",
+            target.version
+        ));
+    };
+    let switch = traffic::open(t);
+    if dry_run && switch.runs_a_program() {
+        return no(format!(
+            "a dry-run does not run the `command` balancer from the config (it would switch to {color} if {color} still runs {} and is healthy)",
+            target.version
+        ));
+    }
+    let rt = match super::runtime() {
+        Ok(rt) => rt,
+        Err(e) => return no(e.to_string()),
+    };
+    let weights = match rt.block_on(switch.weights()) {
+        Ok(w) => w,
+        Err(e) => return no(format!("the balancer could not be read ({e})")),
+    };
+    if weights.live() == Some(color) {
+        return (
+            Some(traffic::switch_plan(
+                &*switch,
+                weights,
+                color,
+                format!("{color} already takes all traffic"),
+            )),
+            Vec::new(),
+        );
+    }
+    match newest_on(history, color) {
+        Some(d) if d.version == target.version => {}
+        Some(d) => {
+            return no(format!(
+                "{color} now runs {}, not {}",
+                d.version, target.version
+            ))
+        }
+        None => return no(format!("nothing is recorded on {color}")),
+    }
+    let mut why = format!(
+        "instant rollback: {color} still runs {} and is healthy",
+        target.version
+    );
+    match env_check(t, color) {
+        Some(check) => {
+            let r = rt.block_on(crate::health::run_check(&check));
+            if r.status != Verdict::Passing {
+                return no(format!(
+                    "{color} ({}) is not healthy: {}",
+                    r.target, r.detail
+                ));
+            }
+        }
+        None => why = format!("instant rollback: {color} still runs {} (no `url` to check)", target.version),
+    }
+    (
+        Some(traffic::switch_plan(&*switch, weights, color, why)),
+        Vec::new(),
+    )
+}
+
+/// A promotion, computed: the plan shown (traffic steps, then the registries), the weights
+/// observed, and the rollback machinery that moves the registries.
+pub struct Promotion<'w> {
+    /// Every step, traffic first: what the user confirms.
+    pub shown: Plan,
+    pub color: Color,
+    pub from: Weights,
+    pub steps: Vec<u32>,
+    pub interval: Duration,
+    pub prepared: Prepared<'w>,
+    pub already_live: bool,
+    switch: Arc<dyn Switch>,
+    checks: Vec<Check>,
+}
+
+/// The tags of `current` that float (`latest`, `stable`, a major `1` shared with `target`):
+/// every tag but those naming `current`'s own version or a prefix of it that `target` lacks.
+fn floating(tag: &str, current: &Version, target: &Version) -> bool {
+    let prefix_of = |v: &Version| {
+        let bare = v.bare();
+        let t = tag.strip_prefix('v').unwrap_or(tag);
+        !t.is_empty()
+            && t.chars().all(|c| c.is_ascii_digit() || c == '.')
+            && (bare == t || bare.starts_with(&format!("{t}.")))
+    };
+    !prefix_of(current) || prefix_of(target)
+}
+
+pub fn prepare<'w>(
+    ws: &'w Workspace,
+    version: &str,
+    dry_run: bool,
+    listener: &dyn Listener,
+) -> Result<Promotion<'w>, Error> {
+    let Some(t) = blue_green(ws) else {
+        return Err(Error::refused_with_hint(
+            "promote needs `deployment.strategy: blue-green` and `deployment.traffic` in bagboy.yaml",
+            "see docs/blue-green.md",
+        ));
+    };
+    let command = super::command_line();
+    listener.on(&Event::Started {
+        id: super::operation_id(),
+        operation: "promote",
+        command: &command,
+    });
+    let lock = if dry_run {
+        None
+    } else {
+        Some(ws.lock(&command)?)
+    };
+    let loaded = ws.store.load()?;
+    if lock.is_some() {
+        ws.check_settled(&loaded.history)?;
+    }
+    let history = &loaded.history;
+    let target_idx = coordinator::choose_target(history, Some(version), &ws.history_name())?;
+    let target = &history.deployments[target_idx];
+    let Some(color) = target.environment().and_then(Color::parse) else {
+        return Err(Error::refused_with_hint(
+            format!("{} records no environment", target.version),
+            "record the release with `bagboy record --version V --environment blue|green`",
+        ));
+    };
+    let switch = traffic::open(t);
+    if dry_run && switch.runs_a_program() {
+        return Err(Error::refused(
+            "a dry-run does not run the `command` balancer from the config; run `bagboy promote` without --dry-run to see the plan and confirm it",
+        ));
+    }
+    let rt = super::runtime()?;
+    let from = rt
+        .block_on(switch.weights())
+        .map_err(|e| Error::Failed(format!("the balancer could not be read: {e}"), Exit::FailedUndone))?;
+    let current_idx = history.current();
+    let current = current_idx.map(|c| &history.deployments[c]);
+    let already_live =
+        from.live() == Some(color) && current.is_some_and(|c| c.version == target.version);
+    if !already_live && target.effective_status() != Some(Status::Staged) {
+        let live = from.leading().map(|c| c.as_str()).unwrap_or("neither");
+        if from.live() == Some(color) {
+            return Err(Error::refused(format!(
+                "{color} already takes all traffic, but {} is not the current release; `bagboy rollback --version {}` points the registries at it",
+                target.version, target.version
+            )));
+        }
+        return Err(Error::refused_with_hint(
+            format!(
+                "{} is `{}`, not staged on the idle environment ({live} is live)",
+                target.version,
+                target
+                    .effective_status()
+                    .map(|s| s.as_str())
+                    .unwrap_or("without status")
+            ),
+            format!(
+                "record it with `bagboy record --version {} --environment {color}` after deploying it there",
+                target.version
+            ),
+        ));
+    }
+    if !already_live && from.live() == Some(color) {
+        return Err(Error::refused(format!(
+            "{color} already takes all traffic: {} cannot be promoted onto the live environment",
+            target.version
+        )));
+    }
+    // The registries: the target's tags, plus the current release's floating tags.
+    let mut extended = history.clone();
+    if let Some(c) = current {
+        let cv = c.version.clone();
+        let floating_tags: Vec<(String, Vec<String>)> = c
+            .packages
+            .iter()
+            .map(|p| {
+                (
+                    p.registry.clone(),
+                    p.tags
+                        .iter()
+                        .filter(|tag| floating(tag, &cv, &target.version))
+                        .cloned()
+                        .collect(),
+                )
+            })
+            .collect();
+        for p in &mut extended.deployments[target_idx].packages {
+            if let Some((_, tags)) = floating_tags.iter().find(|(r, _)| *r == p.registry) {
+                for tag in tags {
+                    if !p.tags.contains(tag) && p.digest.is_some() {
+                        p.tags.push(tag.clone());
+                    }
+                }
+            }
+        }
+    }
+    let req = Request {
+        version: Some(version.to_string()),
+        registries: Vec::new(),
+        force: false,
+    };
+    let coordinator = RollbackCoordinator::new(&ws.config);
+    let mut plan = rt.block_on(coordinator.plan(
+        &extended,
+        target_idx,
+        &req,
+        &ws.history_name(),
+        fingerprint_text(&loaded.fingerprint),
+    ))?;
+    super::log_http_stats();
+    plan.warnings.retain(|w| !w.contains("this rolls forward"));
+    plan.operation = Some("promote".into());
+    listener.on(&Event::Planned { plan: &plan });
+
+    // What the user sees: the traffic steps first.
+    let mut shown = plan.clone();
+    let mut steps_rp = RegistryPlan {
+        format: traffic::TRAFFIC.name.to_string(),
+        registry: switch.describe(),
+        steps: Vec::new(),
+        notes: vec![format!(
+            "each step waits {} and runs the health checks; a failing one puts the weights back ({})",
+            shown_duration(t.interval),
+            from.shown()
+        )],
+    };
+    let mut prev = from;
+    if !already_live {
+        for p in &t.steps {
+            let w = Weights::split(color, *p);
+            let mut s = Step::new(Action::change(traffic::SHIFT), format!("{color} {p}%"));
+            s.before = Some(prev.shown());
+            s.after = Some(w.shown());
+            steps_rp.steps.push(s);
+            prev = w;
+        }
+    }
+    shown.registries.insert(0, steps_rp);
+    let mut checks: Vec<Check> = env_check(t, color).into_iter().collect();
+    checks.extend(ws.config.deployment.health_checks.iter().cloned());
+    let target_ext = extended.deployments[target_idx].clone();
+    let promoted_from = current.map(|c| c.version.to_string());
+    Ok(Promotion {
+        shown,
+        color,
+        from,
+        steps: if already_live { Vec::new() } else { t.steps.clone() },
+        interval: t.interval,
+        already_live,
+        prepared: Prepared {
+            plan,
+            ws,
+            coordinator,
+            lock,
+            loaded,
+            target_idx,
+            command,
+            mode: Mode::Promote {
+                target: Box::new(target_ext),
+                promoted_from,
+                environment: color.as_str().to_string(),
+            },
+        },
+        switch,
+        checks,
+    })
+}
+
+/// What a promotion did to the traffic.
+pub struct TrafficReport {
+    /// Each step: percent on the promoted environment, time to set it, the health verdict.
+    pub steps: Vec<(u32, Duration, Verdict)>,
+    pub failed: Option<String>,
+}
+
+/// Run a promotion: the traffic steps with health checks, then the registries.
+pub fn run(
+    promotion: Promotion<'_>,
+    listener: &dyn Listener,
+) -> Result<(TrafficReport, Option<Outcome>), Error> {
+    let Promotion {
+        color,
+        from,
+        steps,
+        interval,
+        prepared,
+        switch,
+        checks,
+        already_live,
+        ..
+    } = promotion;
+    let rt = super::runtime()?;
+    let name = switch.describe();
+    let mut report = TrafficReport {
+        steps: Vec::new(),
+        failed: None,
+    };
+    if already_live {
+        return Ok((report, None));
+    }
+    // Pre-promotion: the staged environment answers before it gets any traffic.
+    let pre = rt.block_on(crate::health::sample(&checks[..checks.len().min(1)]));
+    if !checks.is_empty() && pre.verdict() != Verdict::Passing {
+        let why = failing(&pre);
+        let msg = format!("{color} is not healthy before promotion ({why}); no traffic was moved");
+        record_failure(&prepared, &[pre], &msg)?;
+        return Err(Error::Failed(msg, Exit::FailedUndone));
+    }
+    let mut samples = vec![pre];
+    let mut now = from;
+    for (i, p) in steps.iter().enumerate() {
+        let to = Weights::split(color, *p);
+        let mut step = Step::new(Action::change(traffic::SHIFT), format!("{color} {p}%"));
+        step.before = Some(now.shown());
+        step.after = Some(to.shown());
+        listener.on(&Event::StepStarted {
+            registry: &name,
+            step: &step,
+        });
+        let t0 = Instant::now();
+        let set = rt.block_on(traffic::set_weights(&*switch, now, to));
+        let elapsed = t0.elapsed();
+        let err = set.as_ref().err().map(|e| e.to_string());
+        listener.on(&Event::StepFinished {
+            registry: &name,
+            step: &step,
+            elapsed,
+            error: err.as_deref(),
+        });
+        if let Err(e) = set {
+            report.failed = Some(format!("setting {p}% on {color}: {e}"));
+            break;
+        }
+        now = to;
+        if i + 1 < steps.len() || !checks.is_empty() {
+            std::thread::sleep(interval);
+        }
+        let sample = rt.block_on(crate::health::sample(&checks));
+        let verdict = sample.verdict();
+        report.steps.push((*p, elapsed, verdict));
+        let why = failing(&sample);
+        samples.push(sample);
+        if verdict != Verdict::Passing && !checks.is_empty() {
+            report.failed = Some(format!("health checks at {p}% on {color}: {why}"));
+            break;
+        }
+    }
+    if let Some(why) = report.failed.clone() {
+        let restored = rt.block_on(traffic::set_weights(&*switch, now, from));
+        let msg = match restored {
+            Ok(()) => format!(
+                "promotion of {} stopped: {why}; traffic is back at {}",
+                prepared.plan.target.version,
+                from.shown()
+            ),
+            Err(e) => format!(
+                "promotion of {} stopped: {why}; putting the weights back ({}) failed too: {e}",
+                prepared.plan.target.version,
+                from.shown()
+            ),
+        };
+        record_failure(&prepared, &samples, &msg)?;
+        return Err(Error::Failed(msg, Exit::FailedUndone));
+    }
+    // All traffic on the promoted environment: the registries follow.
+    let outcome = super::rollback::execute(prepared, listener)?;
+    if outcome.exit() != Exit::Success {
+        let _ = rt.block_on(traffic::set_weights(&*switch, Weights::all_to(color), from));
+    }
+    Ok((report, Some(outcome)))
+}
+
+fn shown_duration(d: Duration) -> String {
+    if d.as_millis() % 1000 != 0 || d.is_zero() {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{} s", d.as_secs())
+    }
+}
+
+fn failing(s: &Sample) -> String {
+    let bad: Vec<String> = s
+        .results
+        .iter()
+        .filter(|r| r.status != Verdict::Passing)
+        .map(|r| format!("{} {}: {}", r.kind, r.target, r.detail))
+        .collect();
+    if bad.is_empty() {
+        "no check".into()
+    } else {
+        bad.join("; ")
+    }
+}
+
+/// The failed promotion, on the staged entry: the samples and a note.
+fn record_failure(prepared: &Prepared<'_>, samples: &[Sample], msg: &str) -> Result<(), Error> {
+    let mut history = prepared.loaded.history.clone();
+    let entry = &mut history.deployments[prepared.target_idx];
+    entry.health_checks = Some(super::health::as_history_node(samples));
+    entry.notes = Some(super::append_note(entry.notes.as_deref(), msg));
+    prepared.ws.store.save(&history, &prepared.loaded.fingerprint)?;
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! Blue-green with a real HAProxy on loopback in front of two app servers that answer with
+//! their version: `promote` moves traffic step by step (200 requests then all reach the new
+//! environment), a health failure at 50% puts the weights back (exit 1), and `rollback`
+//! switches back in one step before the registry steps. Dry-runs change no weight. The same
+//! with the `command` balancer (a script driving the same HAProxy).
+
+mod support;
+
+use std::path::Path;
+
+use bagboy::registry::oci::OciLayout;
+use support::cli::{isolated, Project, Run};
+use support::haproxy::{App, TestHaproxy};
+
+struct World {
+    p: Project,
+    hp: TestHaproxy,
+    blue: App,
+    green: App,
+    layout: OciLayout,
+    digests: std::collections::BTreeMap<&'static str, String>,
+}
+
+fn run(dir: &Path, args: &[&str]) -> Run {
+    Run::of(isolated(dir).args(args).output().unwrap())
+}
+
+/// blue runs v1.2.0 (live, recorded deployed), green runs v1.3.0 (recorded staged); the OCI
+/// layout's `latest` is on v1.2.0.
+fn world(balancer: impl Fn(&TestHaproxy, &Path) -> String) -> World {
+    let blue = App::start("v1.2.0");
+    let green = App::start("v1.3.0");
+    let hp = TestHaproxy::start(&blue, &green);
+    let p = Project::new();
+    let layout = OciLayout::init(p.path().join("oci")).unwrap();
+    let traffic = balancer(&hp, p.path());
+    p.write(
+        "bagboy.yaml",
+        &format!(
+            "name: myapp\nregistries:\n  - format: oci-layout\n    registry: oci\ndeployment:\n  strategy: blue-green\n  traffic:\n{traffic}    blue:  {{server: blue,  url: \"{}\"}}\n    green: {{server: green, url: \"{}\"}}\n    steps: [25, 50, 75, 100]\n    interval: \"50ms\"\n",
+            blue.health_url(),
+            green.health_url()
+        ),
+    );
+    let mut digests = std::collections::BTreeMap::new();
+    for (v, env) in [("1.2.0", "blue"), ("1.3.0", "green")] {
+        let m = layout
+            .add_image(
+                &format!("v{v}"),
+                format!("{{\"version\":\"{v}\"}}").as_bytes(),
+                format!("layer {v}").as_bytes(),
+            )
+            .unwrap();
+        if v == "1.2.0" {
+            layout.set_tag("latest", &m.descriptor()).unwrap();
+            digests.insert("v1.2.0", m.digest.to_string());
+        } else {
+            digests.insert("v1.3.0", m.digest.to_string());
+        }
+        let r = run(
+            p.path(),
+            &["record", "--version", &format!("v{v}"), "--environment", env],
+        );
+        assert_eq!(r.code, Some(0), "{}", r.show());
+    }
+    World {
+        p,
+        hp,
+        blue,
+        green,
+        layout,
+        digests,
+    }
+}
+
+fn haproxy(hp: &TestHaproxy, _: &Path) -> String {
+    format!("    haproxy: \"{}\"\n    backend: app\n", hp.api_address())
+}
+
+/// A script in front of the same HAProxy: `get` prints the weights, `set C N` sets one.
+fn script(hp: &TestHaproxy, dir: &Path) -> String {
+    let path = dir.join("switch.sh");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/bash\nset -euo pipefail\napi() {{ exec 3<>/dev/tcp/127.0.0.1/{}; echo \"$1\" >&3; cat <&3; exec 3>&-; }}\n\
+             case \"$1\" in\n  get) for c in blue green; do echo \"$c $(api \"get weight app/$c\" | cut -d' ' -f1 | head -1)\"; done ;;\n  \
+             set) out=$(api \"set server app/$2 weight $3\" | tr -d '\\n'); [ -z \"$out\" ] || {{ echo \"$out\" >&2; exit 1; }} ;;\n  \
+             *) exit 2 ;;\nesac\n",
+            hp.api
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!("    command: \"{}\"\n", path.display())
+}
+
+fn latest(w: &World) -> Option<String> {
+    w.layout.resolve("latest").unwrap().map(|d| d.digest.to_string())
+}
+
+fn promote_then_instant_rollback(w: World, dry_runs_observe: bool) {
+    assert_eq!(w.hp.weights(), (100, 0));
+    let h = w.p.history();
+    assert!(h.contains("status: staged"), "{h}");
+
+    let list = run(w.p.path(), &["versions", "list"]);
+    assert_eq!(list.code, Some(0), "{}", list.show());
+    assert!(list.stdout.contains("ENV"), "{}", list.show());
+    if dry_runs_observe {
+        assert!(
+            list.stdout.contains("blue live (100%, runs v1.2.0)")
+                && list.stdout.contains("green idle (0%, runs v1.3.0)"),
+            "{}",
+            list.show()
+        );
+        // A dry-run shows every step with its weights and changes none.
+        let dry = run(w.p.path(), &["promote", "--version", "v1.3.0", "--dry-run"]);
+        assert_eq!(dry.code, Some(0), "{}", dry.show());
+        for step in ["green 25%", "green 50%", "green 75%", "green 100%"] {
+            assert!(dry.stdout.contains(step), "{}", dry.show());
+        }
+        assert!(
+            dry.stdout.contains("blue 75% / green 25%") && dry.stdout.contains("latest"),
+            "{}",
+            dry.show()
+        );
+        assert_eq!(w.hp.weights(), (100, 0));
+    }
+
+    let r = run(w.p.path(), &["promote", "--version", "v1.3.0", "--yes"]);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert!(r.stdout.contains("traffic to green: 25%"), "{}", r.show());
+    assert!(r.stdout.contains("promoted from v1.2.0"), "{}", r.show());
+    assert_eq!(w.hp.weights(), (0, 100));
+    let spread = w.hp.spread(200);
+    assert_eq!(spread.get("v1.3.0"), Some(&200), "{spread:?}");
+    assert_eq!(latest(&w).as_deref(), Some(w.digests["v1.3.0"].as_str()));
+    let h = w.p.history();
+    assert!(h.contains("promoted_from: \"v1.2.0\""), "{h}");
+    let list = run(w.p.path(), &["versions", "list", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(doc["current"], "v1.3.0");
+    assert_eq!(doc["deployments"][0]["environment"], "green");
+
+    // The rollback: blue still runs v1.2.0 and is healthy, so traffic switches back first.
+    if dry_runs_observe {
+        let dry = run(w.p.path(), &["rollback", "--version", "v1.2.0", "--dry-run"]);
+        assert_eq!(dry.code, Some(0), "{}", dry.show());
+        let sw = dry.stdout.find("traffic → blue").expect(&dry.show());
+        let tag = dry.stdout.find("latest").expect(&dry.show());
+        assert!(sw < tag, "the switch comes first: {}", dry.show());
+        assert_eq!(w.hp.weights(), (0, 100));
+    }
+    let r = run(w.p.path(), &["rollback", "--version", "v1.2.0", "--yes"]);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert!(
+        r.stdout.contains("traffic → blue") && r.stdout.contains("switched"),
+        "the switch and its time are reported: {}",
+        r.show()
+    );
+    assert_eq!(w.hp.weights(), (100, 0));
+    let spread = w.hp.spread(200);
+    assert_eq!(spread.get("v1.2.0"), Some(&200), "{spread:?}");
+    assert_eq!(latest(&w).as_deref(), Some(w.digests["v1.2.0"].as_str()));
+    drop((w.blue, w.green));
+}
+
+#[test]
+fn haproxy_promote_moves_all_traffic_and_rollback_switches_back_in_one_step() {
+    promote_then_instant_rollback(world(haproxy), true);
+}
+
+#[test]
+fn command_balancer_promote_and_rollback_have_the_same_outcomes() {
+    promote_then_instant_rollback(world(script), false);
+}
+
+#[test]
+fn haproxy_health_failure_at_50_percent_restores_the_weights_and_exits_1() {
+    let w = world(haproxy);
+    // Health requests to green: 1 before promotion, 1 after 25%, the 3rd after 50% fails.
+    w.green.fail_health_from(3);
+    let before = w.p.history();
+    let r = run(w.p.path(), &["promote", "--version", "v1.3.0", "--yes"]);
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    assert!(
+        r.stderr.contains("at 50% on green") && r.stderr.contains("traffic is back at blue 100% / green 0%"),
+        "{}",
+        r.show()
+    );
+    assert_eq!(w.hp.weights(), (100, 0));
+    assert_eq!(w.hp.spread(200).get("v1.2.0"), Some(&200));
+    assert_eq!(latest(&w).as_deref(), Some(w.digests["v1.2.0"].as_str()));
+    // Recorded on the staged entry: the failing samples and why.
+    let h = w.p.history();
+    assert_ne!(h, before);
+    assert!(h.contains("status: failing") && h.contains("promotion of v1.3.0 stopped"), "{h}");
+    assert!(h.contains("status: staged"), "still staged, still not live: {h}");
+
+    // Unhealthy before any traffic moved: exit 1, nothing changed.
+    w.green.fail_health_from(1);
+    let r = run(w.p.path(), &["promote", "--version", "v1.3.0", "--yes"]);
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    assert!(r.stderr.contains("no traffic was moved"), "{}", r.show());
+    assert_eq!(w.hp.weights(), (100, 0));
+}
+
+#[test]
+fn haproxy_rollback_falls_back_to_registries_only_when_the_old_environment_is_unhealthy() {
+    let w = world(haproxy);
+    let r = run(w.p.path(), &["promote", "--version", "v1.3.0", "--yes"]);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    w.blue.fail_health_from(1);
+    let r = run(w.p.path(), &["rollback", "--version", "v1.2.0", "--yes"]);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert!(
+        r.stdout.contains("traffic not switched") && r.stdout.contains("not healthy"),
+        "{}",
+        r.show()
+    );
+    assert_eq!(w.hp.weights(), (0, 100), "traffic left on green");
+    assert_eq!(latest(&w).as_deref(), Some(w.digests["v1.2.0"].as_str()));
+    // Promote refuses what is not staged, and a release on the live environment.
+    let r = run(w.p.path(), &["promote", "--version", "v1.2.0", "--yes"]);
+    assert_eq!(r.code, Some(2), "{}", r.show());
+}
