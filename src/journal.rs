@@ -395,6 +395,7 @@ mod tests {
                 registries: Vec::new(),
                 refusals: Vec::new(),
                 warnings: Vec::new(),
+                operation: None,
             },
             steps,
         }

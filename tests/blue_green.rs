@@ -59,7 +59,13 @@ fn world(balancer: impl Fn(&TestHaproxy, &Path) -> String) -> World {
         }
         let r = run(
             p.path(),
-            &["record", "--version", &format!("v{v}"), "--environment", env],
+            &[
+                "record",
+                "--version",
+                &format!("v{v}"),
+                "--environment",
+                env,
+            ],
         );
         assert_eq!(r.code, Some(0), "{}", r.show());
     }
@@ -97,7 +103,10 @@ fn script(hp: &TestHaproxy, dir: &Path) -> String {
 }
 
 fn latest(w: &World) -> Option<String> {
-    w.layout.resolve("latest").unwrap().map(|d| d.digest.to_string())
+    w.layout
+        .resolve("latest")
+        .unwrap()
+        .map(|d| d.digest.to_string())
 }
 
 fn promote_then_instant_rollback(w: World, dry_runs_observe: bool) {
@@ -146,10 +155,19 @@ fn promote_then_instant_rollback(w: World, dry_runs_observe: bool) {
 
     // The rollback: blue still runs v1.2.0 and is healthy, so traffic switches back first.
     if dry_runs_observe {
-        let dry = run(w.p.path(), &["rollback", "--version", "v1.2.0", "--dry-run"]);
+        let dry = run(
+            w.p.path(),
+            &["rollback", "--version", "v1.2.0", "--dry-run"],
+        );
         assert_eq!(dry.code, Some(0), "{}", dry.show());
-        let sw = dry.stdout.find("traffic → blue").expect(&dry.show());
-        let tag = dry.stdout.find("latest").expect(&dry.show());
+        let sw = dry
+            .stdout
+            .find("traffic → blue")
+            .unwrap_or_else(|| panic!("{}", dry.show()));
+        let tag = dry
+            .stdout
+            .find("latest")
+            .unwrap_or_else(|| panic!("{}", dry.show()));
         assert!(sw < tag, "the switch comes first: {}", dry.show());
         assert_eq!(w.hp.weights(), (0, 100));
     }
@@ -186,7 +204,8 @@ fn haproxy_health_failure_at_50_percent_restores_the_weights_and_exits_1() {
     let r = run(w.p.path(), &["promote", "--version", "v1.3.0", "--yes"]);
     assert_eq!(r.code, Some(1), "{}", r.show());
     assert!(
-        r.stderr.contains("at 50% on green") && r.stderr.contains("traffic is back at blue 100% / green 0%"),
+        r.stderr.contains("at 50% on green")
+            && r.stderr.contains("traffic is back at blue 100% / green 0%"),
         "{}",
         r.show()
     );
@@ -196,8 +215,14 @@ fn haproxy_health_failure_at_50_percent_restores_the_weights_and_exits_1() {
     // Recorded on the staged entry: the failing samples and why.
     let h = w.p.history();
     assert_ne!(h, before);
-    assert!(h.contains("status: failing") && h.contains("promotion of v1.3.0 stopped"), "{h}");
-    assert!(h.contains("status: staged"), "still staged, still not live: {h}");
+    assert!(
+        h.contains("status: failing") && h.contains("promotion of v1.3.0 stopped"),
+        "{h}"
+    );
+    assert!(
+        h.contains("status: staged"),
+        "still staged, still not live: {h}"
+    );
 
     // Unhealthy before any traffic moved: exit 1, nothing changed.
     w.green.fail_health_from(1);
@@ -225,4 +250,102 @@ fn haproxy_rollback_falls_back_to_registries_only_when_the_old_environment_is_un
     // Promote refuses what is not staged, and a release on the live environment.
     let r = run(w.p.path(), &["promote", "--version", "v1.2.0", "--yes"]);
     assert_eq!(r.code, Some(2), "{}", r.show());
+}
+
+/// A registry step that fails after the instant switch: the switch is undone like any step
+/// (traffic back on green), exit 1.
+#[test]
+fn haproxy_switch_is_compensated_when_a_registry_step_fails() {
+    use support::tap::{goreleaser_formula, TestTap};
+    let blue = App::start("v1.2.0");
+    let green = App::start("v1.3.0");
+    let hp = TestHaproxy::start(&blue, &green);
+    let tap = TestTap::new();
+    let p = Project::new();
+    p.write(
+        "bagboy.yaml",
+        &format!(
+            "name: myapp\nregistries:\n  - format: brew\n    registry: acme/homebrew-tap\n    remote: \"{}\"\n    branch: main\ndeployment:\n  strategy: blue-green\n  traffic:\n    haproxy: \"{}\"\n    backend: app\n    blue:  {{server: blue,  url: \"{}\"}}\n    green: {{server: green, url: \"{}\"}}\n    steps: [50, 100]\n    interval: \"10ms\"\n",
+            tap.url(),
+            hp.api_address(),
+            blue.health_url(),
+            green.health_url()
+        ),
+    );
+    for (v, env) in [("1.2.0", "blue"), ("1.3.0", "green")] {
+        tap.commit_file(
+            "Formula/myapp.rb",
+            &goreleaser_formula("myapp", v),
+            &format!("myapp {v}"),
+        );
+        tap.push();
+        let r = run(
+            p.path(),
+            &[
+                "record",
+                "--version",
+                &format!("v{v}"),
+                "--environment",
+                env,
+            ],
+        );
+        assert_eq!(r.code, Some(0), "{}", r.show());
+    }
+    let r = run(p.path(), &["promote", "--version", "v1.3.0", "--yes"]);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert_eq!(hp.weights(), (0, 100));
+    // The tap refuses every push from now on.
+    let hook = tap.root().join("remote.git/hooks/pre-receive");
+    let hook = if hook.parent().unwrap().exists() {
+        hook
+    } else {
+        std::fs::read_dir(tap.root())
+            .unwrap()
+            .map(|e| e.unwrap().path().join("hooks/pre-receive"))
+            .find(|h| h.parent().unwrap().exists())
+            .expect("the tap's bare repository")
+    };
+    std::fs::write(&hook, "#!/bin/sh\necho 'protected branch' >&2\nexit 1\n").unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let head = tap.head();
+    let r = run(p.path(), &["rollback", "--version", "v1.2.0", "--yes"]);
+    assert_eq!(r.code, Some(1), "{}", r.show());
+    assert_eq!(
+        hp.weights(),
+        (0, 100),
+        "the switch was undone: {}",
+        r.show()
+    );
+    assert_eq!(hp.spread(50).get("v1.3.0"), Some(&50));
+    assert_eq!(tap.head(), head);
+    assert!(p.history().contains("rollback_failed"));
+}
+
+/// `deployment.traffic` mistakes are named with file, line and column; a backend name that
+/// would smuggle a second runtime API command is refused before anything connects.
+#[test]
+fn traffic_config_errors_name_file_line_column() {
+    let p = Project::new();
+    p.write(
+        "bagboy.yaml",
+        "name: myapp\ndeployment:\n  strategy: blue-green\n  traffic:\n    haproxy: \"127.0.0.1:1\"\n    backend: \"app\\nset server app/blue weight 0\"\n    blue: {server: blue}\n    green: {server: \"green x\"}\n    steps: [50, 25]\n",
+    );
+    let r = run(p.path(), &["versions", "list"]);
+    assert_eq!(r.code, Some(2), "{}", r.show());
+    for want in [
+        "bagboy.yaml:6:14: `traffic.backend` must be an HAProxy backend name",
+        "bagboy.yaml:8:12: `green.server` must be a server name",
+        "bagboy.yaml:9:17: `steps` are rising percentages",
+        "bagboy.yaml:9:12: `steps` must end at 100",
+    ] {
+        assert!(r.stderr.contains(want), "{want}: {}", r.show());
+    }
+    p.write(
+        "bagboy.yaml",
+        "name: myapp\ndeployment:\n  strategy: blue-green\n  traffic:\n    haproxy: \"127.0.0.1:1\"\n    command: \"./x\"\n    blue: {server: blue}\n    green: {server: green}\n",
+    );
+    let r = run(p.path(), &["versions", "list"]);
+    assert_eq!(r.code, Some(2), "{}", r.show());
+    assert!(r.stderr.contains("not both"), "{}", r.show());
 }

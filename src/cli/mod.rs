@@ -3,8 +3,8 @@
 mod audit;
 mod health;
 mod output;
-mod render;
 mod promote;
+mod render;
 mod rollback;
 pub mod text;
 mod versions;

@@ -13,9 +13,7 @@ fn short(v: Option<&str>) -> String {
         None => "(absent)".into(),
         Some(s) if s.contains(':') => clean(&short_digest(s)).into_owned(),
         // Commits shortened; other values (weights, versions, release states) as they are.
-        Some(s) if s.len() > 12 && s.chars().all(|c| c.is_ascii_hexdigit()) => {
-            s[..10].to_string()
-        }
+        Some(s) if s.len() > 12 && s.chars().all(|c| c.is_ascii_hexdigit()) => s[..10].to_string(),
         Some(s) => clean(s).into_owned(),
     }
 }
@@ -160,7 +158,11 @@ fn markdown_parts(plan: &Plan) -> (String, Vec<String>, String) {
         .unwrap_or("(no current release)");
     let mut head = format!(
         "### bagboy {} plan: {} → {}",
-        if is_promotion(plan) { "promotion" } else { "rollback" },
+        if is_promotion(plan) {
+            "promotion"
+        } else {
+            "rollback"
+        },
         md_code(from),
         md_code(&plan.target.version)
     );
@@ -294,27 +296,38 @@ fn registry_markdown(rp: &RegistryPlan) -> String {
 
 pub fn outcome_text(plan: &Plan, outcome: &Outcome, o: &Output) -> String {
     let secs = outcome.millis as f64 / 1000.0;
-    let mut s = match outcome.kind {
-        OutcomeKind::AlreadyCurrent => format!(
-            "{} is already current and every registry matches it; nothing to do.\n",
-            plan.target.version
-        ),
-        OutcomeKind::RolledBack => o.green(&format!(
-            "{} {} in {secs:.2}s\n",
-            if is_promotion(plan) { "Promoted" } else { "Rolled back" },
-            title(plan)
-        )),
-        OutcomeKind::FailedUndone => o.red(&format!(
-            "{} {} FAILED; every applied step was undone ({secs:.2}s)\n",
-            if is_promotion(plan) { "Promotion" } else { "Rollback" },
-            title(plan)
-        )),
-        OutcomeKind::Partial => o.red(&format!(
+    let mut s =
+        match outcome.kind {
+            OutcomeKind::AlreadyCurrent => format!(
+                "{} is already current and every registry matches it; nothing to do.\n",
+                plan.target.version
+            ),
+            OutcomeKind::RolledBack => o.green(&format!(
+                "{} {} in {secs:.2}s\n",
+                if is_promotion(plan) {
+                    "Promoted"
+                } else {
+                    "Rolled back"
+                },
+                title(plan)
+            )),
+            OutcomeKind::FailedUndone => o.red(&format!(
+                "{} {} FAILED; every applied step was undone ({secs:.2}s)\n",
+                if is_promotion(plan) {
+                    "Promotion"
+                } else {
+                    "Rollback"
+                },
+                title(plan)
+            )),
+            OutcomeKind::Partial => {
+                o.red(&format!(
             "{} {} FAILED and could not be fully undone: run `bagboy recover` ({secs:.2}s)\n",
             if is_promotion(plan) { "Promotion" } else { "Rollback" },
             title(plan)
-        )),
-    };
+        ))
+            }
+        };
     let rows: Vec<Vec<String>> = outcome
         .steps
         .iter()
@@ -374,7 +387,11 @@ pub fn outcome_text(plan: &Plan, outcome: &Outcome, o: &Output) -> String {
         }
         OutcomeKind::FailedUndone => s.push_str(&format!(
             "History: the attempt is recorded as {}; {} is still current.\n",
-            if is_promotion(plan) { "failed" } else { "rollback_failed" },
+            if is_promotion(plan) {
+                "failed"
+            } else {
+                "rollback_failed"
+            },
             clean(
                 plan.current
                     .as_ref()

@@ -463,7 +463,10 @@ fn record_with(ctx: &Context, args: &RecordArgs, events: &Fanout) -> Result<(), 
     let mut s = format!(
         "recorded {} as {}",
         entry.version,
-        entry.effective_status().map(|s| s.as_str()).unwrap_or("deployed")
+        entry
+            .effective_status()
+            .map(|s| s.as_str())
+            .unwrap_or("deployed")
     );
     if let Some(env) = entry.environment() {
         s.push_str(&format!(" on {}", clean(env)));

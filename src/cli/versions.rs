@@ -76,7 +76,9 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<(), Error> {
                     ]
                 })
                 .collect();
-            let with_env = order.iter().any(|i| h.deployments[*i].environment().is_some());
+            let with_env = order
+                .iter()
+                .any(|i| h.deployments[*i].environment().is_some());
             let rows: Vec<Vec<String>> = if with_env {
                 rows.into_iter()
                     .zip(&order)
@@ -89,7 +91,15 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<(), Error> {
             } else {
                 rows
             };
-            let mut headers = vec!["", "VERSION", "STATUS", "WHEN", "COMMIT", "REGISTRIES", "NOTE"];
+            let mut headers = vec![
+                "",
+                "VERSION",
+                "STATUS",
+                "WHEN",
+                "COMMIT",
+                "REGISTRIES",
+                "NOTE",
+            ];
             if with_env {
                 headers.insert(3, "ENV");
             }
@@ -118,7 +128,10 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<(), Error> {
 fn traffic_line(ctx: &Context, h: &crate::history::History) -> Option<String> {
     use crate::registry::traffic::{self, Color};
     let d = &ctx.ws.config.deployment;
-    let t = d.traffic.as_ref().filter(|_| d.strategy.as_deref() == Some("blue-green"))?;
+    let t = d
+        .traffic
+        .as_ref()
+        .filter(|_| d.strategy.as_deref() == Some("blue-green"))?;
     let runs = |c: Color| {
         h.deployments
             .iter()
@@ -143,14 +156,25 @@ fn traffic_line(ctx: &Context, h: &crate::history::History) -> Option<String> {
                 "traffic ({}): blue {} ({}, runs {}), green {} ({}, runs {})",
                 clean(&switch.describe()),
                 state(Color::Blue),
-                w.shown().split(" / ").next().unwrap_or_default().trim_start_matches("blue "),
+                w.shown()
+                    .split(" / ")
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("blue "),
                 runs(Color::Blue),
                 state(Color::Green),
-                w.shown().split(" / ").nth(1).unwrap_or_default().trim_start_matches("green "),
+                w.shown()
+                    .split(" / ")
+                    .nth(1)
+                    .unwrap_or_default()
+                    .trim_start_matches("green "),
                 runs(Color::Green),
             )
         }
-        Err(e) => format!("traffic: the balancer could not be read ({})", clean(&e.to_string())),
+        Err(e) => format!(
+            "traffic: the balancer could not be read ({})",
+            clean(&e.to_string())
+        ),
     })
 }
 

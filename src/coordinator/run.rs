@@ -88,10 +88,10 @@ impl RollbackCoordinator<'_> {
         listener: &dyn Listener,
     ) -> Execution {
         // Traffic first (an instant blue-green switch), alone; then every registry.
-        let (first, rest): (Vec<StepId>, Vec<StepId>) = plan
-            .changing_steps()
-            .into_iter()
-            .partition(|(r, _)| plan.registries[*r].format == crate::registry::traffic::TRAFFIC.name);
+        let (first, rest): (Vec<StepId>, Vec<StepId>) =
+            plan.changing_steps().into_iter().partition(|(r, _)| {
+                plan.registries[*r].format == crate::registry::traffic::TRAFFIC.name
+            });
         let mut run = self.apply_steps(plan, &first, journal, listener).await;
         if run.errors.is_empty() && !rest.is_empty() {
             let more = self.apply_steps(plan, &rest, journal, listener).await;

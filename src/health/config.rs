@@ -101,43 +101,72 @@ impl Traffic {
     }
 }
 
+fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+}
+
 fn traffic(p: &mut Problems, w: &mut Vec<Problem>, node: &Node) -> Option<Traffic> {
     if !known(
         p,
         w,
         node,
         "traffic",
-        &["haproxy", "backend", "command", "blue", "green", "steps", "interval"],
+        &[
+            "haproxy", "backend", "command", "blue", "green", "steps", "interval",
+        ],
     ) {
         return None;
     }
     let balancer = match (get(node, "haproxy"), get(node, "command")) {
         (Some(a), None) => {
-            let address = p.string("haproxy", a)?;
+            let address = p.string("haproxy", a);
             let backend = match get(node, "backend") {
-                Some(b) => p.string("backend", b)?,
+                Some(b) => p.string("backend", b).and_then(|name| {
+                    // Names go into runtime API command lines: no spaces, newlines or `;`.
+                    if is_name(&name) {
+                        Some(name)
+                    } else {
+                        p.push(b.loc, "`traffic.backend` must be an HAProxy backend name (letters, digits, - _ . :)");
+                        None
+                    }
+                }),
                 None => {
                     p.push(node.loc, "`traffic.haproxy` needs `backend:` (the HAProxy backend of the two servers)");
-                    return None;
+                    None
                 }
             };
-            Balancer::Haproxy { address, backend }
+            match (address, backend) {
+                (Some(address), Some(backend)) => Some(Balancer::Haproxy { address, backend }),
+                _ => None,
+            }
         }
-        (None, Some(c)) => Balancer::Command {
-            command: p.string("command", c)?,
-        },
+        (None, Some(c)) => p
+            .string("command", c)
+            .map(|command| Balancer::Command { command }),
         (Some(_), Some(_)) => {
-            p.push(node.loc, "`traffic` takes `haproxy:` or `command:`, not both");
-            return None;
+            p.push(
+                node.loc,
+                "`traffic` takes `haproxy:` or `command:`, not both",
+            );
+            None
         }
         (None, None) => {
-            p.push(node.loc, "`traffic` needs `haproxy:` (the runtime API address) or `command:`");
-            return None;
+            p.push(
+                node.loc,
+                "`traffic` needs `haproxy:` (the runtime API address) or `command:`",
+            );
+            None
         }
     };
     let mut env = |color: &str| -> Option<Environment> {
         let Some(n) = get(node, color) else {
-            p.push(node.loc, format!("`traffic` needs `{color}: {{server: ..., url: ...}}`"));
+            p.push(
+                node.loc,
+                format!("`traffic` needs `{color}: {{server: ..., url: ...}}`"),
+            );
             return None;
         };
         if !known(p, w, n, color, &["server", "url"]) {
@@ -147,12 +176,11 @@ fn traffic(p: &mut Problems, w: &mut Vec<Problem>, node: &Node) -> Option<Traffi
             Some(s) => p.string("server", s)?,
             None => color.to_string(),
         };
-        if server.is_empty()
-            || !server
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
-        {
-            p.push(n.loc, format!("`{color}.server` must be a server name (letters, digits, - _ . :)"));
+        if !is_name(&server) {
+            p.push(
+                n.loc,
+                format!("`{color}.server` must be a server name (letters, digits, - _ . :)"),
+            );
             return None;
         }
         let url = get(n, "url").and_then(|u| p.string("url", u));
@@ -164,9 +192,17 @@ fn traffic(p: &mut Problems, w: &mut Vec<Problem>, node: &Node) -> Option<Traffi
     if let Some(v) = get(node, "steps") {
         let mut got = Vec::new();
         for item in p.list("steps", v) {
-            match item.as_scalar().and_then(|s| s.text.trim().trim_end_matches('%').parse::<u32>().ok()) {
-                Some(n) if (1..=100).contains(&n) && got.last().is_none_or(|l| *l < n) => got.push(n),
-                _ => p.push(item.loc, "`steps` are rising percentages from 1 to 100 (e.g. [25, 50, 75, 100])"),
+            match item
+                .as_scalar()
+                .and_then(|s| s.text.trim().trim_end_matches('%').parse::<u32>().ok())
+            {
+                Some(n) if (1..=100).contains(&n) && got.last().is_none_or(|l| *l < n) => {
+                    got.push(n)
+                }
+                _ => p.push(
+                    item.loc,
+                    "`steps` are rising percentages from 1 to 100 (e.g. [25, 50, 75, 100])",
+                ),
             }
         }
         if got.last() != Some(&100) {
@@ -184,7 +220,7 @@ fn traffic(p: &mut Problems, w: &mut Vec<Problem>, node: &Node) -> Option<Traffi
         }
     }
     Some(Traffic {
-        balancer,
+        balancer: balancer?,
         blue: blue?,
         green: green?,
         steps,

@@ -37,7 +37,7 @@ fn env_check(t: &Traffic, color: Color) -> Option<Check> {
 }
 
 /// The newest entry recorded on `color`.
-fn newest_on<'h>(history: &'h History, color: Color) -> Option<&'h Deployment> {
+fn newest_on(history: &History, color: Color) -> Option<&Deployment> {
     history
         .deployments
         .iter()
@@ -59,7 +59,14 @@ pub(crate) fn plan_switch(
         return (None, Vec::new());
     };
     let target = &history.deployments[target_idx];
-    let no = |why: String| (None, vec![format!("traffic not switched: {why}; the rollback changes the registries only")]);
+    let no = |why: String| {
+        (
+            None,
+            vec![format!(
+                "traffic not switched: {why}; the rollback changes the registries only"
+            )],
+        )
+    };
     if !req.registries.is_empty() && !req.registries.iter().any(|r| r == "traffic") {
         return (None, Vec::new());
     }
@@ -119,7 +126,12 @@ pub(crate) fn plan_switch(
                 ));
             }
         }
-        None => why = format!("instant rollback: {color} still runs {} (no `url` to check)", target.version),
+        None => {
+            why = format!(
+                "instant rollback: {color} still runs {} (no `url` to check)",
+                target.version
+            )
+        }
     }
     (
         Some(traffic::switch_plan(&*switch, weights, color, why)),
@@ -198,9 +210,12 @@ pub fn prepare<'w>(
         ));
     }
     let rt = super::runtime()?;
-    let from = rt
-        .block_on(switch.weights())
-        .map_err(|e| Error::Failed(format!("the balancer could not be read: {e}"), Exit::FailedUndone))?;
+    let from = rt.block_on(switch.weights()).map_err(|e| {
+        Error::Failed(
+            format!("the balancer could not be read: {e}"),
+            Exit::FailedUndone,
+        )
+    })?;
     let current_idx = history.current();
     let current = current_idx.map(|c| &history.deployments[c]);
     let already_live =
@@ -312,7 +327,11 @@ pub fn prepare<'w>(
         shown,
         color,
         from,
-        steps: if already_live { Vec::new() } else { t.steps.clone() },
+        steps: if already_live {
+            Vec::new()
+        } else {
+            t.steps.clone()
+        },
         interval: t.interval,
         already_live,
         prepared: Prepared {
@@ -466,6 +485,31 @@ fn record_failure(prepared: &Prepared<'_>, samples: &[Sample], msg: &str) -> Res
     let entry = &mut history.deployments[prepared.target_idx];
     entry.health_checks = Some(super::health::as_history_node(samples));
     entry.notes = Some(super::append_note(entry.notes.as_deref(), msg));
-    prepared.ws.store.save(&history, &prepared.loaded.fingerprint)?;
+    prepared
+        .ws
+        .store
+        .save(&history, &prepared.loaded.fingerprint)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::floating;
+    use crate::history::Version;
+
+    #[test]
+    fn floating_tags_are_the_ones_a_promotion_takes_over() {
+        let (c, t) = (
+            Version::parse("v1.2.0").unwrap(),
+            Version::parse("v1.3.0").unwrap(),
+        );
+        for tag in ["latest", "stable", "1", "v1", "prod"] {
+            assert!(floating(tag, &c, &t), "{tag}");
+        }
+        for tag in ["v1.2.0", "1.2.0", "1.2", "v1.2"] {
+            assert!(!floating(tag, &c, &t), "{tag}");
+        }
+        let major = Version::parse("2.0.0").unwrap();
+        assert!(!floating("1", &c, &major), "1 stays on the 1.x line");
+    }
 }

@@ -59,7 +59,11 @@ impl Script {
         };
         let (o, e, status) = tokio::time::timeout(TIMEOUT, work).await.map_err(|_| {
             self.err(
-                format!("`{}` did not finish within {}s", args.join(" "), TIMEOUT.as_secs()),
+                format!(
+                    "`{}` did not finish within {}s",
+                    args.join(" "),
+                    TIMEOUT.as_secs()
+                ),
                 true,
             )
         })?;

@@ -47,21 +47,33 @@ impl Haproxy {
     /// Send one command, read the whole answer.
     async fn command(&self, cmd: &str) -> Result<String, TrafficError> {
         let run = async {
-            let path = self
-                .address
-                .strip_prefix("unix@")
-                .or_else(|| self.address.starts_with('/').then_some(self.address.as_str()));
+            let path = self.address.strip_prefix("unix@").or_else(|| {
+                self.address
+                    .starts_with('/')
+                    .then_some(self.address.as_str())
+            });
             match path {
                 Some(p) => {
-                    let s = tokio::net::UnixStream::connect(p)
-                        .await
-                        .map_err(|e| self.err(format!("cannot connect to the runtime API socket {p}: {e}"), false))?;
+                    let s = tokio::net::UnixStream::connect(p).await.map_err(|e| {
+                        self.err(
+                            format!("cannot connect to the runtime API socket {p}: {e}"),
+                            false,
+                        )
+                    })?;
                     self.exchange(s, cmd).await
                 }
                 None => {
                     let s = tokio::net::TcpStream::connect(self.address.as_str())
                         .await
-                        .map_err(|e| self.err(format!("cannot connect to the runtime API at {}: {e}", self.address), false))?;
+                        .map_err(|e| {
+                            self.err(
+                                format!(
+                                    "cannot connect to the runtime API at {}: {e}",
+                                    self.address
+                                ),
+                                false,
+                            )
+                        })?;
                     self.exchange(s, cmd).await
                 }
             }
@@ -101,12 +113,7 @@ impl Haproxy {
             .next()
             .and_then(|n| n.parse::<u32>().ok())
             .filter(|w| *w <= MAX_WEIGHT)
-            .ok_or_else(|| {
-                self.err(
-                    format!("`{cmd}` answered {:?}", shorten(&answer)),
-                    false,
-                )
-            })
+            .ok_or_else(|| self.err(format!("`{cmd}` answered {:?}", shorten(&answer)), false))
     }
 }
 

@@ -136,11 +136,7 @@ impl Weights {
     pub fn shown(&self) -> String {
         let total = (self.blue + self.green).max(1);
         let pct = |w: u32| (w * 100 + total / 2) / total;
-        format!(
-            "blue {}% / green {}%",
-            pct(self.blue),
-            pct(self.green)
-        )
+        format!("blue {}% / green {}%", pct(self.blue), pct(self.green))
     }
 
     pub fn to_json(self) -> Value {
@@ -231,10 +227,7 @@ fn open_traffic(cfg: &RegistryConfig, env: &Env) -> Result<Arc<dyn Registry>, Re
     if switch.describe() != cfg.registry {
         return Err(RegistryError::Invalid {
             registry: cfg.registry.clone(),
-            message: format!(
-                "not the configured balancer ({})",
-                switch.describe()
-            ),
+            message: format!("not the configured balancer ({})", switch.describe()),
         });
     }
     Ok(Arc::new(TrafficRegistry {
@@ -308,7 +301,8 @@ impl Registry for TrafficRegistry {
 
     fn apply<'a>(&'a self, step: &'a Step) -> BoxFuture<'a, Result<Value, RegistryError>> {
         Box::pin(async move {
-            let (before, after) = step_weights(step).ok_or_else(|| self.invalid("malformed step"))?;
+            let (before, after) =
+                step_weights(step).ok_or_else(|| self.invalid("malformed step"))?;
             set_weights(&*self.switch, before, after).await?;
             Ok(json!({}))
         })
