@@ -396,6 +396,7 @@ mod tests {
                 refusals: Vec::new(),
                 warnings: Vec::new(),
                 operation: None,
+                validation: None,
             },
             steps,
         }

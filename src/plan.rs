@@ -33,6 +33,28 @@ pub struct Plan {
     /// `promote` for a blue-green promotion; absent for a rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
+    /// What `rollback.validation` checked before anything changed (absent when not configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Validation>,
+}
+
+/// The validation of a plan: every check, and the requests they made.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Validation {
+    pub checks: Vec<ValidationCheck>,
+    /// Registry and download requests the checks made (run concurrently).
+    pub requests: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ValidationCheck {
+    /// `dependencies`, `smoke_test`, `migrations`, `image_config`.
+    pub check: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+    /// `passed`, `failed`, `skipped`, `not_run`.
+    pub result: String,
+    pub detail: String,
 }
 
 /// One side of a rollback: which history entry (version and timestamp identify it).

@@ -446,6 +446,7 @@ mod tests {
             refusals: vec!["refused: something".into()],
             warnings: Vec::new(),
             operation: None,
+            validation: None,
         }
     }
 

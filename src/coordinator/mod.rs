@@ -273,6 +273,7 @@ impl<'a> RollbackCoordinator<'a> {
             refusals,
             warnings,
             operation: None,
+            validation: None,
         })
     }
 

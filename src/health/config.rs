@@ -56,8 +56,8 @@ pub struct Deployment {
     pub strategy: Option<String>,
     pub health_checks: Vec<Check>,
     pub auto_trigger: Vec<AutoTrigger>,
-    /// `rollback.validation` items as written (run by the validation feature).
-    pub validation: Vec<Node>,
+    /// `rollback.validation`: what is checked before a rollback changes anything.
+    pub validation: Validation,
     /// `traffic:` (blue-green): the balancer, the two environments, the gradual steps.
     pub traffic: Option<Traffic>,
 }
@@ -99,6 +99,166 @@ impl Traffic {
             _ => None,
         }
     }
+}
+
+/// `rollback.validation`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Validation {
+    /// Every manifest and blob of the target still exists; formula downloads match sha256.
+    pub verify_dependencies: bool,
+    /// Start the target image through the Docker Engine API.
+    pub smoke: Option<Smoke>,
+    /// Migrations added since the target have a down migration; image config differences.
+    pub backwards: Option<Migrations>,
+}
+
+impl Validation {
+    pub fn any(&self) -> bool {
+        self.verify_dependencies || self.smoke.is_some() || self.backwards.is_some()
+    }
+}
+
+/// `run_smoke_tests: true` or `{command: [...], http: {port, path}, timeout, registry}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Smoke {
+    /// Run instead of the image's default command; passes on exit 0.
+    pub command: Option<Vec<String>>,
+    /// `(container port, path)`: published on a loopback port and probed until 2xx.
+    pub http: Option<(u16, String)>,
+    pub timeout: Duration,
+    /// Which `docker` registry's image (default: the first one configured).
+    pub registry: Option<String>,
+}
+
+/// `check_backwards_compatibility: true` or `{dir, up_suffix, down_suffix, repo}`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Migrations {
+    /// The migrations folder, relative to the repository root.
+    pub dir: String,
+    pub up_suffix: String,
+    pub down_suffix: String,
+    /// The project's git repository (default: the folder of bagboy.yaml).
+    pub repo: Option<String>,
+}
+
+impl Default for Migrations {
+    fn default() -> Self {
+        Migrations {
+            dir: "migrations".into(),
+            up_suffix: ".up.sql".into(),
+            down_suffix: ".down.sql".into(),
+            repo: None,
+        }
+    }
+}
+
+fn validation(p: &mut Problems, w: &mut Vec<Problem>, node: &Node) -> Validation {
+    let mut v = Validation::default();
+    for item in p.list("validation", node).to_vec() {
+        let Some(entries) = item.entries() else {
+            p.push(item.loc, "a validation item is a mapping such as `verify_dependencies: true`");
+            continue;
+        };
+        for (key, k, val) in entries {
+            let on = |p: &mut Problems| match &val.value {
+                crate::yaml::Value::Map(_) => Some(true),
+                _ => p.boolean(key, val),
+            };
+            match key {
+                "verify_dependencies" => v.verify_dependencies = on(p).unwrap_or(false),
+                "run_smoke_tests" => {
+                    if on(p) == Some(true) {
+                        v.smoke = smoke(p, w, val);
+                    }
+                }
+                "check_backwards_compatibility" => {
+                    if on(p) == Some(true) {
+                        v.backwards = Some(migrations(p, w, val));
+                    }
+                }
+                _ => w.push(Problem {
+                    loc: k.loc,
+                    message: format!(
+                        "unknown validation `{key}` ignored (known: verify_dependencies, run_smoke_tests, check_backwards_compatibility)"
+                    ),
+                }),
+            }
+        }
+    }
+    v
+}
+
+fn smoke(p: &mut Problems, w: &mut Vec<Problem>, node: &Node) -> Option<Smoke> {
+    let mut s = Smoke {
+        command: None,
+        http: None,
+        timeout: Duration::from_secs(60),
+        registry: None,
+    };
+    if node.entries().is_none() {
+        return Some(s);
+    }
+    known(p, w, node, "run_smoke_tests", &["command", "http", "timeout", "registry"]);
+    if let Some(c) = get(node, "command") {
+        let args = match &c.value {
+            crate::yaml::Value::Seq(_) => p.string_list("command", c),
+            _ => p.string("command", c).map(|s| vec!["/bin/sh".into(), "-c".into(), s]).unwrap_or_default(),
+        };
+        if args.is_empty() {
+            p.push(c.loc, "`command` is the command to run in the container, e.g. [\"/app\", \"--version\"]");
+        }
+        s.command = Some(args);
+    }
+    if let Some(h) = get(node, "http") {
+        known(p, w, h, "http", &["port", "path"]);
+        let port = get(h, "port")
+            .and_then(|n| p.string("port", n))
+            .and_then(|t| t.parse::<u16>().ok())
+            .filter(|n| *n > 0);
+        match port {
+            Some(port) => {
+                let path = get(h, "path")
+                    .and_then(|n| p.string("path", n))
+                    .unwrap_or_else(|| "/".into());
+                s.http = Some((port, path));
+            }
+            None => p.push(h.loc, "`http` needs `port:` (the container port to probe)"),
+        }
+    }
+    if let Some(t) = get(node, "timeout") {
+        if let Some(d) = duration(p, "timeout", t) {
+            s.timeout = d;
+        }
+    }
+    if let Some(r) = get(node, "registry") {
+        s.registry = p.string("registry", r);
+    }
+    Some(s)
+}
+
+fn migrations(p: &mut Problems, w: &mut Vec<Problem>, node: &Node) -> Migrations {
+    let mut m = Migrations::default();
+    let Some(_) = node.entries() else {
+        return m;
+    };
+    let node = get(node, "migrations").unwrap_or(node);
+    known(p, w, node, "migrations", &["dir", "up_suffix", "down_suffix", "repo"]);
+    for (key, field) in [
+        ("dir", &mut m.dir),
+        ("up_suffix", &mut m.up_suffix),
+        ("down_suffix", &mut m.down_suffix),
+    ] {
+        if let Some(v) = get(node, key).and_then(|v| p.string(key, v)) {
+            *field = v;
+        }
+    }
+    if let Some(r) = get(node, "repo") {
+        m.repo = p.string("repo", r);
+    }
+    if m.dir.split('/').any(|c| c == "..") || m.dir.starts_with('/') {
+        p.push(node.loc, "`dir` is a folder inside the repository");
+    }
+    m
 }
 
 fn is_name(s: &str) -> bool {
@@ -329,7 +489,7 @@ impl Deployment {
                     }
                 }
                 if let Some(v) = get(r, "validation") {
-                    d.validation = p.list("validation", v).to_vec();
+                    d.validation = validation(p, w, v);
                 }
             }
         }

@@ -126,6 +126,31 @@ impl From<Package> for Observation {
     }
 }
 
+/// What validation asks a backend to check about the target of its plan.
+pub struct VerifyInput<'a> {
+    pub plan: &'a RegistryPlan,
+    pub target: Option<&'a Package>,
+    pub current: Option<&'a Package>,
+    /// Every manifest and blob (Docker/OCI), every download (formulas) still there.
+    pub dependencies: bool,
+    /// Differences between the current and the target image configs, as warnings.
+    pub image_config: bool,
+}
+
+/// What a backend found.
+#[derive(Clone, Debug, Default)]
+pub struct Verified {
+    /// Whether the backend checked anything (backends without such checks say no).
+    pub checked: bool,
+    /// Requests made.
+    pub requests: usize,
+    /// What is gone: each one a refusal.
+    pub missing: Vec<String>,
+    pub warnings: Vec<String>,
+    /// What was checked, for the plan (`12 blobs of 2 manifests present`).
+    pub summary: String,
+}
+
 /// What `undo` knows about a step it is asked to reverse.
 #[derive(Clone, Debug, PartialEq)]
 pub enum UndoState {
@@ -241,6 +266,11 @@ pub trait Registry: Send + Sync {
 
     /// The package to record for the target after the plan's steps succeeded.
     fn restored_package(&self, plan: &RegistryPlan, target: Option<&Package>) -> Package;
+
+    /// Validation before a rollback: is everything the target needs still there?
+    fn verify<'a>(&'a self, _input: VerifyInput<'a>) -> BoxFuture<'a, Result<Verified, RegistryError>> {
+        Box::pin(async { Ok(Verified::default()) })
+    }
 
     /// Whether a step read back from a journal (input anyone may have written) is one this
     /// backend could have planned from what the history records for this registry, so that

@@ -127,7 +127,7 @@ impl BackendError for TagError {
 }
 
 /// Where the tags live.
-enum TagStore {
+pub(super) enum TagStore {
     Remote {
         client: Box<OciClient>,
         repo: ImageRepo,
@@ -159,6 +159,33 @@ impl TagStore {
             TagStore::Remote { client, repo } => client.get_manifest(repo, digest.as_str()).await?,
             TagStore::Layout(l) => l.read_manifest(digest)?,
         })
+    }
+
+    /// Whether blob `digest` is still there.
+    pub(super) async fn blob_exists(&self, digest: &Digest) -> Result<bool, TagError> {
+        Ok(match self {
+            TagStore::Remote { client, repo } => client.head_blob(repo, digest).await?.is_some(),
+            TagStore::Layout(l) => l.blob_path(digest).is_file(),
+        })
+    }
+
+    /// A small blob, or `None` when it is gone.
+    pub(super) async fn small_blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>, TagError> {
+        Ok(match self {
+            TagStore::Remote { client, repo } => client.get_blob(repo, digest, 4 << 20).await?,
+            TagStore::Layout(l) => match l.blob_path(digest).is_file() {
+                true => Some(l.read_blob(digest)?),
+                false => None,
+            },
+        })
+    }
+
+    /// A manifest by digest, or `None` when it is gone.
+    pub(super) async fn fetch_opt(&self, digest: &Digest) -> Result<Option<Manifest>, TagError> {
+        if !self.exists(digest).await? {
+            return Ok(None);
+        }
+        self.fetch(digest).await.map(Some)
     }
 
     async fn put(&self, tag: &str, manifest: &Manifest) -> Result<(), TagError> {
@@ -429,6 +456,56 @@ impl TagRegistry {
 impl Registry for TagRegistry {
     fn format(&self) -> &str {
         self.format
+    }
+
+    fn verify<'a>(
+        &'a self,
+        input: crate::registry::VerifyInput<'a>,
+    ) -> BoxFuture<'a, Result<crate::registry::Verified, RegistryError>> {
+        Box::pin(async move {
+            let mut v = crate::registry::Verified {
+                checked: true,
+                ..Default::default()
+            };
+            let recorded = input.target.and_then(|p| p.digest.clone()).or_else(|| {
+                input
+                    .plan
+                    .steps
+                    .iter()
+                    .find(|s| !s.action.is_left_in_place())
+                    .and_then(|s| s.after.clone())
+            });
+            let Some(target) = recorded.and_then(|d| Digest::parse(&d).ok()) else {
+                v.checked = false;
+                return Ok(v);
+            };
+            v.requests += 2;
+            let Some(root) = self.store.fetch_opt(&target).await? else {
+                v.missing.push(format!("{}: manifest {target} is gone", self.name));
+                return Ok(v);
+            };
+            if input.dependencies {
+                super::verify::dependencies(&self.store, &self.name, &root, &mut v).await?;
+            }
+            let current = input
+                .current
+                .and_then(|p| p.digest.as_deref())
+                .and_then(|d| Digest::parse(d).ok())
+                .filter(|d| *d != target);
+            if let (true, Some(cur)) = (input.image_config, current) {
+                v.requests += 2;
+                if let Some(cm) = self.store.fetch_opt(&cur).await? {
+                    let tc = super::verify::config_of(&self.store, &root, &mut v).await?;
+                    let cc = super::verify::config_of(&self.store, &cm, &mut v).await?;
+                    if let (Some(tc), Some(cc)) = (tc, cc) {
+                        for d in super::verify::config_differences(&cc, &tc) {
+                            v.warnings.push(format!("{}: image config: {d}", self.name));
+                        }
+                    }
+                }
+            }
+            Ok(v)
+        })
     }
 
     fn name(&self) -> &str {

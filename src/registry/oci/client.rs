@@ -318,6 +318,68 @@ impl OciClient {
         })
     }
 
+    /// Whether the registry still has blob `digest` (HEAD; `None` when it answers 404).
+    pub async fn head_blob(
+        &self,
+        repo: &ImageRepo,
+        digest: &Digest,
+    ) -> Result<Option<u64>, OciError> {
+        self.check_repo(repo)?;
+        let url = self.url(&format!("v2/{}/blobs/{}", repo.path(), digest.as_str()))?;
+        let call = self.call(
+            Method::HEAD,
+            url,
+            Some(repo),
+            Some(digest.as_str()),
+            Some(pull(repo)),
+        );
+        let resp = self.execute(&call).await?;
+        let status = resp.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(self.status_error(&call, resp).await);
+        }
+        Ok(Some(
+            header_str(resp.headers(), CONTENT_LENGTH.as_str())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        ))
+    }
+
+    /// A small blob (an image config), verified against its digest; at most `limit` bytes.
+    pub async fn get_blob(
+        &self,
+        repo: &ImageRepo,
+        digest: &Digest,
+        limit: usize,
+    ) -> Result<Option<Vec<u8>>, OciError> {
+        self.check_repo(repo)?;
+        let url = self.url(&format!("v2/{}/blobs/{}", repo.path(), digest.as_str()))?;
+        let call = self.call(
+            Method::GET,
+            url,
+            Some(repo),
+            Some(digest.as_str()),
+            Some(pull(repo)),
+        );
+        let resp = self.execute(&call).await?;
+        let status = resp.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(self.status_error(&call, resp).await);
+        }
+        let bytes = read_limited(resp, limit, &call).await?;
+        let actual = digest.same_algorithm_of(&bytes);
+        if &actual != digest {
+            return Err(mismatch(&call, digest.clone(), "requested digest", actual));
+        }
+        Ok(Some(bytes))
+    }
+
     /// Puts `manifest`'s exact bytes under `tag` and checks the registry stored the same digest.
     pub async fn put_manifest(
         &self,

@@ -2,6 +2,7 @@
 
 mod auth;
 mod backend;
+mod verify;
 mod client;
 mod error;
 mod layout;
