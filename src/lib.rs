@@ -15,6 +15,7 @@ pub mod monitor;
 pub mod ops;
 pub mod plan;
 pub mod registry;
+pub mod validate;
 pub mod yaml;
 
 pub use error::{Error, Exit};

@@ -174,6 +174,9 @@ pub struct RollbackArgs {
     /// With --auto: time between samples
     #[arg(long, value_name = "DURATION", requires = "auto", value_parser = parse_duration_arg, default_value = "10s")]
     pub interval: std::time::Duration,
+    /// Run without `rollback.validation` (dependencies, smoke tests, migrations); warns
+    #[arg(long)]
+    pub skip_validation: bool,
     /// With --dry-run: post the plan as one sticky comment on this pull request (`auto`: the
     /// one in GITHUB_EVENT_PATH), updated in place on later runs; needs GITHUB_TOKEN and
     /// GITHUB_REPOSITORY, appends to GITHUB_STEP_SUMMARY when set

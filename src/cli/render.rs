@@ -27,6 +27,22 @@ fn summary_line(plan: &Plan) -> String {
         s.unchanged,
         s.left_in_place
     );
+    if let Some(v) = &plan.validation {
+        let count = |r: &str| v.checks.iter().filter(|c| c.result == r).count();
+        let mut parts = Vec::new();
+        for r in ["passed", "failed", "warning", "not_run", "skipped"] {
+            let n = count(r);
+            if n > 0 {
+                parts.push(format!("{n} {}", r.replace('_', " ")));
+            }
+        }
+        line.push_str(&format!(
+            "; validation: {} ({} request{})",
+            if parts.is_empty() { "nothing to check".to_string() } else { parts.join(", ") },
+            v.requests,
+            if v.requests == 1 { "" } else { "s" }
+        ));
+    }
     if !plan.refusals.is_empty() {
         line.push_str(&format!(
             "; REFUSED ({} reason{})",
@@ -80,6 +96,27 @@ pub fn plan_text(plan: &Plan, o: &Output) -> String {
         }
         for n in &rp.notes {
             s.push_str(&format!("  note: {}\n", clean(n)));
+        }
+    }
+    if let Some(v) = plan.validation.as_ref().filter(|v| !v.checks.is_empty()) {
+        s.push('\n');
+        s.push_str(&o.bold("validation"));
+        s.push('\n');
+        for c in &v.checks {
+            let mark = match c.result.as_str() {
+                "passed" => o.green("passed  "),
+                "failed" => o.red("FAILED  "),
+                other => o.yellow(&format!("{:<8}", other.replace('_', " "))),
+            };
+            s.push_str(&format!(
+                "  {mark}{} {}{}\n",
+                clean(&c.check),
+                c.registry
+                    .as_deref()
+                    .map(|r| format!("{}: ", clean(r)))
+                    .unwrap_or_default(),
+                clean(&c.detail)
+            ));
         }
     }
     if !plan.warnings.is_empty() || !plan.refusals.is_empty() {
@@ -178,6 +215,19 @@ fn markdown_parts(plan: &Plan) -> (String, Vec<String>, String) {
     }
     let sections = plan.registries.iter().map(registry_markdown).collect();
     let mut foot = String::new();
+    if let Some(v) = plan.validation.as_ref().filter(|v| !v.checks.is_empty()) {
+        foot.push_str("| validation | registry | result | detail |\n|---|---|---|---|\n");
+        for c in &v.checks {
+            foot.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                md_text(&c.check),
+                c.registry.as_deref().map(md_code).unwrap_or_else(|| "-".into()),
+                md_text(&c.result),
+                md_text(&c.detail)
+            ));
+        }
+        foot.push('\n');
+    }
     for w in &plan.warnings {
         foot.push_str(&format!("- :warning: {}\n", md_text(w)));
     }

@@ -188,6 +188,7 @@ pub fn rollback(ctx: &Context, args: &RollbackArgs, comment_key: &str) -> Result
         version: args.version.clone(),
         registries: args.registry.clone(),
         force: args.force,
+        skip_validation: args.skip_validation,
     };
     if let (true, Some(pr)) = (args.dry_run, &args.comment_pr) {
         return dry_run_commented(ctx, args, req, pr, comment_key);
@@ -360,7 +361,7 @@ pub(super) fn run_prepared(
         ctx.out.raw(&render::plan_text(&plan, &ctx.out));
         return Err(Error::refused_with_hint(
             plan.refusals.join("\n"),
-            "nothing was changed; --force overrides these checks",
+            "nothing was changed; --force overrides the history's checks, --skip-validation the validation's",
         ));
     }
     let already = prepared.already_current();

@@ -32,6 +32,8 @@ pub struct Request {
     /// `--registry` filters: a format name or a registry identity.
     pub registries: Vec<String>,
     pub force: bool,
+    /// `--skip-validation`: run without `rollback.validation` (a warning says so).
+    pub skip_validation: bool,
 }
 
 /// Opens the backend of a registry configuration; injected so tests can use fakes.

@@ -137,6 +137,7 @@ pub fn prepare_with<'w>(
         version: Some(saved.target.version.clone()),
         registries: saved.only.clone(),
         force: saved.force,
+        skip_validation: false,
     };
     let rt = super::runtime()?;
     let mut plan =
@@ -145,6 +146,15 @@ pub fn prepare_with<'w>(
     // As previewed: a saved plan never gains a step its dry-run could not show.
     super::rollback::add_traffic(ws, &mut plan, &loaded.history, target_idx, &req, true);
     compare(saved, &plan)?;
+    super::validate::validate(
+        ws,
+        &coordinator,
+        &mut plan,
+        &loaded.history,
+        target_idx,
+        &req,
+        false,
+    );
     if !plan.refusals.is_empty() {
         return Err(Error::refused_with_hint(
             plan.refusals.join("\n"),

@@ -10,6 +10,7 @@ pub mod record;
 pub mod recover;
 pub mod rollback;
 pub mod unlock;
+pub mod validate;
 
 use crate::config::Config;
 use crate::error::Error;

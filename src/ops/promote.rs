@@ -281,6 +281,7 @@ pub fn prepare<'w>(
         version: Some(version.to_string()),
         registries: Vec::new(),
         force: false,
+        skip_validation: true,
     };
     let coordinator = RollbackCoordinator::new(&ws.config);
     let mut plan = rt.block_on(coordinator.plan(

@@ -117,6 +117,15 @@ pub fn prepare_with<'w>(
     ))?;
     super::log_http_stats();
     add_traffic(ws, &mut plan, &loaded.history, target_idx, req, dry_run);
+    super::validate::validate(
+        ws,
+        &coordinator,
+        &mut plan,
+        &loaded.history,
+        target_idx,
+        req,
+        dry_run,
+    );
     plan.refusals.extend(extra_refusals);
     plan.warnings.extend(extra_warnings);
     listener.on(&Event::Planned { plan: &plan });

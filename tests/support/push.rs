@@ -264,6 +264,20 @@ impl TestRegistry {
         Some((resp.bytes().expect("manifest body").to_vec(), content_type))
     }
 
+    /// Deletes a blob (the registry runs with `storage.delete.enabled`), as a garbage
+    /// collector or a retention policy would.
+    pub fn delete_blob(&self, repo: &str, digest: &str) {
+        let resp = self
+            .authed(
+                self.http
+                    .delete(format!("{}/v2/{repo}/blobs/{digest}", self.base_url())),
+                repo,
+            )
+            .send()
+            .expect("delete blob");
+        assert_eq!(resp.status().as_u16(), 202, "delete blob {digest}");
+    }
+
     /// Re-puts the manifest at `digest` under `tag`.
     pub fn put_tag(&self, repo: &str, tag: &str, digest: &str) {
         let (bytes, content_type) = self

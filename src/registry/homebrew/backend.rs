@@ -259,6 +259,29 @@ impl Registry for BrewRegistry {
         })
     }
 
+    fn verify<'a>(
+        &'a self,
+        input: crate::registry::VerifyInput<'a>,
+    ) -> BoxFuture<'a, Result<crate::registry::Verified, RegistryError>> {
+        Box::pin(async move {
+            let mut v = crate::registry::Verified::default();
+            if !input.dependencies {
+                return Ok(v);
+            }
+            let Some(plan) = input
+                .plan
+                .steps
+                .first()
+                .and_then(|s| serde_json::from_value::<RestorePlan>(s.data["restore"].clone()).ok())
+            else {
+                return Ok(v);
+            };
+            v.checked = true;
+            super::verify::downloads(&self.name, &plan, &mut v).await;
+            Ok(v)
+        })
+    }
+
     fn apply<'a>(
         &'a self,
         step: &'a Step,

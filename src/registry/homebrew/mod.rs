@@ -3,6 +3,7 @@
 mod backend;
 mod formula;
 mod git;
+mod verify;
 pub mod ruby;
 
 use std::path::{Path, PathBuf};

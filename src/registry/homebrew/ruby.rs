@@ -216,6 +216,16 @@ impl<'a> Source<'a> {
             .find_map(|u| super::formula::version_from_url(u))
     }
 
+    /// Every `url "…"` with the `sha256 "…"` beside it in the same block (the formula's own,
+    /// per-platform blocks, resources, patches); `head` and `bottle` blocks are not downloads
+    /// to verify. A url whose block has no plain `sha256` comes with `None`.
+    pub fn downloads(&self) -> Vec<(String, Option<String>)> {
+        let mut out = Vec::new();
+        let top: Vec<&Node> = self.stanzas.iter().map(|s| &s.node).collect();
+        collect_downloads(&top, &mut out);
+        out
+    }
+
     /// `disable!` / `deprecate!` with their arguments as written, for the plan.
     pub fn retired(&self) -> Option<String> {
         self.stanzas
@@ -384,6 +394,56 @@ fn kwarg_str(args: &[Node], key: &str) -> Option<String> {
     None
 }
 
+fn plain_str_arg(s: &lib_ruby_parser::nodes::Send) -> Option<String> {
+    match s.args.first() {
+        Some(Node::Str(v)) => v.value.as_str_lossy().ok().map(str::to_string),
+        _ => None,
+    }
+}
+
+fn collect_downloads(stmts: &[&Node], out: &mut Vec<(String, Option<String>)>) {
+    let mut urls = Vec::new();
+    let mut shas = Vec::new();
+    for n in stmts {
+        match n {
+            Node::Send(s) if s.recv.is_none() && s.method_name == "url" => {
+                if let Some(u) = plain_str_arg(s) {
+                    urls.push(u);
+                }
+            }
+            Node::Send(s) if s.recv.is_none() && s.method_name == "sha256" => {
+                if let Some(h) = plain_str_arg(s) {
+                    shas.push(h);
+                }
+            }
+            Node::Block(b) => {
+                if matches!(call_name(&b.call), Some("head" | "bottle" | "livecheck")) {
+                    continue;
+                }
+                let inner: Vec<&Node> = match b.body.as_deref() {
+                    Some(Node::Begin(bb)) => bb.statements.iter().collect(),
+                    Some(other) => vec![other],
+                    None => Vec::new(),
+                };
+                collect_downloads(&inner, out);
+            }
+            Node::If(i) => {
+                for branch in [&i.if_true, &i.if_false].into_iter().flatten() {
+                    let inner: Vec<&Node> = match &**branch {
+                        Node::Begin(bb) => bb.statements.iter().collect(),
+                        other => vec![other],
+                    };
+                    collect_downloads(&inner, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    for (i, u) in urls.into_iter().enumerate() {
+        out.push((u, shas.get(i).cloned()));
+    }
+}
+
 fn collect_urls(n: &Node, out: &mut Vec<String>) {
     match n {
         Node::Send(s) if s.recv.is_none() && s.method_name == "url" => {
@@ -462,6 +522,42 @@ mod tests {
         assert_eq!(
             Source::parse(platform).unwrap().version().as_deref(),
             Some("1.2.3")
+        );
+    }
+
+    #[test]
+    fn downloads_pair_each_url_with_its_sha256() {
+        let text = r#"class Myapp < Formula
+  desc "x"
+  url "https://example.com/myapp-1.0.tar.gz"
+  sha256 "aaaa"
+  head "https://example.com/myapp.git", branch: "main"
+  bottle do
+    sha256 arm64_sonoma: "bbbb"
+  end
+  on_macos do
+    if Hardware::CPU.arm?
+      url "https://example.com/myapp-arm.tar.gz"
+      sha256 "cccc"
+    end
+  end
+  resource "extra" do
+    url "https://example.com/extra.tar.gz"
+    sha256 "dddd"
+  end
+  head do
+    url "https://example.com/myapp.git"
+  end
+end
+"#;
+        let s = Source::parse(text).unwrap();
+        assert_eq!(
+            s.downloads(),
+            vec![
+                ("https://example.com/myapp-arm.tar.gz".into(), Some("cccc".into())),
+                ("https://example.com/extra.tar.gz".into(), Some("dddd".into())),
+                ("https://example.com/myapp-1.0.tar.gz".into(), Some("aaaa".into())),
+            ]
         );
     }
 

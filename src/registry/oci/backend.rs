@@ -122,6 +122,7 @@ impl BackendError for TagError {
                 | OciError::AuthenticationFailed { .. }
                 | OciError::DockerConfig { .. }
                 | OciError::CredentialHelper { .. }
+                | OciError::ImmutableTag { .. }
         )
     }
 }
@@ -547,7 +548,16 @@ impl Registry for TagRegistry {
                 ))
             })?;
             let manifest = self.manifest(after).await?;
-            self.store.put(&step.reference, &manifest).await?;
+            if let Err(e) = self.store.put(&step.reference, &manifest).await {
+                // "Already exists" to a put of the digest the tag already has is success.
+                if matches!(&e, TagError::Oci(OciError::ImmutableTag { .. }))
+                    && self.store.resolve(&step.reference).await.ok().flatten().as_ref()
+                        == Some(&manifest.digest)
+                {
+                    return Ok(serde_json::json!({ "tag": step.reference, "before": step.before }));
+                }
+                return Err(e.into());
+            }
             Ok(serde_json::json!({ "tag": step.reference, "before": step.before }))
         })
     }

@@ -882,7 +882,13 @@ impl OciClient {
         let ctx = Box::new(call.ctx.clone());
         let status_code = Some(status.as_u16());
         let codes = registry_error_codes(&body);
-        if status == StatusCode::FORBIDDEN || codes.iter().any(|c| c == "DENIED") {
+        if call.method == Method::PUT && immutability_error(&body) {
+            OciError::ImmutableTag {
+                ctx,
+                status: status_code,
+                detail,
+            }
+        } else if status == StatusCode::FORBIDDEN || codes.iter().any(|c| c == "DENIED") {
             OciError::Denied {
                 ctx,
                 status: status_code,
@@ -902,6 +908,16 @@ impl OciClient {
             }
         }
     }
+}
+
+/// The registries' ways of saying "this tag cannot be moved": ECR's
+/// `ImageTagAlreadyExistsException`, Harbor's `... configured as immutable`, Artifact
+/// Registry's and Docker Hub's "immutable" tags, and "already exists" answers to a tag PUT.
+fn immutability_error(body: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(body).to_ascii_lowercase();
+    text.contains("immutable")
+        || text.contains("imagetagalreadyexistsexception")
+        || text.contains("already exists")
 }
 
 fn learn_scheme(challenges: &[Challenge]) -> Option<AuthScheme> {

@@ -73,6 +73,16 @@ pub enum OciError {
         detail: String,
     },
 
+    #[error(
+        "tag is immutable: {ctx} refused to move it{}; the repository makes tags immutable (ECR `imageTagMutability: IMMUTABLE`, a Harbor immutability rule, Artifact Registry or Docker Hub immutable tags): allow moving this tag for the rollback, or roll back through another tag",
+        status_and_detail(status, detail)
+    )]
+    ImmutableTag {
+        ctx: Box<RequestContext>,
+        status: Option<u16>,
+        detail: String,
+    },
+
     #[error("not found: {ctx}{}", status_and_detail(status, detail))]
     NotFound {
         ctx: Box<RequestContext>,
