@@ -21,6 +21,11 @@ command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v pgrep >/dev/null 2>&1 || need+=(procps)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+# The Docker Engine API for smoke tests (podman system service, containers run by runc) and
+# the static busybox the test images are built from.
+command -v podman >/dev/null 2>&1 || need+=(podman)
+[ -x /usr/sbin/runc ] || need+=(runc)
+[ -x /bin/busybox ] || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   SUDO=""

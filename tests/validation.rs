@@ -17,7 +17,8 @@ fn run(dir: &Path, args: &[&str]) -> Run {
     Run::of(isolated(dir).args(args).output().unwrap())
 }
 
-const VALIDATE: &str = "deployment:\n  rollback:\n    validation:\n      - verify_dependencies: true\n";
+const VALIDATE: &str =
+    "deployment:\n  rollback:\n    validation:\n      - verify_dependencies: true\n";
 
 /// v1.1.0 (a two-platform index) and v1.2.0 (current) on a real registry, both recorded.
 fn registry_project() -> (TestRegistry, Project, String) {
@@ -33,10 +34,16 @@ fn registry_project() -> (TestRegistry, Project, String) {
     );
     let index = reg.push_index("acme/app", "v1.1.0");
     reg.put_tag("acme/app", "latest", &index);
-    assert_eq!(run(p.path(), &["record", "--version", "v1.1.0"]).code, Some(0));
+    assert_eq!(
+        run(p.path(), &["record", "--version", "v1.1.0"]).code,
+        Some(0)
+    );
     let v12 = reg.push_image("acme/app", "v1.2.0");
     reg.put_tag("acme/app", "latest", &v12);
-    assert_eq!(run(p.path(), &["record", "--version", "v1.2.0"]).code, Some(0));
+    assert_eq!(
+        run(p.path(), &["record", "--version", "v1.2.0"]).code,
+        Some(0)
+    );
     (reg, p, index)
 }
 
@@ -71,8 +78,9 @@ fn verify_dependencies_refuses_a_target_whose_blob_was_deleted() {
     let r = run(p.path(), &["rollback", "--dry-run"]);
     assert_eq!(r.code, Some(2), "{}", r.show());
     assert!(
-        r.stdout.contains(&format!("blob {layer} (application/vnd.oci.image.layer.v1.tar+gzip)"))
-            && r.stdout.contains("linux/arm64")
+        r.stdout.contains(&format!(
+            "blob {layer} (application/vnd.oci.image.layer.v1.tar+gzip)"
+        )) && r.stdout.contains("linux/arm64")
             && r.stdout.contains("FAILED  dependencies"),
         "{}",
         r.show()
@@ -80,7 +88,11 @@ fn verify_dependencies_refuses_a_target_whose_blob_was_deleted() {
     let r = run(p.path(), &["rollback", "--yes"]);
     assert_eq!(r.code, Some(2), "{}", r.show());
     assert!(r.stderr.contains(&layer), "{}", r.show());
-    assert_eq!(reg.tag_digest("acme/app", "latest"), latest, "nothing moved");
+    assert_eq!(
+        reg.tag_digest("acme/app", "latest"),
+        latest,
+        "nothing moved"
+    );
     assert_eq!(p.history_bytes(), history, "nothing written");
     // --force does not go past it; --skip-validation does, with a warning.
     let r = run(p.path(), &["rollback", "--yes", "--force"]);
@@ -123,17 +135,30 @@ fn formula_downloads_are_checked_against_their_sha256() {
         );
         tap.commit_file("Formula/myapp.rb", &formula, &format!("myapp {v}"));
         tap.push();
-        assert_eq!(run(p.path(), &["record", "--version", &format!("v{v}")]).code, Some(0));
+        assert_eq!(
+            run(p.path(), &["record", "--version", &format!("v{v}")]).code,
+            Some(0)
+        );
     }
     let r = run(p.path(), &["rollback", "--dry-run"]);
     assert_eq!(r.code, Some(0), "{}", r.show());
-    assert!(r.stdout.contains("1 download of myapp checked against sha256"), "{}", r.show());
+    assert!(
+        r.stdout
+            .contains("1 download of myapp checked against sha256"),
+        "{}",
+        r.show()
+    );
     // The download was replaced: refused, the tap untouched.
     *serving.lock().unwrap() = b"something else".to_vec();
     let head = tap.head();
     let r = run(p.path(), &["rollback", "--yes"]);
     assert_eq!(r.code, Some(2), "{}", r.show());
-    assert!(r.stderr.contains(&format!("not {good} as the formula declares")), "{}", r.show());
+    assert!(
+        r.stderr
+            .contains(&format!("not {good} as the formula declares")),
+        "{}",
+        r.show()
+    );
     assert_eq!(tap.head(), head);
 }
 
@@ -148,7 +173,10 @@ fn migrations_added_since_the_target_need_a_down_migration() {
     let dir = p.path();
     let g = |args: &[&str]| git(dir, args);
     g(&["init", "-q", "-b", "main"]);
-    p.write("db/migrations/001_users.up.sql", "create table users (id int);\n");
+    p.write(
+        "db/migrations/001_users.up.sql",
+        "create table users (id int);\n",
+    );
     p.write("db/migrations/001_users.down.sql", "drop table users;\n");
     g(&["add", "db"]);
     g(&["commit", "-q", "-m", "v1.1.0"]);
@@ -162,22 +190,40 @@ fn migrations_added_since_the_target_need_a_down_migration() {
             )
             .unwrap();
         layout.set_tag("latest", &m.descriptor()).unwrap();
-        let r = run(dir, &["record", "--version", &format!("v{v}"), "--commit", commit]);
+        let r = run(
+            dir,
+            &["record", "--version", &format!("v{v}"), "--commit", commit],
+        );
         assert_eq!(r.code, Some(0), "{}", r.show());
     };
-    record("1.1.0", &c1, r#"{"ExposedPorts":{"8080/tcp":{}},"User":"app","Env":["PATH=/bin","MODE=a"]}"#);
-    p.write("db/migrations/002_orders.up.sql", "create table orders (id int);\n");
-    p.write("db/migrations/003_index.up.sql", "create index i on orders (id);\n");
+    record(
+        "1.1.0",
+        &c1,
+        r#"{"ExposedPorts":{"8080/tcp":{}},"User":"app","Env":["PATH=/bin","MODE=a"]}"#,
+    );
+    p.write(
+        "db/migrations/002_orders.up.sql",
+        "create table orders (id int);\n",
+    );
+    p.write(
+        "db/migrations/003_index.up.sql",
+        "create index i on orders (id);\n",
+    );
     p.write("db/migrations/003_index.down.sql", "drop index i;\n");
     g(&["add", "db"]);
     g(&["commit", "-q", "-m", "v1.2.0"]);
     let c2 = g(&["rev-parse", "HEAD"]);
-    record("1.2.0", &c2, r#"{"ExposedPorts":{"9090/tcp":{}},"User":"root","Env":["PATH=/bin","TOKEN=x"]}"#);
+    record(
+        "1.2.0",
+        &c2,
+        r#"{"ExposedPorts":{"9090/tcp":{}},"User":"root","Env":["PATH=/bin","TOKEN=x"]}"#,
+    );
 
     let r = run(dir, &["rollback", "--dry-run"]);
     assert_eq!(r.code, Some(2), "{}", r.show());
     assert!(
-        r.stdout.contains("db/migrations/002_orders.up.sql was added after v1.1.0")
+        r.stdout
+            .contains("db/migrations/002_orders.up.sql was added after v1.1.0")
             && r.stdout.contains("db/migrations/002_orders.down.sql")
             && !r.stdout.contains("003_index.up.sql was added"),
         "{}",
@@ -194,25 +240,39 @@ fn migrations_added_since_the_target_need_a_down_migration() {
     );
     let r = run(dir, &["rollback", "--yes", "--force"]);
     assert_eq!(r.code, Some(0), "{}", r.show());
-    assert!(r.stdout.contains("forced: migration db/migrations/002_orders.up.sql"), "{}", r.show());
+    assert!(
+        r.stdout
+            .contains("forced: migration db/migrations/002_orders.up.sql"),
+        "{}",
+        r.show()
+    );
 
     // The down migration written and released: the same check passes.
     p.write("db/migrations/002_orders.down.sql", "drop table orders;\n");
     g(&["add", "db"]);
     g(&["commit", "-q", "-m", "v1.3.0"]);
     let c3 = g(&["rev-parse", "HEAD"]);
-    record("1.3.0", &c3, r#"{"ExposedPorts":{"8080/tcp":{}},"User":"app","Env":["PATH=/bin","MODE=a"]}"#);
+    record(
+        "1.3.0",
+        &c3,
+        r#"{"ExposedPorts":{"8080/tcp":{}},"User":"app","Env":["PATH=/bin","MODE=a"]}"#,
+    );
     let r = run(dir, &["rollback", "--version", "v1.1.0", "--dry-run"]);
     assert_eq!(r.code, Some(0), "{}", r.show());
     assert!(
-        r.stdout.contains("2 migration(s) added since v1.1.0; each has a down migration"),
+        r.stdout
+            .contains("2 migration(s) added since v1.1.0; each has a down migration"),
         "{}",
         r.show()
     );
 }
 
 /// A scripted registry that answers a tag PUT the way ECR does for an immutable repository.
-fn scripted_registry(put_answer: u16, body: &'static str, reput_lands: bool) -> (FakeServer, String, String) {
+fn scripted_registry(
+    put_answer: u16,
+    body: &'static str,
+    reput_lands: bool,
+) -> (FakeServer, String, String) {
     let old = format!("sha256:{}", "1".repeat(64));
     let manifest = json!({
         "schemaVersion": 2,
@@ -231,21 +291,33 @@ fn scripted_registry(put_answer: u16, body: &'static str, reput_lands: bool) -> 
             let reference = req.target.rsplit('/').next().unwrap_or_default();
             if req.method == "PUT" {
                 put_done.store(true, std::sync::atomic::Ordering::SeqCst);
-                return FakeResponse::new(put_answer).header("Content-Type", "application/json").body(body);
+                return FakeResponse::new(put_answer)
+                    .header("Content-Type", "application/json")
+                    .body(body);
             }
             let digest = match reference {
                 "v1.1.0" => t.clone(),
-                "latest" if reput_lands && put_done.load(std::sync::atomic::Ordering::SeqCst) => t.clone(),
+                "latest" if reput_lands && put_done.load(std::sync::atomic::Ordering::SeqCst) => {
+                    t.clone()
+                }
                 "latest" | "v1.2.0" => o.clone(),
                 r if r == t => t.clone(),
                 _ => return FakeResponse::new(404),
             };
-            let bytes = if digest == t { manifest.clone().into_bytes() } else { b"{}".to_vec() };
+            let bytes = if digest == t {
+                manifest.clone().into_bytes()
+            } else {
+                b"{}".to_vec()
+            };
             return FakeResponse::new(200)
                 .header("Content-Type", mt)
                 .header("Docker-Content-Digest", &digest)
                 .header("Content-Length", &bytes.len().to_string())
-                .body(if req.method == "HEAD" { Vec::new() } else { bytes });
+                .body(if req.method == "HEAD" {
+                    Vec::new()
+                } else {
+                    bytes
+                });
         }
         if is("/v2/") && req.target == "/v2/" {
             return FakeResponse::new(200);
@@ -300,7 +372,11 @@ fn scripted_server_immutable_tags_are_named_with_a_hint() {
     let p = scripted_project(&host2, &target2);
     let r = run(p.path(), &["rollback", "--version", "v1.1.0", "--yes"]);
     assert_eq!(r.code, Some(1), "{}", r.show());
-    assert!(format!("{}{}", r.stdout, r.stderr).contains("tag is immutable"), "{}", r.show());
+    assert!(
+        format!("{}{}", r.stdout, r.stderr).contains("tag is immutable"),
+        "{}",
+        r.show()
+    );
 }
 
 #[test]

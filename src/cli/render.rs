@@ -38,7 +38,11 @@ fn summary_line(plan: &Plan) -> String {
         }
         line.push_str(&format!(
             "; validation: {} ({} request{})",
-            if parts.is_empty() { "nothing to check".to_string() } else { parts.join(", ") },
+            if parts.is_empty() {
+                "nothing to check".to_string()
+            } else {
+                parts.join(", ")
+            },
             v.requests,
             if v.requests == 1 { "" } else { "s" }
         ));
@@ -221,7 +225,10 @@ fn markdown_parts(plan: &Plan) -> (String, Vec<String>, String) {
             foot.push_str(&format!(
                 "| {} | {} | {} | {} |\n",
                 md_text(&c.check),
-                c.registry.as_deref().map(md_code).unwrap_or_else(|| "-".into()),
+                c.registry
+                    .as_deref()
+                    .map(md_code)
+                    .unwrap_or_else(|| "-".into()),
                 md_text(&c.result),
                 md_text(&c.detail)
             ));

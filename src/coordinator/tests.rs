@@ -564,6 +564,7 @@ fn events_reach_every_listener_in_order() {
         version: Some("v1.0.0".into()),
         registries: vec!["a".into()],
         force: false,
+        skip_validation: false,
     };
     let p =
         crate::ops::rollback::prepare_with(&ws, w.coordinator(), &req, false, None, &seen).unwrap();

@@ -156,7 +156,10 @@ fn validation(p: &mut Problems, w: &mut Vec<Problem>, node: &Node) -> Validation
     let mut v = Validation::default();
     for item in p.list("validation", node).to_vec() {
         let Some(entries) = item.entries() else {
-            p.push(item.loc, "a validation item is a mapping such as `verify_dependencies: true`");
+            p.push(
+                item.loc,
+                "a validation item is a mapping such as `verify_dependencies: true`",
+            );
             continue;
         };
         for (key, k, val) in entries {
@@ -198,14 +201,26 @@ fn smoke(p: &mut Problems, w: &mut Vec<Problem>, node: &Node) -> Option<Smoke> {
     if node.entries().is_none() {
         return Some(s);
     }
-    known(p, w, node, "run_smoke_tests", &["command", "http", "timeout", "registry"]);
+    known(
+        p,
+        w,
+        node,
+        "run_smoke_tests",
+        &["command", "http", "timeout", "registry"],
+    );
     if let Some(c) = get(node, "command") {
         let args = match &c.value {
             crate::yaml::Value::Seq(_) => p.string_list("command", c),
-            _ => p.string("command", c).map(|s| vec!["/bin/sh".into(), "-c".into(), s]).unwrap_or_default(),
+            _ => p
+                .string("command", c)
+                .map(|s| vec!["/bin/sh".into(), "-c".into(), s])
+                .unwrap_or_default(),
         };
         if args.is_empty() {
-            p.push(c.loc, "`command` is the command to run in the container, e.g. [\"/app\", \"--version\"]");
+            p.push(
+                c.loc,
+                "`command` is the command to run in the container, e.g. [\"/app\", \"--version\"]",
+            );
         }
         s.command = Some(args);
     }
@@ -242,7 +257,13 @@ fn migrations(p: &mut Problems, w: &mut Vec<Problem>, node: &Node) -> Migrations
         return m;
     };
     let node = get(node, "migrations").unwrap_or(node);
-    known(p, w, node, "migrations", &["dir", "up_suffix", "down_suffix", "repo"]);
+    known(
+        p,
+        w,
+        node,
+        "migrations",
+        &["dir", "up_suffix", "down_suffix", "repo"],
+    );
     for (key, field) in [
         ("dir", &mut m.dir),
         ("up_suffix", &mut m.up_suffix),

@@ -134,21 +134,31 @@ pub(crate) fn validate(
         } else {
             repo
         };
-        match (target.commit.as_deref(), current.and_then(|c| c.commit.as_deref())) {
+        match (
+            target.commit.as_deref(),
+            current.and_then(|c| c.commit.as_deref()),
+        ) {
             (Some(from), Some(to)) if from != to => {
                 match crate::validate::migrations::missing_downs(&repo, m, from, to) {
                     Ok((added, missing)) if missing.is_empty() => v.checks.push(check(
                         "migrations",
                         None,
                         "passed",
-                        format!("{added} migration(s) added since {}; each has a down migration", target.version),
+                        format!(
+                            "{added} migration(s) added since {}; each has a down migration",
+                            target.version
+                        ),
                     )),
                     Ok((added, missing)) => {
                         v.checks.push(check(
                             "migrations",
                             None,
                             "failed",
-                            format!("{} of {added} migration(s) added since {} have no down migration", missing.len(), target.version),
+                            format!(
+                                "{} of {added} migration(s) added since {} have no down migration",
+                                missing.len(),
+                                target.version
+                            ),
                         ));
                         let cv = current.map(|c| c.version.to_string()).unwrap_or_default();
                         for (f, down) in missing {
@@ -164,7 +174,8 @@ pub(crate) fn validate(
                         }
                     }
                     Err(e) => {
-                        v.checks.push(check("migrations", None, "not_run", e.clone()));
+                        v.checks
+                            .push(check("migrations", None, "not_run", e.clone()));
                         plan.warnings.push(format!("migrations not checked: {e}"));
                     }
                 }
@@ -177,7 +188,8 @@ pub(crate) fn validate(
             )),
             _ => {
                 let why = "the history records no commit for the target or the current release (`record --commit`)".to_string();
-                v.checks.push(check("migrations", None, "not_run", why.clone()));
+                v.checks
+                    .push(check("migrations", None, "not_run", why.clone()));
                 plan.warnings.push(format!("migrations not checked: {why}"));
             }
         }

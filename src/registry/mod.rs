@@ -268,7 +268,10 @@ pub trait Registry: Send + Sync {
     fn restored_package(&self, plan: &RegistryPlan, target: Option<&Package>) -> Package;
 
     /// Validation before a rollback: is everything the target needs still there?
-    fn verify<'a>(&'a self, _input: VerifyInput<'a>) -> BoxFuture<'a, Result<Verified, RegistryError>> {
+    fn verify<'a>(
+        &'a self,
+        _input: VerifyInput<'a>,
+    ) -> BoxFuture<'a, Result<Verified, RegistryError>> {
         Box::pin(async { Ok(Verified::default()) })
     }
 

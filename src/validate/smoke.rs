@@ -40,12 +40,21 @@ pub async fn run(image: &str, s: &Smoke, name: &str) -> Result<String, String> {
     tokio::time::timeout(Duration::from_secs(10), docker.ping())
         .await
         .map_err(|_| format!("the Docker engine at {host} does not answer"))?
-        .map_err(|e| format!("no Docker engine answers at {host}: {}", clean(&e.to_string())))?;
+        .map_err(|e| {
+            format!(
+                "no Docker engine answers at {host}: {}",
+                clean(&e.to_string())
+            )
+        })?;
     let deadline = Instant::now() + s.timeout + Duration::from_secs(120);
     // Pull by digest: exactly the manifest the rollback would point the tags at.
     let pull = async {
         let mut stream = docker.create_image(
-            Some(CreateImageOptionsBuilder::default().from_image(image).build()),
+            Some(
+                CreateImageOptionsBuilder::default()
+                    .from_image(image)
+                    .build(),
+            ),
             None,
             None,
         );
@@ -61,7 +70,10 @@ pub async fn run(image: &str, s: &Smoke, name: &str) -> Result<String, String> {
     let mut config = ContainerCreateBody {
         image: Some(image.to_string()),
         cmd: s.command.clone(),
-        labels: Some(HashMap::from([("bagboy".to_string(), "smoke-test".to_string())])),
+        labels: Some(HashMap::from([(
+            "bagboy".to_string(),
+            "smoke-test".to_string(),
+        )])),
         ..Default::default()
     };
     if let Some((port, _)) = &s.http {
@@ -118,7 +130,12 @@ async fn exercise(docker: &Docker, id: &str, s: &Smoke) -> Result<String, String
         let client = crate::http::client().map_err(|e| e.to_string())?;
         let mut last = String::from("no answer");
         while started.elapsed() < s.timeout {
-            match client.get(&url).timeout(Duration::from_secs(5)).send().await {
+            match client
+                .get(&url)
+                .timeout(Duration::from_secs(5))
+                .send()
+                .await
+            {
                 Ok(r) if r.status().is_success() => {
                     return Ok(format!(
                         "{path} on {port}/tcp answered {} after {} ms",
@@ -153,7 +170,11 @@ async fn exercise(docker: &Docker, id: &str, s: &Smoke) -> Result<String, String
     };
     let mut wait = docker.wait_container(
         id,
-        Some(WaitContainerOptionsBuilder::default().condition("not-running").build()),
+        Some(
+            WaitContainerOptionsBuilder::default()
+                .condition("not-running")
+                .build(),
+        ),
     );
     match tokio::time::timeout(wait_for, wait.next()).await {
         Ok(Some(Ok(r))) if r.status_code == 0 => Ok("exited 0".into()),
@@ -162,15 +183,14 @@ async fn exercise(docker: &Docker, id: &str, s: &Smoke) -> Result<String, String
             r.status_code,
             logs(docker, id).await
         )),
-        Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => Err(
-            format!("exited {code}{}", logs(docker, id).await),
-        ),
+        Ok(Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. }))) => {
+            Err(format!("exited {code}{}", logs(docker, id).await))
+        }
         Ok(Some(Err(e))) => Err(clean(&e.to_string())),
         Ok(None) => Err("the engine stopped answering".into()),
-        Err(_) if s.command.is_none() => Ok(format!(
-            "still running after {} s",
-            wait_for.as_secs()
-        )),
+        Err(_) if s.command.is_none() => {
+            Ok(format!("still running after {} s", wait_for.as_secs()))
+        }
         Err(_) => Err(format!(
             "did not finish within {} s{}",
             wait_for.as_secs(),
@@ -192,19 +212,13 @@ async fn logs(docker: &Docker, id: &str) -> String {
                 .build(),
         ),
     );
-    while let Ok(Some(Ok(l))) =
-        tokio::time::timeout(Duration::from_secs(2), s.next()).await
-    {
+    while let Ok(Some(Ok(l))) = tokio::time::timeout(Duration::from_secs(2), s.next()).await {
         out.push_str(&l.to_string());
         if out.len() > 2000 {
             break;
         }
     }
-    let lines: Vec<String> = out
-        .lines()
-        .map(clean)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let lines: Vec<String> = out.lines().map(clean).filter(|l| !l.is_empty()).collect();
     if lines.is_empty() {
         String::new()
     } else {

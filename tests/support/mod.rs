@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod github;
 pub mod haproxy;
 pub mod npm;
+pub mod podman;
 pub mod proxy;
 pub mod push;
 pub mod registry;

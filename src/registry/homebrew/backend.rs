@@ -268,12 +268,9 @@ impl Registry for BrewRegistry {
             if !input.dependencies {
                 return Ok(v);
             }
-            let Some(plan) = input
-                .plan
-                .steps
-                .first()
-                .and_then(|s| serde_json::from_value::<RestorePlan>(s.data["restore"].clone()).ok())
-            else {
+            let Some(plan) = input.plan.steps.first().and_then(|s| {
+                serde_json::from_value::<RestorePlan>(s.data["restore"].clone()).ok()
+            }) else {
                 return Ok(v);
             };
             v.checked = true;

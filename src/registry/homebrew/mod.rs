@@ -3,8 +3,8 @@
 mod backend;
 mod formula;
 mod git;
-mod verify;
 pub mod ruby;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

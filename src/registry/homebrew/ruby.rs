@@ -554,9 +554,18 @@ end
         assert_eq!(
             s.downloads(),
             vec![
-                ("https://example.com/myapp-arm.tar.gz".into(), Some("cccc".into())),
-                ("https://example.com/extra.tar.gz".into(), Some("dddd".into())),
-                ("https://example.com/myapp-1.0.tar.gz".into(), Some("aaaa".into())),
+                (
+                    "https://example.com/myapp-arm.tar.gz".into(),
+                    Some("cccc".into())
+                ),
+                (
+                    "https://example.com/extra.tar.gz".into(),
+                    Some("dddd".into())
+                ),
+                (
+                    "https://example.com/myapp-1.0.tar.gz".into(),
+                    Some("aaaa".into())
+                ),
             ]
         );
     }

@@ -482,7 +482,8 @@ impl Registry for TagRegistry {
             };
             v.requests += 2;
             let Some(root) = self.store.fetch_opt(&target).await? else {
-                v.missing.push(format!("{}: manifest {target} is gone", self.name));
+                v.missing
+                    .push(format!("{}: manifest {target} is gone", self.name));
                 return Ok(v);
             };
             if input.dependencies {
@@ -551,7 +552,13 @@ impl Registry for TagRegistry {
             if let Err(e) = self.store.put(&step.reference, &manifest).await {
                 // "Already exists" to a put of the digest the tag already has is success.
                 if matches!(&e, TagError::Oci(OciError::ImmutableTag { .. }))
-                    && self.store.resolve(&step.reference).await.ok().flatten().as_ref()
+                    && self
+                        .store
+                        .resolve(&step.reference)
+                        .await
+                        .ok()
+                        .flatten()
+                        .as_ref()
                         == Some(&manifest.digest)
                 {
                     return Ok(serde_json::json!({ "tag": step.reference, "before": step.before }));

@@ -2,10 +2,10 @@
 
 mod auth;
 mod backend;
-mod verify;
 mod client;
 mod error;
 mod layout;
+mod verify;
 
 use std::fmt;
 

@@ -154,7 +154,10 @@ pub(super) async fn config_of(
         }
     }
     let doc: Value = serde_json::from_slice(&m.bytes).unwrap_or_default();
-    let Some(d) = doc["config"]["digest"].as_str().and_then(|d| Digest::parse(d).ok()) else {
+    let Some(d) = doc["config"]["digest"]
+        .as_str()
+        .and_then(|d| Digest::parse(d).ok())
+    else {
         return Ok(None);
     };
     v.requests += 1;
@@ -196,8 +199,16 @@ pub(super) fn config_differences(current: &Value, target: &Value) -> Vec<String>
     if cp != tp {
         out.push(format!(
             "exposed ports {} → {}",
-            if cp.is_empty() { "(none)".into() } else { cp.join(", ") },
-            if tp.is_empty() { "(none)".into() } else { tp.join(", ") }
+            if cp.is_empty() {
+                "(none)".into()
+            } else {
+                cp.join(", ")
+            },
+            if tp.is_empty() {
+                "(none)".into()
+            } else {
+                tp.join(", ")
+            }
         ));
     }
     for k in ["Entrypoint", "Cmd", "User", "WorkingDir"] {
@@ -219,7 +230,13 @@ pub(super) fn config_differences(current: &Value, target: &Value) -> Vec<String>
             if new.is_empty() {
                 String::new()
             } else {
-                format!(" only the target sets: {}", new.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+                format!(
+                    " only the target sets: {}",
+                    new.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             },
             if gone.is_empty() {
                 String::new()
@@ -227,7 +244,10 @@ pub(super) fn config_differences(current: &Value, target: &Value) -> Vec<String>
                 format!(
                     "{} the target no longer sets: {}",
                     if new.is_empty() { "" } else { ";" },
-                    gone.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    gone.iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             }
         ));
