@@ -80,6 +80,8 @@ pub struct Config {
     pub monitoring: crate::monitor::Settings,
     /// `deployment:`: health checks, `auto_trigger`, validation, traffic.
     pub deployment: crate::health::Deployment,
+    /// `history_remote:`: one history on a git branch, shared by every machine.
+    pub history_remote: Option<crate::history::remote::RemoteConfig>,
     /// Non-fatal findings (unknown keys), reported as warnings.
     pub warnings: Vec<Problem>,
 }
@@ -214,10 +216,11 @@ fn from_tree(root: &Node) -> Result<Config, Vec<Problem>> {
             "deployment" => {
                 cfg.deployment = crate::health::Deployment::parse(&mut p, &mut warnings, v)
             }
+            "history_remote" => cfg.history_remote = history_remote(&mut p, &mut warnings, v),
             _ => warnings.push(Problem {
                 loc: k.loc,
                 message: format!(
-                    "unknown key `{key}` ignored (known: name, history, registries, rollback, deployment, monitoring)"
+                    "unknown key `{key}` ignored (known: name, history, registries, rollback, deployment, monitoring, history_remote)"
                 ),
             }),
         }
@@ -334,4 +337,80 @@ fn rollback(
             }),
         }
     }
+}
+
+fn history_remote(
+    p: &mut Problems,
+    w: &mut Vec<Problem>,
+    node: &Node,
+) -> Option<crate::history::remote::RemoteConfig> {
+    use crate::history::remote::{RemoteConfig, DEFAULT_BRANCH, DEFAULT_LEASE};
+    let Some(entries) = node.entries() else {
+        p.push(
+            node.loc,
+            "`history_remote` is a mapping: {url: ..., branch: ...}",
+        );
+        return None;
+    };
+    let mut cfg = RemoteConfig {
+        url: String::new(),
+        branch: DEFAULT_BRANCH.into(),
+        path: "deployment-history.yml".into(),
+        lease: DEFAULT_LEASE,
+    };
+    for (key, k, v) in entries {
+        match key {
+            "url" => cfg.url = p.string(key, v).unwrap_or_default(),
+            "branch" => cfg.branch = p.string(key, v).unwrap_or_default(),
+            "path" => cfg.path = p.string(key, v).unwrap_or_default(),
+            "lease" => {
+                let s = p.string(key, v).unwrap_or_default();
+                match crate::health::parse_duration(&s).filter(|d| !d.is_zero()) {
+                    Some(d) => cfg.lease = d,
+                    None => p.push(
+                        v.loc,
+                        format!("`lease` \"{s}\" is not a duration (e.g. \"10m\")"),
+                    ),
+                }
+            }
+            _ => w.push(Problem {
+                loc: k.loc,
+                message: format!(
+                    "unknown history_remote key `{key}` ignored (known: url, branch, path, lease)"
+                ),
+            }),
+        }
+    }
+    let ok_ref = |b: &str| {
+        !b.is_empty()
+            && !b.starts_with(['-', '/', '.'])
+            && !b.ends_with(['/', '.'])
+            && !b.contains("..")
+            && !b.ends_with(".lock")
+            && b.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+    };
+    if cfg.url.trim().is_empty() || cfg.url.starts_with('-') {
+        p.push(node.loc, "`history_remote` needs `url:` (any git URL)");
+        return None;
+    }
+    if !ok_ref(&cfg.branch) {
+        p.push(
+            node.loc,
+            "`history_remote.branch` must be a branch name (letters, digits, - _ . /)",
+        );
+        return None;
+    }
+    if cfg.path.is_empty()
+        || cfg.path.contains('/')
+        || cfg.path.starts_with('.')
+        || cfg.path.starts_with('-')
+    {
+        p.push(
+            node.loc,
+            "`history_remote.path` is a file name on the branch (no folders)",
+        );
+        return None;
+    }
+    Some(cfg)
 }

@@ -71,6 +71,10 @@ impl Error {
         match self {
             Error::History(HistoryError::Changed { .. }) => Exit::Busy,
             Error::History(HistoryError::Write { .. }) => Exit::FailedUndone,
+            Error::History(HistoryError::Remote(e)) => match e {
+                crate::history::remote::RemoteError::Git { .. } => Exit::FailedUndone,
+                _ => Exit::Busy,
+            },
             Error::History(_) | Error::Config(_) | Error::Refused { .. } => Exit::Usage,
             Error::Lock(LockError::Held { .. }) => Exit::Busy,
             Error::Lock(_) => Exit::Usage,
@@ -106,6 +110,12 @@ impl Error {
                  and then run `bagboy recover`",
                 holder.host, holder.pid
             )),
+            Error::History(HistoryError::Remote(crate::history::remote::RemoteError::Held { .. })) => Some(
+                "wait for it to finish; if that machine is gone, its lease expires on its own (history_remote.lease)".into(),
+            ),
+            Error::History(HistoryError::Remote(crate::history::remote::RemoteError::Moved { .. })) => {
+                Some("re-run the command: it reads the shared history again and re-plans".into())
+            }
             Error::Refused { hint, .. } => hint.clone(),
             Error::Stale { hint, .. } => Some(hint.clone()),
             _ => None,

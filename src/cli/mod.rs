@@ -359,7 +359,8 @@ impl Context {
                 .unwrap_or_default();
             tracing::warn!("{file}:{}: {}", w.loc, w.message);
         }
-        let store = Store::new(config.history_path(cli.history.as_deref()));
+        let store = Store::new(config.history_path(cli.history.as_deref()))
+            .with_remote(config.history_remote.as_ref())?;
         let out = Output::new(cli.color.enabled(std::io::stdout().is_terminal()));
         Ok(Context {
             ws: Workspace::new(config, store),

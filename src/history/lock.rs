@@ -54,6 +54,8 @@ pub struct Lock {
     path: PathBuf,
     holder: Holder,
     released: bool,
+    /// With `history_remote`: the lease on the shared branch, released with the lock.
+    pub(crate) lease: Option<super::remote::Lease>,
 }
 
 impl Lock {
@@ -79,6 +81,7 @@ impl Lock {
                     path: path.to_path_buf(),
                     holder,
                     released: false,
+                    lease: None,
                 })
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -250,6 +253,7 @@ fn take_over(path: &Path, stale: &Holder, mine: Holder) -> Result<Lock, LockErro
             path: path.to_path_buf(),
             holder: mine.clone(),
             released: false,
+            lease: None,
         })
     })();
     let _ = fs::remove_file(&guard);

@@ -3,6 +3,7 @@
 mod load;
 pub mod lock;
 mod model;
+pub mod remote;
 mod save;
 
 use std::path::{Path, PathBuf};
@@ -42,6 +43,8 @@ pub enum HistoryError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Remote(#[from] remote::RemoteError),
 }
 
 fn render_problems(path: &Path, problems: &[Problem]) -> String {
@@ -71,10 +74,11 @@ impl Fingerprint {
     }
 }
 
-/// A history file on disk.
+/// A history file on disk, and the branch it is shared on (`history_remote`).
 #[derive(Clone, Debug)]
 pub struct Store {
     path: PathBuf,
+    remote: Option<std::sync::Arc<remote::Remote>>,
 }
 
 /// A history as read, with the fingerprint a later save must match.
@@ -86,7 +90,18 @@ pub struct Loaded {
 
 impl Store {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Store { path: path.into() }
+        Store {
+            path: path.into(),
+            remote: None,
+        }
+    }
+
+    /// Share the history through `history_remote`.
+    pub fn with_remote(mut self, cfg: Option<&remote::RemoteConfig>) -> Result<Self, HistoryError> {
+        if let Some(cfg) = cfg {
+            self.remote = Some(std::sync::Arc::new(remote::Remote::open(cfg)?));
+        }
+        Ok(self)
     }
 
     pub fn path(&self) -> &Path {
@@ -114,7 +129,11 @@ impl Store {
     /// Take the writer lock for this history.
     pub fn lock(&self, command: &str) -> Result<Lock, crate::Error> {
         self.check_dirs()?;
-        Ok(Lock::acquire(&self.lock_path(), command)?)
+        let mut lock = Lock::acquire(&self.lock_path(), command)?;
+        if let Some(r) = &self.remote {
+            lock.lease = Some(r.acquire(command).map_err(HistoryError::from)?);
+        }
+        Ok(lock)
     }
 
     /// The directories holding the history and bagboy's state must not be symlinks: a
@@ -133,8 +152,18 @@ impl Store {
         Ok(())
     }
 
+    /// With `history_remote`: the branch's history into the local file.
+    fn sync(&self) -> Result<(), HistoryError> {
+        if let Some(r) = &self.remote {
+            self.check_dirs()?;
+            r.sync_down(&self.path)?;
+        }
+        Ok(())
+    }
+
     /// Read and validate the history; a missing file is an error.
     pub fn load(&self) -> Result<Loaded, HistoryError> {
+        self.sync()?;
         match self.read_bytes()? {
             None => Err(HistoryError::NotFound {
                 path: self.path.clone(),
@@ -145,6 +174,7 @@ impl Store {
 
     /// Read and validate the history; a missing file is an empty history.
     pub fn load_or_empty(&self) -> Result<Loaded, HistoryError> {
+        self.sync()?;
         match self.read_bytes()? {
             None => Ok(Loaded {
                 history: History::default(),
@@ -196,6 +226,10 @@ impl Store {
             return Err(HistoryError::Changed {
                 path: self.path.clone(),
             });
+        }
+        // Shared: the branch first (compare-and-swap on the commit read), then the local copy.
+        if let Some(r) = &self.remote {
+            r.publish(text.as_bytes(), &crate::ops::command_line())?;
         }
         write_atomic(&self.path, text.as_bytes()).map_err(|source| HistoryError::Write {
             path: self.path.clone(),

@@ -2,7 +2,7 @@
 
 mod backend;
 mod formula;
-mod git;
+pub(crate) mod git;
 pub mod ruby;
 mod verify;
 
