@@ -181,13 +181,17 @@ pub fn read_bounded(path: &Path) -> Result<Vec<u8>, ParseError> {
 /// Deepest nesting accepted: see [`options`].
 pub const MAX_DEPTH: usize = 32;
 
+/// The parser's budget follows the file-size cap: every event and node consumes at least one
+/// byte of input (aliases are bounded apart), so a file under the cap never runs out of budget
+/// however many entries it holds, and a larger cap (`BAGBOY_MAX_FILE_BYTES`) raises it too.
 fn options() -> serde_saphyr::Options {
+    let cap = max_file_bytes().max(1 << 20) as usize;
     let budget = serde_saphyr::budget! {
-        max_reader_input_bytes: Some(DEFAULT_MAX_FILE_BYTES as usize),
-        max_events: 8_000_000,
+        max_reader_input_bytes: Some(cap),
+        max_events: cap.saturating_add(1 << 16),
         max_aliases: 10_000,
         max_anchors: 10_000,
-        max_nodes: 4_000_000,
+        max_nodes: cap.saturating_add(1 << 16),
         // The deserializer recurses once per level with large frames (~37 KiB each in a debug
         // build), so 64 levels overflowed a 2 MiB thread stack (tokio workers, test threads)
         // before this budget could refuse them. bagboy's files nest 5 levels; 32 leaves room for
@@ -248,6 +252,159 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Node, ParseError> {
         });
     }
     Ok(root)
+}
+
+/// Parse YAML text whose root is a mapping, handing each item of the top-level sequence under
+/// `key` to `on_item` as soon as it is read instead of keeping it: the whole file is never held
+/// as a tree (the history's `deployments` go straight into the typed model, one at a time).
+/// The returned root has an empty sequence under `key`.
+pub fn parse_streaming(
+    path: &Path,
+    bytes: &[u8],
+    key: &str,
+    mut on_item: Box<dyn FnMut(Node)>,
+) -> Result<Node, ParseError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let (line, column) = line_col_of_byte(bytes, e.valid_up_to());
+        ParseError::Syntax {
+            path: path.to_path_buf(),
+            loc: Loc { line, column },
+            message: "file is not valid UTF-8".into(),
+        }
+    })?;
+    if text.trim().is_empty() {
+        return Err(ParseError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let bad_key = std::rc::Rc::new(std::cell::Cell::new(None::<Loc>));
+    let src: std::rc::Rc<str> = std::rc::Rc::from(text);
+    let sink: Box<dyn FnMut(Spanned<Raw>)> = {
+        let (bad_key, src) = (bad_key.clone(), src.clone());
+        Box::new(move |item: Spanned<Raw>| {
+            let node = to_node(item, &src);
+            if bad_key.get().is_none() {
+                if let Some(loc) = collection_key(&node) {
+                    bad_key.set(Some(loc));
+                    return;
+                }
+            }
+            on_item(node);
+        })
+    };
+    STREAM.with(|s| *s.borrow_mut() = Some((key.to_string(), sink)));
+    let spanned: Result<Spanned<StreamRoot>, _> =
+        serde_saphyr::from_str_with_options(text, options());
+    STREAM.with(|s| *s.borrow_mut() = None);
+    let spanned = spanned.map_err(|e| {
+        let loc = e
+            .location()
+            .map(|l| Loc {
+                line: l.line(),
+                column: l.column(),
+            })
+            .unwrap_or_default();
+        ParseError::Syntax {
+            path: path.to_path_buf(),
+            loc,
+            message: first_line(&e.without_snippet().to_string()),
+        }
+    })?;
+    let root = to_node(
+        Spanned {
+            value: spanned.value.0,
+            referenced: spanned.referenced,
+            defined: spanned.defined,
+        },
+        text,
+    );
+    if let Some(loc) = bad_key.get().or_else(|| collection_key(&root)) {
+        return Err(ParseError::Syntax {
+            path: path.to_path_buf(),
+            loc,
+            message: "a mapping key must be a plain value (string, number, boolean), not a list or mapping".into(),
+        });
+    }
+    Ok(root)
+}
+
+type Sink = (String, Box<dyn FnMut(Spanned<Raw>)>);
+
+thread_local! {
+    /// The item sink of the [`parse_streaming`] call running on this thread.
+    static STREAM: std::cell::RefCell<Option<Sink>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The root of a streamed document: a [`Raw`] whose sequence under the streamed key was
+/// handed out item by item.
+struct StreamRoot(Raw);
+
+impl<'de> Deserialize<'de> for StreamRoot {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RawVisitor { stream_key: true }).map(StreamRoot)
+    }
+}
+
+/// The value under the streamed key: a sequence is streamed, anything else kept.
+struct Streamed(Raw);
+
+impl<'de> Deserialize<'de> for Streamed {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StreamedVisitor).map(Streamed)
+    }
+}
+
+struct StreamedVisitor;
+
+impl<'de> Visitor<'de> for StreamedVisitor {
+    type Value = Raw;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_unit<E>(self) -> Result<Raw, E> {
+        Ok(Raw::Null)
+    }
+    fn visit_none<E>(self) -> Result<Raw, E> {
+        Ok(Raw::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
+        Streamed::deserialize(d).map(|s| s.0)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Raw, E> {
+        Ok(Raw::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
+        Ok(Raw::Int(v.to_string()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
+        Ok(Raw::Int(v.to_string()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
+        Ok(Raw::Float(v.to_string()))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Raw, E> {
+        Ok(Raw::Str(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Raw, E> {
+        Ok(Raw::Str(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
+        // Taken out while items are read (their own parts never stream), put back after.
+        let mut sink = STREAM.with(|s| s.borrow_mut().take());
+        let result = (|| {
+            while let Some(item) = seq.next_element::<Spanned<Raw>>()? {
+                if let Some((_, f)) = sink.as_mut() {
+                    f(item);
+                }
+            }
+            Ok(Raw::Seq(Vec::new()))
+        })();
+        STREAM.with(|s| *s.borrow_mut() = sink);
+        result
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Raw, A::Error> {
+        RawVisitor::default().visit_map(map)
+    }
 }
 
 /// The position of the first mapping key that is a list or a mapping.
@@ -332,65 +489,88 @@ fn to_node(s: Spanned<Raw>, src: &str) -> Node {
 
 impl<'de> Deserialize<'de> for Raw {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Raw;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any YAML value")
-            }
-            fn visit_unit<E>(self) -> Result<Raw, E> {
-                Ok(Raw::Null)
-            }
-            fn visit_none<E>(self) -> Result<Raw, E> {
-                Ok(Raw::Null)
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
-                Raw::deserialize(d)
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Raw, E> {
-                Ok(Raw::Bool(v))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
-                Ok(Raw::Int(v.to_string()))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
-                Ok(Raw::Int(v.to_string()))
-            }
-            fn visit_i128<E>(self, v: i128) -> Result<Raw, E> {
-                Ok(Raw::Int(v.to_string()))
-            }
-            fn visit_u128<E>(self, v: u128) -> Result<Raw, E> {
-                Ok(Raw::Int(v.to_string()))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
-                Ok(Raw::Float(v.to_string()))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Raw, E> {
-                Ok(Raw::Str(v.to_string()))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Raw, E> {
-                Ok(Raw::Str(v))
-            }
-            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Raw, E> {
-                Ok(Raw::Str(String::from_utf8_lossy(v).into_owned()))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element::<Spanned<Raw>>()? {
-                    items.push(item);
-                }
-                Ok(Raw::Seq(items))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(k) = map.next_key::<Spanned<Raw>>()? {
-                    let v = map.next_value::<Spanned<Raw>>()?;
-                    entries.push((k, v));
-                }
-                Ok(Raw::Map(entries))
-            }
+        d.deserialize_any(RawVisitor::default())
+    }
+}
+
+/// Builds a [`Raw`]; at a streamed document's root (`stream_key`), the value under the
+/// streamed key goes through [`Streamed`].
+#[derive(Default)]
+struct RawVisitor {
+    stream_key: bool,
+}
+
+impl<'de> Visitor<'de> for RawVisitor {
+    type Value = Raw;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_unit<E>(self) -> Result<Raw, E> {
+        Ok(Raw::Null)
+    }
+    fn visit_none<E>(self) -> Result<Raw, E> {
+        Ok(Raw::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
+        Raw::deserialize(d)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Raw, E> {
+        Ok(Raw::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
+        Ok(Raw::Int(v.to_string()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
+        Ok(Raw::Int(v.to_string()))
+    }
+    fn visit_i128<E>(self, v: i128) -> Result<Raw, E> {
+        Ok(Raw::Int(v.to_string()))
+    }
+    fn visit_u128<E>(self, v: u128) -> Result<Raw, E> {
+        Ok(Raw::Int(v.to_string()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
+        Ok(Raw::Float(v.to_string()))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Raw, E> {
+        Ok(Raw::Str(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Raw, E> {
+        Ok(Raw::Str(v))
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Raw, E> {
+        Ok(Raw::Str(String::from_utf8_lossy(v).into_owned()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Spanned<Raw>>()? {
+            items.push(item);
         }
-        d.deserialize_any(V)
+        Ok(Raw::Seq(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
+        let streamed = if self.stream_key {
+            STREAM.with(|s| s.borrow().as_ref().map(|(k, _)| k.clone()))
+        } else {
+            None
+        };
+        let mut entries = Vec::new();
+        while let Some(k) = map.next_key::<Spanned<Raw>>()? {
+            let is_streamed =
+                matches!((&k.value, &streamed), (Raw::Str(s), Some(key)) if s == key);
+            let v = if is_streamed {
+                let v = map.next_value::<Spanned<Streamed>>()?;
+                Spanned {
+                    value: v.value.0,
+                    referenced: v.referenced,
+                    defined: v.defined,
+                }
+            } else {
+                map.next_value::<Spanned<Raw>>()?
+            };
+            entries.push((k, v));
+        }
+        Ok(Raw::Map(entries))
     }
 }
 

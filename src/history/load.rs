@@ -188,48 +188,6 @@ pub fn is_tag(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
-/// Parse history text. Every problem found is returned, not only the first.
-pub fn from_tree(root: &Node) -> Result<History, Vec<Problem>> {
-    let mut p = Problems::default();
-    let mut history = History::default();
-    let Some(entries) = root.entries() else {
-        p.push(
-            root.loc,
-            format!(
-                "the history must be a mapping with a `deployments` list, found {}",
-                root.type_name()
-            ),
-        );
-        return Err(p.0);
-    };
-    let mut saw_deployments = false;
-    for (key, key_node, value) in entries {
-        if !p.string_key(key_node) {
-            continue;
-        }
-        if key == "deployments" {
-            saw_deployments = true;
-            for item in p.list("deployments", value) {
-                if let Some(d) = deployment(&mut p, item) {
-                    history.deployments.push(d);
-                }
-            }
-        } else {
-            history.extra.push((key.to_string(), value.clone()));
-        }
-    }
-    if !saw_deployments {
-        p.push(root.loc, "missing `deployments:` list");
-    }
-    check_single_current(&mut p, &history);
-    if p.0.is_empty() {
-        Ok(history)
-    } else {
-        p.0.sort_by_key(|x| x.loc);
-        Err(p.0)
-    }
-}
-
 fn check_single_current(p: &mut Problems, history: &History) {
     let deployed: Vec<&Deployment> = history
         .deployments
@@ -426,9 +384,73 @@ fn package(p: &mut Problems, node: &Node) -> Option<Package> {
 
 /// Parse a history file's bytes. `path` names the file in messages.
 pub fn parse(path: &Path, bytes: &[u8]) -> Result<History, super::HistoryError> {
-    let tree = yaml::parse(path, bytes).map_err(super::HistoryError::Parse)?;
-    from_tree(&tree).map_err(|problems| super::HistoryError::Invalid {
+    // One entry at a time: each deployment goes from its YAML nodes into the typed model and
+    // its nodes are dropped, so memory follows the model, not the file's tree.
+    type Acc = (Problems, Vec<Deployment>);
+    let acc: std::rc::Rc<std::cell::RefCell<Acc>> = Default::default();
+    let sink = {
+        let acc = acc.clone();
+        Box::new(move |item: Node| {
+            let mut a = acc.borrow_mut();
+            let (p, ds) = &mut *a;
+            if let Some(d) = deployment(p, &item) {
+                ds.push(d);
+            }
+        })
+    };
+    let root =
+        yaml::parse_streaming(path, bytes, "deployments", sink).map_err(super::HistoryError::Parse)?;
+    let (p, deployments) = std::mem::take(&mut *acc.borrow_mut());
+    from_streamed(&root, p, deployments).map_err(|problems| super::HistoryError::Invalid {
         path: path.to_path_buf(),
         problems,
     })
+}
+
+/// The history from a root whose `deployments` were already read into `deployments`. Every
+/// problem found is returned, not only the first.
+fn from_streamed(
+    root: &Node,
+    mut p: Problems,
+    deployments: Vec<Deployment>,
+) -> Result<History, Vec<Problem>> {
+    let mut history = History::default();
+    let Some(entries) = root.entries() else {
+        p.push(
+            root.loc,
+            format!(
+                "the history must be a mapping with a `deployments` list, found {}",
+                root.type_name()
+            ),
+        );
+        return Err(p.0);
+    };
+    let mut saw_deployments = false;
+    for (key, key_node, value) in entries {
+        if !p.string_key(key_node) {
+            continue;
+        }
+        if key == "deployments" {
+            saw_deployments = true;
+            // A sequence was streamed (and is empty here); anything else is reported.
+            for item in p.list("deployments", value) {
+                if let Some(d) = deployment(&mut p, item) {
+                    history.deployments.push(d);
+                }
+            }
+        } else {
+            history.extra.push((key.to_string(), value.clone()));
+        }
+    }
+    history.deployments.extend(deployments);
+    if !saw_deployments {
+        p.push(root.loc, "missing `deployments:` list");
+    }
+    check_single_current(&mut p, &history);
+    if p.0.is_empty() {
+        Ok(history)
+    } else {
+        p.0.sort_by_key(|x| x.loc);
+        Err(p.0)
+    }
 }
