@@ -93,9 +93,14 @@ impl Error {
             Error::History(HistoryError::Changed { .. }) => {
                 Some("re-run the command: it reads the file again and re-plans".into())
             }
-            Error::History(HistoryError::Parse(crate::yaml::ParseError::TooLarge { .. })) => Some(
-                "prune the history with `bagboy versions prune --keep N`, or raise BAGBOY_MAX_FILE_BYTES".into(),
-            ),
+            Error::History(HistoryError::Parse(crate::yaml::ParseError::TooLarge { size, .. })) => {
+                // Rounded up to the next MiB: enough for this file, no more.
+                let mib = size.div_ceil(1 << 20);
+                Some(format!(
+                    "raise the limit for one prune to bring it back under: `BAGBOY_MAX_FILE_BYTES={} bagboy versions prune --keep 1000` ({mib} MiB; the limit guards against hostile files, so raise it only for a history you trust)",
+                    mib << 20
+                ))
+            }
             Error::Lock(LockError::Held { holder, .. })
                 if holder.host == crate::history::lock::host_name() =>
             {
