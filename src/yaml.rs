@@ -341,7 +341,8 @@ struct StreamRoot(Raw);
 
 impl<'de> Deserialize<'de> for StreamRoot {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(RawVisitor { stream_key: true }).map(StreamRoot)
+        d.deserialize_any(RawVisitor { stream_key: true })
+            .map(StreamRoot)
     }
 }
 
@@ -556,8 +557,7 @@ impl<'de> Visitor<'de> for RawVisitor {
         };
         let mut entries = Vec::new();
         while let Some(k) = map.next_key::<Spanned<Raw>>()? {
-            let is_streamed =
-                matches!((&k.value, &streamed), (Raw::Str(s), Some(key)) if s == key);
+            let is_streamed = matches!((&k.value, &streamed), (Raw::Str(s), Some(key)) if s == key);
             let v = if is_streamed {
                 let v = map.next_value::<Spanned<Streamed>>()?;
                 Spanned {

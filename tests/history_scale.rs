@@ -39,12 +39,20 @@ fn a_history_just_under_the_cap_loads_and_prunes() {
         n -= 200;
         text = history(n);
     }
-    assert!(text.len() as u64 > (64 << 20) - (1 << 20), "{} bytes", text.len());
+    assert!(
+        text.len() as u64 > (64 << 20) - (1 << 20),
+        "{} bytes",
+        text.len()
+    );
     p.write_history(&text);
     drop(text);
     let r = run(&p, &[], &["versions", "prune", "--keep", "100"]);
     assert_eq!(r.code, Some(0), "{}", r.show());
-    let r = run(&p, &[], &["versions", "list", "--format", "json", "--limit", "1"]);
+    let r = run(
+        &p,
+        &[],
+        &["versions", "list", "--format", "json", "--limit", "1"],
+    );
     assert_eq!(r.code, Some(0), "{}", r.show());
     let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(doc["total"], 100);
@@ -60,7 +68,10 @@ fn a_history_over_the_cap_is_refused_with_the_way_back() {
     let r = run(&p, &[("BAGBOY_MAX_FILE_BYTES", cap)], &["versions", "list"]);
     assert_eq!(r.code, Some(2), "{}", r.show());
     assert!(
-        r.stderr.contains(&format!("file is {} bytes, over the limit of {cap} bytes", text.len())),
+        r.stderr.contains(&format!(
+            "file is {} bytes, over the limit of {cap} bytes",
+            text.len()
+        )),
         "{}",
         r.show()
     );
@@ -74,6 +85,10 @@ fn a_history_over_the_cap_is_refused_with_the_way_back() {
     );
     assert_eq!(r.code, Some(0), "{}", r.show());
     assert!((p.history_bytes().len() as u64) < 1 << 20);
-    let r = run(&p, &[("BAGBOY_MAX_FILE_BYTES", cap)], &["versions", "list", "--limit", "1"]);
+    let r = run(
+        &p,
+        &[("BAGBOY_MAX_FILE_BYTES", cap)],
+        &["versions", "list", "--limit", "1"],
+    );
     assert_eq!(r.code, Some(0), "{}", r.show());
 }

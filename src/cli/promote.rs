@@ -80,7 +80,14 @@ fn promote_with(ctx: &Context, args: &PromoteArgs, events: &Fanout) -> Result<()
         Some(o) => {
             let plan = &shown;
             super::rollback::render_outcome(ctx, plan, &o, args.format, true);
-            super::rollback::outcome_result(&o)
+            super::rollback::outcome_result(&o).map_err(|e| match e {
+                Error::Failed(msg, exit) => Error::Failed(
+                    msg.replacen("the rollback", "the promotion's registry steps", 1)
+                        + "; traffic was put back",
+                    exit,
+                ),
+                other => other,
+            })
         }
         None => Ok(()),
     }

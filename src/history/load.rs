@@ -398,8 +398,8 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<History, super::HistoryError> 
             }
         })
     };
-    let root =
-        yaml::parse_streaming(path, bytes, "deployments", sink).map_err(super::HistoryError::Parse)?;
+    let root = yaml::parse_streaming(path, bytes, "deployments", sink)
+        .map_err(super::HistoryError::Parse)?;
     let (p, deployments) = std::mem::take(&mut *acc.borrow_mut());
     from_streamed(&root, p, deployments).map_err(|problems| super::HistoryError::Invalid {
         path: path.to_path_buf(),

@@ -453,7 +453,12 @@ pub fn run(
     // All traffic on the promoted environment: the registries follow.
     let outcome = super::rollback::execute(prepared, listener)?;
     if outcome.exit() != Exit::Success {
-        let _ = rt.block_on(traffic::set_weights(&*switch, Weights::all_to(color), from));
+        if let Err(e) = rt.block_on(traffic::set_weights(&*switch, Weights::all_to(color), from)) {
+            tracing::error!(
+                "the registry steps failed and putting the weights back ({}) failed too: {e}",
+                from.shown()
+            );
+        }
     }
     Ok((report, Some(outcome)))
 }

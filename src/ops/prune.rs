@@ -35,17 +35,24 @@ pub fn prune(
         lock.release();
         return Ok(Vec::new());
     }
-    let mut removed = Vec::new();
-    let mut kept = loaded.history.clone();
-    kept.deployments = Vec::with_capacity(loaded.history.deployments.len() - remove.len());
-    for (i, d) in loaded.history.deployments.iter().enumerate() {
+    // Entries are moved, not copied: a 100k-entry history is held once.
+    let history::Loaded {
+        history: all,
+        fingerprint,
+    } = loaded;
+    let mut removed = Vec::with_capacity(remove.len());
+    let mut kept = history::History {
+        deployments: Vec::with_capacity(all.deployments.len() - remove.len()),
+        extra: all.extra,
+    };
+    for (i, d) in all.deployments.into_iter().enumerate() {
         if remove.contains(&i) {
-            removed.push(d.clone());
+            removed.push(d);
         } else {
-            kept.deployments.push(d.clone());
+            kept.deployments.push(d);
         }
     }
-    ws.store.save(&kept, &loaded.fingerprint)?;
+    ws.store.save(&kept, &fingerprint)?;
     lock.release();
     listener.on(&Event::Pruned { removed: &removed });
     Ok(removed)
