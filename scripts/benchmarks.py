@@ -70,40 +70,19 @@ def median(xs):
     return statistics.median(xs)
 
 
-class Registry:
-    def __init__(self, work):
-        self.port = free_port()
-        self.log = os.path.join(work, "access.log")
-        cfg = os.path.join(work, "registry.yml")
-        with open(cfg, "w") as f:
-            f.write(f"version: 0.1\nlog: {{level: info, accesslog: {{disabled: false}}}}\n"
-                    f"storage: {{filesystem: {{rootdirectory: {work}/storage}}}}\n"
-                    f"http: {{addr: 127.0.0.1:{self.port}}}\n")
-        self.proc = subprocess.Popen(["/usr/bin/docker-registry", "serve", cfg],
-                                     stdout=open(self.log, "w"), stderr=subprocess.DEVNULL)
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/v2/")
-                return
-            except Exception:
-                time.sleep(0.1)
-        raise SystemExit("docker-registry did not start")
+def _bench_ops():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_ops", os.path.join(ROOT, "scripts", "bench-ops.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
-    def request(self, method, path, body=None, headers=None):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body, method=method,
-                                     headers=headers or {})
-        return urllib.request.urlopen(req)
 
-    def blob(self, repo, data):
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        loc = self.request("POST", f"/v2/{repo}/blobs/uploads/").headers["Location"]
-        sep = "&" if "?" in loc else "?"
-        path = loc.replace(f"http://127.0.0.1:{self.port}", "")
-        self.request("PUT", f"{path}{sep}digest={digest}", data, {"Content-Type": "application/octet-stream"})
-        return digest, len(data)
+class Registry(_bench_ops().Registry):
+    """bench-ops.py's real docker-registry, plus what these benchmarks read of it."""
 
     def image(self, repo, version):
-        config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": {"v": version}},
+        config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": {"v": version, "repo": repo}},
                              "rootfs": {"type": "layers", "diff_ids": []}}).encode()
         cd, cs = self.blob(repo, config)
         ld, ls = self.blob(repo, f"{repo} {version}\n".encode())
@@ -112,10 +91,6 @@ class Registry:
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": ls}],
         }).encode()
-
-    def put(self, repo, tag, manifest):
-        self.request("PUT", f"/v2/{repo}/manifests/{tag}", manifest,
-                     {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
 
     def log_lines(self):
         with open(self.log) as f:

@@ -341,8 +341,11 @@ struct StreamRoot(Raw);
 
 impl<'de> Deserialize<'de> for StreamRoot {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(RawVisitor { stream_key: true })
-            .map(StreamRoot)
+        d.deserialize_any(RawVisitor {
+            stream_key: true,
+            stream_seq: false,
+        })
+        .map(StreamRoot)
     }
 }
 
@@ -351,60 +354,11 @@ struct Streamed(Raw);
 
 impl<'de> Deserialize<'de> for Streamed {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StreamedVisitor).map(Streamed)
-    }
-}
-
-struct StreamedVisitor;
-
-impl<'de> Visitor<'de> for StreamedVisitor {
-    type Value = Raw;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any YAML value")
-    }
-    fn visit_unit<E>(self) -> Result<Raw, E> {
-        Ok(Raw::Null)
-    }
-    fn visit_none<E>(self) -> Result<Raw, E> {
-        Ok(Raw::Null)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
-        Streamed::deserialize(d).map(|s| s.0)
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Raw, E> {
-        Ok(Raw::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
-        Ok(Raw::Int(v.to_string()))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
-        Ok(Raw::Int(v.to_string()))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
-        Ok(Raw::Float(v.to_string()))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Raw, E> {
-        Ok(Raw::Str(v.to_string()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Raw, E> {
-        Ok(Raw::Str(v))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
-        // Taken out while items are read (their own parts never stream), put back after.
-        let mut sink = STREAM.with(|s| s.borrow_mut().take());
-        let result = (|| {
-            while let Some(item) = seq.next_element::<Spanned<Raw>>()? {
-                if let Some((_, f)) = sink.as_mut() {
-                    f(item);
-                }
-            }
-            Ok(Raw::Seq(Vec::new()))
-        })();
-        STREAM.with(|s| *s.borrow_mut() = sink);
-        result
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Raw, A::Error> {
-        RawVisitor::default().visit_map(map)
+        d.deserialize_any(RawVisitor {
+            stream_key: false,
+            stream_seq: true,
+        })
+        .map(Streamed)
     }
 }
 
@@ -499,6 +453,8 @@ impl<'de> Deserialize<'de> for Raw {
 #[derive(Default)]
 struct RawVisitor {
     stream_key: bool,
+    /// This sequence's items go to the thread's stream sink, not into the value.
+    stream_seq: bool,
 }
 
 impl<'de> Visitor<'de> for RawVisitor {
@@ -513,6 +469,9 @@ impl<'de> Visitor<'de> for RawVisitor {
         Ok(Raw::Null)
     }
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
+        if self.stream_seq {
+            return Streamed::deserialize(d).map(|s| s.0);
+        }
         Raw::deserialize(d)
     }
     fn visit_bool<E>(self, v: bool) -> Result<Raw, E> {
@@ -543,6 +502,20 @@ impl<'de> Visitor<'de> for RawVisitor {
         Ok(Raw::Str(String::from_utf8_lossy(v).into_owned()))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
+        if self.stream_seq {
+            // Taken out while items are read (their own parts never stream), put back after.
+            let mut sink = STREAM.with(|s| s.borrow_mut().take());
+            let result = (|| {
+                while let Some(item) = seq.next_element::<Spanned<Raw>>()? {
+                    if let Some((_, f)) = sink.as_mut() {
+                        f(item);
+                    }
+                }
+                Ok(Raw::Seq(Vec::new()))
+            })();
+            STREAM.with(|s| *s.borrow_mut() = sink);
+            return result;
+        }
         let mut items = Vec::new();
         while let Some(item) = seq.next_element::<Spanned<Raw>>()? {
             items.push(item);

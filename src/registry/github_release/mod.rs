@@ -158,61 +158,38 @@ impl GithubReleases {
         }
     }
 
-    async fn get(&self, id: u64) -> Result<Option<Live>, RegistryError> {
-        let octo = self.api.octocrab();
-        let r = self
-            .api
-            .call(
-                &format!("reading release {id}"),
-                Purpose::ReadReleases,
-                octo.repos(&self.api.owner, &self.api.repo)
-                    .releases()
-                    .get(id),
-            )
-            .await;
-        match r {
+    /// One release read; GitHub's 404 is `None`.
+    async fn read(
+        &self,
+        what: &str,
+        fut: impl std::future::Future<Output = octocrab::Result<octocrab::models::repos::Release>>,
+    ) -> Result<Option<Live>, RegistryError> {
+        match self.api.call(what, Purpose::ReadReleases, fut).await {
             Ok(r) => Ok(Some(r.into())),
             Err(e) if e.status() == Some(404) => Ok(None),
             Err(e) => Err(self.err(e)),
         }
+    }
+
+    async fn get(&self, id: u64) -> Result<Option<Live>, RegistryError> {
+        let repo = self.api.octocrab().repos(&self.api.owner, &self.api.repo);
+        self.read(&format!("reading release {id}"), repo.releases().get(id))
+            .await
     }
 
     async fn latest(&self) -> Result<Option<Live>, RegistryError> {
-        let octo = self.api.octocrab();
-        let r = self
-            .api
-            .call(
-                "reading the latest release",
-                Purpose::ReadReleases,
-                octo.repos(&self.api.owner, &self.api.repo)
-                    .releases()
-                    .get_latest(),
-            )
-            .await;
-        match r {
-            Ok(r) => Ok(Some(r.into())),
-            Err(e) if e.status() == Some(404) => Ok(None),
-            Err(e) => Err(self.err(e)),
-        }
+        let repo = self.api.octocrab().repos(&self.api.owner, &self.api.repo);
+        self.read("reading the latest release", repo.releases().get_latest())
+            .await
     }
 
     async fn by_tag(&self, tag: &str) -> Result<Option<Live>, RegistryError> {
-        let octo = self.api.octocrab();
-        let r = self
-            .api
-            .call(
-                &format!("reading the release of tag {tag}"),
-                Purpose::ReadReleases,
-                octo.repos(&self.api.owner, &self.api.repo)
-                    .releases()
-                    .get_by_tag(tag),
-            )
-            .await;
-        match r {
-            Ok(r) => Ok(Some(r.into())),
-            Err(e) if e.status() == Some(404) => Ok(None),
-            Err(e) => Err(self.err(e)),
-        }
+        let repo = self.api.octocrab().repos(&self.api.owner, &self.api.repo);
+        self.read(
+            &format!("reading the release of tag {tag}"),
+            repo.releases().get_by_tag(tag),
+        )
+        .await
     }
 
     /// The release of `version`: its tag as written, then with the `v` prefix toggled.
