@@ -325,7 +325,8 @@ history). skopeo: one `skopeo copy --all docker://repo@digest docker://repo:tag`
 a sequential loop, one GET of the manifest per repository and one PUT per tag (no planning,
 no history, no undo). Requests are bagboy's in the registry's access log for one rollback; the
 floor is one read of each tag (the version tag included), one GET of the target manifest per
-repository and one PUT per moved tag.
+repository and one PUT per moved tag; bagboy's one extra request per repository is the HEAD of
+the current release's own version tag, which the plan lists as left in place.
 
 {rollback}
 
