@@ -182,6 +182,16 @@ fn promote_then_instant_rollback(w: World, dry_runs_observe: bool) {
     let spread = w.hp.spread(200);
     assert_eq!(spread.get("v1.2.0"), Some(&200), "{spread:?}");
     assert_eq!(latest(&w).as_deref(), Some(w.digests["v1.2.0"].as_str()));
+    // The balancer is not a registry of a release: no entry records it, and the next rollback
+    // (forward again, to v1.3.0 still running on green) plans and runs.
+    assert!(
+        !w.p.history().contains("format: traffic"),
+        "{}",
+        w.p.history()
+    );
+    let r = run(w.p.path(), &["rollback", "--version", "v1.3.0", "--yes"]);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert_eq!(w.hp.weights(), (0, 100));
     drop((w.blue, w.green));
 }
 

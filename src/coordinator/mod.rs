@@ -289,7 +289,7 @@ impl<'a> RollbackCoordinator<'a> {
             .iter()
             .filter_map(|rp| {
                 let b = self.backend_for(rp).ok()?;
-                Some(b.restored_package(rp, target.package(&rp.registry)))
+                b.restored_package(rp, target.package(&rp.registry))
             })
             .collect()
     }

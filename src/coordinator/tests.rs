@@ -184,12 +184,12 @@ impl Registry for Fake {
         })
     }
 
-    fn restored_package(&self, plan: &RegistryPlan, target: Option<&Package>) -> Package {
+    fn restored_package(&self, plan: &RegistryPlan, target: Option<&Package>) -> Option<Package> {
         let mut p = target
             .cloned()
             .unwrap_or_else(|| Package::new("fake", &self.name));
         p.tags = plan.steps.iter().map(|s| s.reference.clone()).collect();
-        p
+        Some(p)
     }
 }
 

@@ -36,6 +36,8 @@ pub struct Kind {
     pub aliases: &'static [&'static str],
     /// `registry:` is a filesystem path, resolved against the config file's directory.
     pub registry_is_path: bool,
+    /// Releases record a package of this kind in the history (not so the blue-green balancer).
+    pub recorded: bool,
     /// Check the backend's own keys of a `registries:` item; returns warnings (unknown keys).
     pub check: CheckFn,
     /// Build the backend for one configured registry.
@@ -264,8 +266,11 @@ pub trait Registry: Send + Sync {
         version: &'a Version,
     ) -> BoxFuture<'a, Result<Observation, RegistryError>>;
 
-    /// The package to record for the target after the plan's steps succeeded.
-    fn restored_package(&self, plan: &RegistryPlan, target: Option<&Package>) -> Package;
+    /// The package to record for the target after the plan's steps succeeded: by default the
+    /// target's own record, deployed. `None` for what is not a registry of a release (traffic).
+    fn restored_package(&self, _plan: &RegistryPlan, target: Option<&Package>) -> Option<Package> {
+        Some(recorded_as_deployed(self.format(), self.name(), target))
+    }
 
     /// Validation before a rollback: is everything the target needs still there?
     fn verify<'a>(
@@ -318,8 +323,18 @@ pub fn options_error(cfg: &RegistryConfig, problems: Vec<Problem>) -> RegistryEr
 }
 
 /// A registry configuration for a package the history names but `bagboy.yaml` does not.
+/// The target's record of this registry (or a bare one), as the deployed package of a new entry.
+pub fn recorded_as_deployed(format: &str, name: &str, target: Option<&Package>) -> Package {
+    let mut pkg = target
+        .cloned()
+        .unwrap_or_else(|| Package::new(format, name));
+    pkg.loc = Default::default();
+    pkg.status = Some(crate::history::Status::Deployed);
+    pkg
+}
+
 pub fn default_config(pkg: &Package) -> Option<RegistryConfig> {
-    let k = kind(&pkg.format)?;
+    let k = kind(&pkg.format).filter(|k| k.recorded)?;
     let mut cfg = RegistryConfig::new(k.name, &pkg.registry);
     if let Some(f) = &pkg.formula {
         cfg.set("formula", crate::yaml::Node::str(f));

@@ -27,6 +27,7 @@ pub static GITHUB_RELEASE: Kind = Kind {
     name: "github-release",
     aliases: &["github"],
     registry_is_path: false,
+    recorded: true,
     check: check_options,
     open: open_release,
 };
@@ -469,15 +470,6 @@ impl Registry for GithubReleases {
             }
             Ok(obs)
         })
-    }
-
-    fn restored_package(&self, _plan: &RegistryPlan, target: Option<&Package>) -> Package {
-        let mut pkg = target
-            .cloned()
-            .unwrap_or_else(|| Package::new(GITHUB_RELEASE.name, &self.name));
-        pkg.loc = Default::default();
-        pkg.status = Some(Status::Deployed);
-        pkg
     }
 
     fn vet<'a>(

@@ -21,6 +21,7 @@ pub static BREW: registry::Kind = registry::Kind {
     name: "brew",
     aliases: &["homebrew"],
     registry_is_path: false,
+    recorded: true,
     check: check_options,
     open: open_tap,
 };
@@ -517,12 +518,8 @@ impl Registry for BrewRegistry {
         })
     }
 
-    fn restored_package(&self, plan: &RegistryPlan, target: Option<&Package>) -> Package {
-        let mut pkg = target
-            .cloned()
-            .unwrap_or_else(|| Package::new("brew", &self.name));
-        pkg.loc = Default::default();
-        pkg.status = Some(Status::Deployed);
+    fn restored_package(&self, plan: &RegistryPlan, target: Option<&Package>) -> Option<Package> {
+        let mut pkg = registry::recorded_as_deployed(BREW.name, &self.name, target);
         if let Some(step) = plan.steps.first() {
             if let Some(c) = &step.after {
                 pkg.tap_commit = Some(c.clone());
@@ -531,7 +528,7 @@ impl Registry for BrewRegistry {
                 pkg.formula = step.data["restore"]["name"].as_str().map(str::to_string);
             }
         }
-        pkg
+        Some(pkg)
     }
 }
 

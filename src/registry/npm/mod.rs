@@ -32,6 +32,7 @@ pub static NPM: Kind = Kind {
     name: "npm",
     aliases: &[],
     registry_is_path: false,
+    recorded: true,
     check: check_options,
     open: open_npm,
 };
@@ -624,15 +625,6 @@ impl Registry for NpmRegistry {
             pkg.extra.push(("npm".into(), record_node(&items)));
             Ok(pkg.into())
         })
-    }
-
-    fn restored_package(&self, _plan: &RegistryPlan, target: Option<&Package>) -> Package {
-        let mut pkg = target
-            .cloned()
-            .unwrap_or_else(|| Package::new(NPM.name, &self.name));
-        pkg.loc = Default::default();
-        pkg.status = Some(Status::Deployed);
-        pkg
     }
 
     fn vet<'a>(

@@ -27,6 +27,7 @@ pub static DOCKER: Kind = Kind {
     name: "docker",
     aliases: &["oci"],
     registry_is_path: false,
+    recorded: true,
     check: check_options,
     open: open_remote,
 };
@@ -35,6 +36,7 @@ pub static OCI_LAYOUT: Kind = Kind {
     name: "oci-layout",
     aliases: &[],
     registry_is_path: true,
+    recorded: true,
     check: check_options,
     open: open_layout,
 };
@@ -660,12 +662,8 @@ impl Registry for TagRegistry {
         })
     }
 
-    fn restored_package(&self, plan: &RegistryPlan, target: Option<&Package>) -> Package {
-        let mut pkg = target
-            .cloned()
-            .unwrap_or_else(|| Package::new(self.format, &self.name));
-        pkg.loc = Default::default();
-        pkg.status = Some(Status::Deployed);
+    fn restored_package(&self, plan: &RegistryPlan, target: Option<&Package>) -> Option<Package> {
+        let mut pkg = crate::registry::recorded_as_deployed(self.format, &self.name, target);
         if let Some(d) = plan.steps.iter().find_map(|s| s.after.clone()) {
             pkg.digest = Some(d);
         }
@@ -675,6 +673,6 @@ impl Registry for TagRegistry {
             .filter(|s| s.action.as_str() == MOVE_TAG || s.action.is_unchanged())
             .map(|s| s.reference.clone())
             .collect();
-        pkg
+        Some(pkg)
     }
 }

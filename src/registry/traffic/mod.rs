@@ -30,6 +30,7 @@ pub static TRAFFIC: Kind = Kind {
     name: "traffic",
     aliases: &[],
     registry_is_path: false,
+    recorded: false,
     check: refuse_in_registries,
     open: open_traffic,
 };
@@ -329,8 +330,8 @@ impl Registry for TrafficRegistry {
         Box::pin(async move { Err(self.invalid("traffic records no release")) })
     }
 
-    fn restored_package(&self, _plan: &RegistryPlan, _target: Option<&Package>) -> Package {
-        Package::new(TRAFFIC.name, &self.name)
+    fn restored_package(&self, _plan: &RegistryPlan, _target: Option<&Package>) -> Option<Package> {
+        None
     }
 
     fn vet<'a>(
