@@ -212,8 +212,8 @@ fn options() -> serde_saphyr::Options {
     }
 }
 
-/// Parse YAML text into a tree. `path` is only used in error messages.
-pub fn parse(path: &Path, bytes: &[u8]) -> Result<Node, ParseError> {
+/// The bytes as text: UTF-8 and not blank, or the error naming where.
+fn text_of<'b>(path: &Path, bytes: &'b [u8]) -> Result<&'b str, ParseError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         let (line, column) = line_col_of_byte(bytes, e.valid_up_to());
         ParseError::Syntax {
@@ -227,29 +227,43 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Node, ParseError> {
             path: path.to_path_buf(),
         });
     }
+    Ok(text)
+}
+
+fn syntax(path: &Path, e: serde_saphyr::Error) -> ParseError {
+    let loc = e
+        .location()
+        .map(|l| Loc {
+            line: l.line(),
+            column: l.column(),
+        })
+        .unwrap_or_default();
+    ParseError::Syntax {
+        path: path.to_path_buf(),
+        loc,
+        message: first_line(&e.without_snippet().to_string()),
+    }
+}
+
+/// bagboy's files never need collection keys, and the writer has no faithful way back for them.
+fn collection_key_error(path: &Path, loc: Loc) -> ParseError {
+    ParseError::Syntax {
+        path: path.to_path_buf(),
+        loc,
+        message:
+            "a mapping key must be a plain value (string, number, boolean), not a list or mapping"
+                .into(),
+    }
+}
+
+/// Parse YAML text into a tree. `path` is only used in error messages.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Node, ParseError> {
+    let text = text_of(path, bytes)?;
     let spanned: Spanned<Raw> =
-        serde_saphyr::from_str_with_options(text, options()).map_err(|e| {
-            let loc = e
-                .location()
-                .map(|l| Loc {
-                    line: l.line(),
-                    column: l.column(),
-                })
-                .unwrap_or_default();
-            ParseError::Syntax {
-                path: path.to_path_buf(),
-                loc,
-                message: first_line(&e.without_snippet().to_string()),
-            }
-        })?;
+        serde_saphyr::from_str_with_options(text, options()).map_err(|e| syntax(path, e))?;
     let root = to_node(spanned, text);
     if let Some(loc) = collection_key(&root) {
-        // bagboy's files never need them, and the writer has no faithful way back for them.
-        return Err(ParseError::Syntax {
-            path: path.to_path_buf(),
-            loc,
-            message: "a mapping key must be a plain value (string, number, boolean), not a list or mapping".into(),
-        });
+        return Err(collection_key_error(path, loc));
     }
     Ok(root)
 }
@@ -264,19 +278,7 @@ pub fn parse_streaming(
     key: &str,
     mut on_item: Box<dyn FnMut(Node)>,
 ) -> Result<Node, ParseError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let (line, column) = line_col_of_byte(bytes, e.valid_up_to());
-        ParseError::Syntax {
-            path: path.to_path_buf(),
-            loc: Loc { line, column },
-            message: "file is not valid UTF-8".into(),
-        }
-    })?;
-    if text.trim().is_empty() {
-        return Err(ParseError::Empty {
-            path: path.to_path_buf(),
-        });
-    }
+    let text = text_of(path, bytes)?;
     let bad_key = std::rc::Rc::new(std::cell::Cell::new(None::<Loc>));
     let src: std::rc::Rc<str> = std::rc::Rc::from(text);
     let sink: Box<dyn FnMut(Spanned<Raw>)> = {
@@ -296,20 +298,7 @@ pub fn parse_streaming(
     let spanned: Result<Spanned<StreamRoot>, _> =
         serde_saphyr::from_str_with_options(text, options());
     STREAM.with(|s| *s.borrow_mut() = None);
-    let spanned = spanned.map_err(|e| {
-        let loc = e
-            .location()
-            .map(|l| Loc {
-                line: l.line(),
-                column: l.column(),
-            })
-            .unwrap_or_default();
-        ParseError::Syntax {
-            path: path.to_path_buf(),
-            loc,
-            message: first_line(&e.without_snippet().to_string()),
-        }
-    })?;
+    let spanned = spanned.map_err(|e| syntax(path, e))?;
     let root = to_node(
         Spanned {
             value: spanned.value.0,
@@ -319,11 +308,7 @@ pub fn parse_streaming(
         text,
     );
     if let Some(loc) = bad_key.get().or_else(|| collection_key(&root)) {
-        return Err(ParseError::Syntax {
-            path: path.to_path_buf(),
-            loc,
-            message: "a mapping key must be a plain value (string, number, boolean), not a list or mapping".into(),
-        });
+        return Err(collection_key_error(path, loc));
     }
     Ok(root)
 }

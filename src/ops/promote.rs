@@ -179,18 +179,7 @@ pub fn prepare<'w>(
             "see docs/blue-green.md",
         ));
     };
-    let command = super::command_line();
-    listener.on(&Event::Started {
-        id: super::operation_id(),
-        operation: "promote",
-        command: &command,
-    });
-    let lock = if dry_run {
-        None
-    } else {
-        Some(ws.lock(&command)?)
-    };
-    let loaded = ws.store.load()?;
+    let (command, lock, loaded) = super::rollback::start(ws, "promote", dry_run, listener)?;
     if lock.is_some() {
         ws.check_settled(&loaded.history)?;
     }
