@@ -110,6 +110,15 @@ fn render(path: &Path, problems: &[Problem]) -> String {
 impl Config {
     /// Load `explicit` (must exist) or `./bagboy.yaml` (may be absent).
     pub fn discover(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut cfg = Self::discover_file(explicit)?;
+        // A path from the environment is the runner's own choice, anywhere.
+        if let Some(t) = std::env::var_os("BAGBOY_METRICS_TEXTFILE").filter(|t| !t.is_empty()) {
+            cfg.monitoring.textfile = Some(PathBuf::from(t));
+        }
+        Ok(cfg)
+    }
+
+    fn discover_file(explicit: Option<&Path>) -> Result<Config, ConfigError> {
         match explicit {
             Some(p) => {
                 if !p.exists() {
@@ -187,6 +196,32 @@ impl Config {
     }
 }
 
+/// Why a path from bagboy.yaml that bagboy writes is not inside the project directory (the
+/// config file's): absolute, or climbing out with `..`. `None`: it stays inside.
+pub fn escapes_project(path: &Path) -> Option<&'static str> {
+    use std::path::Component;
+    let mut depth: usize = 0;
+    for c in path.components() {
+        match c {
+            Component::Prefix(_) | Component::RootDir => {
+                return Some("is an absolute path outside the project")
+            }
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if depth == 0 {
+                    return Some("climbs out of the project with `..`");
+                }
+                depth -= 1;
+            }
+            Component::Normal(_) => depth += 1,
+        }
+    }
+    if depth == 0 {
+        return Some("names the project directory itself, not a file in it");
+    }
+    None
+}
+
 fn from_tree(root: &Node) -> Result<Config, Vec<Problem>> {
     let mut p = Problems::default();
     let mut warnings = Vec::new();
@@ -201,7 +236,20 @@ fn from_tree(root: &Node) -> Result<Config, Vec<Problem>> {
     for (key, k, v) in entries {
         match key {
             "name" => cfg.name = p.string(key, v),
-            "history" => cfg.history = p.string(key, v).map(PathBuf::from),
+            "history" => {
+                cfg.history = p.string(key, v).map(PathBuf::from);
+                if let Some(h) = &cfg.history {
+                    if let Some(why) = escapes_project(h) {
+                        p.push(
+                            v.loc,
+                            format!(
+                                "`history: {}` {why}: bagboy writes it, so bagboy.yaml may only name a path inside the project; give another place with --history or BAGBOY_HISTORY",
+                                h.display().to_string().escape_debug()
+                            ),
+                        );
+                    }
+                }
+            }
             "registries" => {
                 for item in p.list(key, v) {
                     if let Some(r) = registry(&mut p, &mut warnings, item) {

@@ -13,20 +13,58 @@ pub fn run(ctx: &Context, cmd: &AuditCommand) -> Result<(), Error> {
         Error::refused(format!("cannot read the audit log {}: {e}", path.display()))
     })?;
     match cmd {
-        AuditCommand::Verify => match audit::verify(&lines) {
-            Ok(n) => {
-                ctx.out.line(&format!(
-                    "{}: {n} line{} verified, the chain is intact",
-                    path.display(),
-                    if n == 1 { "" } else { "s" }
+        AuditCommand::Verify => {
+            let key = audit::key();
+            let v = audit::verify(&lines, key.as_ref()).map_err(|(line, why)| {
+                Error::Failed(
+                    format!("{}:{line}: line {line} {why}", path.display()),
+                    Exit::FailedUndone,
+                )
+            })?;
+            // Every operation the history names must be in the log.
+            let missing = crate::ops::audit_ids_missing(&ctx.ws, &audit::ids(&lines))?;
+            if let Some((entry, id)) = missing.first() {
+                return Err(Error::Failed(
+                    format!(
+                        "{}: the history entry {} names audit id {}, which is not in the log: lines were deleted{}",
+                        path.display(),
+                        clean(entry),
+                        clean(id),
+                        if missing.len() > 1 {
+                            format!(" ({} entries name ids the log lacks)", missing.len())
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    Exit::FailedUndone,
                 ));
-                Ok(())
             }
-            Err((line, why)) => Err(Error::Failed(
-                format!("{}:{line}: line {line} {why}", path.display()),
-                Exit::FailedUndone,
-            )),
-        },
+            let n = v.lines;
+            let proof = if key.is_some() {
+                format!(
+                    "every line keyed with {}: no line was changed, forged or re-chained without the key",
+                    audit::KEY_VAR
+                )
+            } else if v.unchecked > 0 {
+                format!(
+                    "{} keyed line{} not checked: set {} to check them; without it this detects accidental damage only",
+                    v.unchecked,
+                    if v.unchecked == 1 { "" } else { "s" },
+                    audit::KEY_VAR
+                )
+            } else {
+                format!(
+                    "no key ({} unset): this detects accidental damage only, not a rewrite of the whole chain",
+                    audit::KEY_VAR
+                )
+            };
+            ctx.out.line(&format!(
+                "{}: {n} line{} verified, the chain is intact and holds every operation the history names; {proof}",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            ));
+            Ok(())
+        }
         AuditCommand::List(a) => {
             let mut entries: Vec<serde_json::Value> = lines
                 .iter()

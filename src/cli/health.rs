@@ -63,7 +63,16 @@ fn samples_markdown(samples: &[Sample]) -> String {
 }
 
 pub fn health(ctx: &Context, args: &HealthArgs) -> Result<(), Error> {
-    let report = ops::health::health(&ctx.ws, args.version.as_deref(), args.record)?;
+    if !args.record {
+        return health_with(ctx, args, &super::rollback::listeners());
+    }
+    let events = super::rollback::writing_listeners(ctx);
+    let result = health_with(ctx, args, &events);
+    super::rollback::ended(&events, result)
+}
+
+fn health_with(ctx: &Context, args: &HealthArgs, events: &Fanout) -> Result<(), Error> {
+    let report = ops::health::health(&ctx.ws, args.version.as_deref(), args.record, events)?;
     match args.format {
         ListFormat::Json => ctx
             .out

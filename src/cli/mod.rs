@@ -216,6 +216,10 @@ pub struct ApplyArgs {
     /// Do not ask for confirmation
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Apply although the history's checks refuse the target (only on the command line: a
+    /// saved plan's own `force` counts for nothing)
+    #[arg(long)]
+    pub force: bool,
     /// Output format of the outcome
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,

@@ -68,13 +68,7 @@ pub(super) fn listeners() -> Fanout {
 
 /// Progress, plus the audit log, metrics and webhooks: the listeners of a writing command.
 pub(super) fn writing_listeners(ctx: &Context) -> Fanout {
-    let mut f = listeners();
-    f.add(Box::new(crate::monitor::Monitor::new(
-        ctx.ws.config.monitoring.clone(),
-        &ctx.ws.store.state_dir(),
-        ctx.ws.config.name.as_deref().unwrap_or("bagboy"),
-    )));
-    f
+    ctx.ws.writing_events(listeners())
 }
 
 /// Tell the listeners how the command ended, and return its result.
@@ -334,16 +328,21 @@ fn post_comment(
 }
 
 pub fn apply(ctx: &Context, args: &ApplyArgs) -> Result<(), Error> {
+    let events = writing_listeners(ctx);
+    let result = apply_with(ctx, args, &events);
+    ended(&events, result)
+}
+
+fn apply_with(ctx: &Context, args: &ApplyArgs, events: &Fanout) -> Result<(), Error> {
     let saved = ops::apply::read_plan(&args.plan)?;
-    let events = listeners();
-    let prepared = ops::apply::prepare(&ctx.ws, &saved, &events)?;
+    let prepared = ops::apply::prepare(&ctx.ws, &saved, args.force, events)?;
     run_prepared(
         ctx,
         prepared,
         args.yes,
         args.format,
         "apply the plan",
-        &events,
+        events,
     )
 }
 

@@ -152,19 +152,22 @@ impl Store {
         Ok(())
     }
 
-    /// With `history_remote`: the branch's history into the local file.
-    fn sync(&self) -> Result<(), HistoryError> {
+    /// The history's bytes: with `history_remote`, the branch's (read through bagboy's
+    /// cache; the local copy is written only by a writing command's save, after parsing),
+    /// else the file's. `None`: there is no history yet.
+    fn read_source(&self) -> Result<Option<Vec<u8>>, HistoryError> {
         if let Some(r) = &self.remote {
             self.check_dirs()?;
-            r.sync_down(&self.path)?;
+            if let Some(bytes) = r.read()? {
+                return Ok(Some(bytes));
+            }
         }
-        Ok(())
+        self.read_bytes()
     }
 
     /// Read and validate the history; a missing file is an error.
     pub fn load(&self) -> Result<Loaded, HistoryError> {
-        self.sync()?;
-        match self.read_bytes()? {
+        match self.read_source()? {
             None => Err(HistoryError::NotFound {
                 path: self.path.clone(),
             }),
@@ -174,8 +177,7 @@ impl Store {
 
     /// Read and validate the history; a missing file is an empty history.
     pub fn load_or_empty(&self) -> Result<Loaded, HistoryError> {
-        self.sync()?;
-        match self.read_bytes()? {
+        match self.read_source()? {
             None => Ok(Loaded {
                 history: History::default(),
                 fingerprint: Fingerprint::Missing,
@@ -217,7 +219,11 @@ impl Store {
         expected: &Fingerprint,
     ) -> Result<Fingerprint, HistoryError> {
         let text = to_yaml(history);
+        // Shared and already on the branch: the branch is the history, and the push below is
+        // the compare-and-swap on the commit that was read.
+        let shared = self.remote.as_ref().is_some_and(|r| r.has_tip());
         let current = match self.read_bytes() {
+            _ if shared => expected.clone(),
             Ok(b) => Fingerprint::of(b.as_deref()),
             Err(HistoryError::Parse(_)) => Fingerprint::Sha256([0; 32]),
             Err(e) => return Err(e),

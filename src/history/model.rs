@@ -238,6 +238,15 @@ impl Deployment {
             .map(|s| s.text.as_str())
     }
 
+    /// A scalar field bagboy keeps among the entry's other fields (`audit`, `environment`).
+    pub fn extra_str(&self, key: &str) -> Option<&str> {
+        self.extra
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, n)| n.as_scalar())
+            .map(|s| s.text.as_str())
+    }
+
     /// Set (or replace) a field bagboy keeps among the entry's other fields.
     pub fn set_extra(&mut self, key: &str, value: Node) {
         match self.extra.iter_mut().find(|(k, _)| k == key) {

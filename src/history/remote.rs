@@ -186,15 +186,18 @@ impl Remote {
         .map(|_| ())
     }
 
-    /// Bring the branch's history into `local` (atomically, only when it differs). Returns
-    /// whether the branch exists; without it the local file stays as it is (the first write
-    /// publishes it).
-    pub fn sync_down(&self, local: &Path) -> Result<bool, RemoteError> {
+    /// The branch's history, fetched into bagboy's cache and read from there: `None` when
+    /// the branch does not exist yet (the first write publishes it). Nothing is written outside
+    /// the cache: the caller parses the bytes before anything is done with them.
+    pub fn read(&self) -> Result<Option<Vec<u8>>, RemoteError> {
         let (tip, _) = self.remote_tips()?;
         let Some(tip) = tip else {
             *self.tip.lock().unwrap_or_else(|p| p.into_inner()) = None;
-            return Ok(false);
+            return Ok(None);
         };
+        if tip.len() != 40 || !tip.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(self.err(format!("the remote named `{}` as the branch's tip, not a commit id", tip.escape_debug())));
+        }
         self.fetch(&self.cfg.branch, "refs/bagboy/history")?;
         let bytes = self
             .git
@@ -213,15 +216,14 @@ impl Remote {
                 bytes.len()
             )));
         }
-        let current = std::fs::read(local).ok();
-        if current.as_deref() != Some(bytes.as_slice()) {
-            if let Some(dir) = local.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| self.err(e.to_string()))?;
-            }
-            crate::files::write_atomic(local, &bytes).map_err(|e| self.err(e.to_string()))?;
-        }
         *self.tip.lock().unwrap_or_else(|p| p.into_inner()) = Some(tip);
-        Ok(true)
+        Ok(Some(bytes))
+    }
+
+    /// Whether the branch existed when it was last read (then a write is a compare-and-swap
+    /// on the commit read, and the local copy is not what is compared).
+    pub fn has_tip(&self) -> bool {
+        self.tip.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
     /// A commit of one file, `name` = `bytes`, on `parent`.
@@ -483,11 +485,10 @@ mod tests {
         };
         let one = Remote::open_at(&cfg, &root.path().join("cache1")).unwrap();
         let two = Remote::open_at(&cfg, &root.path().join("cache2")).unwrap();
-        let local = root.path().join("local.yml");
-        assert!(!one.sync_down(&local).unwrap());
+        assert!(one.read().unwrap().is_none());
         one.publish(b"deployments: []\n", "first").unwrap();
-        assert!(two.sync_down(&local).unwrap());
-        assert!(one.sync_down(&local).unwrap());
+        assert!(two.read().unwrap().is_some());
+        assert_eq!(one.read().unwrap().as_deref(), Some(&b"deployments: []\n"[..]));
         two.publish(b"deployments: [] # two\n", "two").unwrap();
         // `one` read before `two` wrote: its write is refused, `two`'s stays.
         match one.publish(b"deployments: [] # one\n", "one") {

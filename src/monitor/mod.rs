@@ -80,7 +80,20 @@ impl Settings {
                         ok
                     })
                 }
-                "textfile" => out.textfile = p.string(key, v).map(PathBuf::from),
+                "textfile" => {
+                    out.textfile = p.string(key, v).map(PathBuf::from);
+                    if let Some(t) = &out.textfile {
+                        if let Some(why) = crate::config::escapes_project(t) {
+                            p.push(
+                                v.loc,
+                                format!(
+                                    "`textfile: {}` {why}: bagboy writes it, so bagboy.yaml may only name a path inside the project; set BAGBOY_METRICS_TEXTFILE to write the node_exporter file elsewhere",
+                                    t.display().to_string().escape_debug()
+                                ),
+                            );
+                        }
+                    }
+                }
                 "webhooks" => {
                     for item in p.list(key, v) {
                         if let Some(w) = webhook(p, warnings, item) {

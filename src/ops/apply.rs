@@ -75,12 +75,22 @@ fn stale(message: String) -> Error {
 
 /// Under the lock, verify `saved` against the plan recomputed now, and return the recomputed
 /// plan (equal in every step) ready for [`super::rollback::execute`].
+///
+/// `force` is the command line's `--force`: a saved plan's own `force` field is input and
+/// overrides nothing.
 pub fn prepare<'w>(
     ws: &'w Workspace,
     saved: &Plan,
+    force: bool,
     listener: &dyn Listener,
 ) -> Result<Prepared<'w>, Error> {
-    prepare_with(ws, RollbackCoordinator::new(&ws.config), saved, listener)
+    prepare_with(
+        ws,
+        RollbackCoordinator::new(&ws.config),
+        saved,
+        force,
+        listener,
+    )
 }
 
 /// [`prepare`] with a given coordinator (fake backends, in tests).
@@ -88,26 +98,23 @@ pub fn prepare_with<'w>(
     ws: &'w Workspace,
     coordinator: RollbackCoordinator<'w>,
     saved: &Plan,
+    force: bool,
     listener: &dyn Listener,
 ) -> Result<Prepared<'w>, Error> {
-    let command = super::command_line();
-    listener.on(&Event::Started {
-        id: super::operation_id(),
-        operation: "apply",
-        command: &command,
-    });
+    let super::Begun {
+        command,
+        lock,
+        loaded,
+    } = ws.begin("apply", super::Access::Write, listener)?;
     if !saved.refusals.is_empty() {
         return Err(Error::refused_with_hint(
             format!(
                 "the saved plan was refused when it was made:\n{}",
                 saved.refusals.join("\n")
             ),
-            "nothing was changed; a plan made with --force can be applied",
+            "nothing was changed; preview again with --force, review the plan, and apply it with `bagboy apply PLAN --force`",
         ));
     }
-    let lock = ws.lock(&command)?;
-    let loaded = ws.store.load()?;
-    ws.check_settled(&loaded.history)?;
     let now = fingerprint_text(&loaded.fingerprint);
     if now != saved.history_sha256 {
         return Err(stale(format!(
@@ -136,7 +143,7 @@ pub fn prepare_with<'w>(
     let req = Request {
         version: Some(saved.target.version.clone()),
         registries: saved.only.clone(),
-        force: saved.force,
+        force,
         skip_validation: false,
     };
     let rt = super::runtime()?;
@@ -158,15 +165,35 @@ pub fn prepare_with<'w>(
     if !plan.refusals.is_empty() {
         return Err(Error::refused_with_hint(
             plan.refusals.join("\n"),
-            "nothing was changed",
+            if force {
+                "nothing was changed"
+            } else {
+                "nothing was changed; `bagboy apply PLAN --force` overrides the history's checks"
+            },
         ));
+    }
+    // A warning the reviewer did not see is a different plan.
+    let unseen: Vec<&String> = plan
+        .warnings
+        .iter()
+        .filter(|w| !saved.warnings.contains(w))
+        .collect();
+    if !unseen.is_empty() {
+        return Err(stale(format!(
+            "bagboy warns now of what the saved plan did not show:\n  {}",
+            unseen
+                .iter()
+                .map(|w| w.as_str())
+                .collect::<Vec<_>>()
+                .join("\n  ")
+        )));
     }
     listener.on(&Event::Planned { plan: &plan });
     Ok(Prepared {
         plan,
         ws,
         coordinator,
-        lock: Some(lock),
+        lock,
         loaded,
         target_idx,
         command,

@@ -134,7 +134,12 @@ fn checks_configured(ws: &Workspace) -> Result<(), Error> {
 }
 
 /// `bagboy health`: every check once against the current release (or `version`).
-pub fn health(ws: &Workspace, version: Option<&str>, record: bool) -> Result<HealthReport, Error> {
+pub fn health(
+    ws: &Workspace,
+    version: Option<&str>,
+    record: bool,
+    listener: &dyn Listener,
+) -> Result<HealthReport, Error> {
     checks_configured(ws)?;
     let loaded = ws.store.load()?;
     let idx = entry_index(&loaded.history, version)?;
@@ -144,8 +149,8 @@ pub fn health(ws: &Workspace, version: Option<&str>, record: bool) -> Result<Hea
     let verdict = s.verdict();
     let samples = vec![s];
     if record {
-        let lock = ws.lock(&super::command_line())?;
-        let loaded = ws.store.load()?;
+        let super::Begun { lock, loaded, .. } =
+            ws.begin("health", super::Access::Write, listener)?;
         let idx = entry_index(&loaded.history, Some(&v))?;
         let mut h = loaded.history.clone();
         h.deployments[idx].health_checks = Some(as_history_node(&samples));

@@ -14,7 +14,8 @@ pub mod validate;
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::history::{Fingerprint, History, Lock, Status, Store, Timestamp};
+use crate::events::{Event, Fanout, Listener};
+use crate::history::{Fingerprint, History, Loaded, Lock, Status, Store, Timestamp};
 
 /// A project as the operations see it: its configuration and its history file.
 pub struct Workspace {
@@ -34,6 +35,51 @@ impl Workspace {
     /// Take the writer lock for `command`.
     fn lock(&self, command: &str) -> Result<Lock, Error> {
         self.store.lock(command)
+    }
+
+    /// The listeners of a writing command: `progress` (the CLI's), then the audit log,
+    /// metrics and webhooks. Attached here, once, for every writing command.
+    pub fn writing_events(&self, progress: Fanout) -> Fanout {
+        let mut f = progress;
+        f.add(Box::new(crate::monitor::Monitor::new(
+            self.config.monitoring.clone(),
+            &self.store.state_dir(),
+            self.config.name.as_deref().unwrap_or("bagboy"),
+        )));
+        f
+    }
+
+    /// The door every operation enters by: announced to the listeners, the lock taken
+    /// (unless `access` is a preview), an unfinished rollback refused (unless this is the
+    /// recovery itself), and the history read under the lock.
+    pub(crate) fn begin(
+        &self,
+        operation: &'static str,
+        access: Access,
+        listener: &dyn Listener,
+    ) -> Result<Begun, Error> {
+        let command = command_line();
+        listener.on(&Event::Started {
+            id: operation_id(),
+            operation,
+            command: &command,
+        });
+        let lock = match access {
+            Access::Preview => None,
+            Access::Write | Access::WriteNew | Access::Recover => Some(self.lock(&command)?),
+        };
+        let loaded = match access {
+            Access::WriteNew => self.store.load_or_empty()?,
+            _ => self.store.load()?,
+        };
+        if matches!(access, Access::Write | Access::WriteNew) {
+            self.check_settled(&loaded.history)?;
+        }
+        Ok(Begun {
+            command,
+            lock,
+            loaded,
+        })
     }
 
     /// Under the lock: no earlier rollback is unfinished (a journal or a `rolling_back` entry).
@@ -66,6 +112,26 @@ impl Workspace {
     }
 }
 
+/// How an operation enters by [`Workspace::begin`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Reads only: no lock, nothing written (dry-runs).
+    Preview,
+    /// Writes an existing history, under the lock, only when no rollback is unfinished.
+    Write,
+    /// As `Write`, and a missing history is an empty one (`record` starts it).
+    WriteNew,
+    /// `recover`: under the lock, exactly when a rollback is unfinished.
+    Recover,
+}
+
+/// What [`Workspace::begin`] hands the operation.
+pub(crate) struct Begun {
+    pub command: String,
+    pub lock: Option<Lock>,
+    pub loaded: Loaded,
+}
+
 /// The async runtime every operation of the process runs its registry work on: one, so that
 /// the HTTP client's pooled connections (bound to the runtime that opened them) carry over
 /// from planning to applying.
@@ -83,6 +149,24 @@ pub(crate) fn runtime() -> Result<&'static tokio::runtime::Runtime, Error> {
             source,
         })?;
     Ok(RUNTIME.get_or_init(|| rt))
+}
+
+/// History entries naming an audit id that is not in `ids`: `(entry, id)`. A missing history
+/// is none.
+pub fn audit_ids_missing(
+    ws: &Workspace,
+    ids: &std::collections::HashSet<String>,
+) -> Result<Vec<(String, String)>, Error> {
+    let loaded = ws.store.load_or_empty()?;
+    Ok(loaded
+        .history
+        .deployments
+        .iter()
+        .filter_map(|d| {
+            let id = d.extra_str("audit")?;
+            (!ids.contains(id)).then(|| (format!("{} ({})", d.version, d.timestamp), id.to_string()))
+        })
+        .collect())
 }
 
 /// Who is doing this, for the history's `actor`.

@@ -179,10 +179,16 @@ pub fn prepare<'w>(
             "see docs/blue-green.md",
         ));
     };
-    let (command, lock, loaded) = super::rollback::start(ws, "promote", dry_run, listener)?;
-    if lock.is_some() {
-        ws.check_settled(&loaded.history)?;
-    }
+    let access = if dry_run {
+        super::Access::Preview
+    } else {
+        super::Access::Write
+    };
+    let super::Begun {
+        command,
+        lock,
+        loaded,
+    } = ws.begin("promote", access, listener)?;
     let history = &loaded.history;
     let target_idx = coordinator::choose_target(history, Some(version), &ws.history_name())?;
     let target = &history.deployments[target_idx];

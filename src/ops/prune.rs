@@ -20,14 +20,10 @@ pub fn prune(
     keep: usize,
     listener: &dyn Listener,
 ) -> Result<Vec<Deployment>, Error> {
-    let command = super::command_line();
-    listener.on(&Event::Started {
-        id: super::operation_id(),
-        operation: "prune",
-        command: &command,
-    });
-    let lock = ws.lock(&command)?;
-    let loaded = ws.store.load()?;
+    let super::Begun { lock, loaded, .. } = ws.begin("prune", super::Access::Write, listener)?;
+    let Some(lock) = lock else {
+        return Err(Error::refused("prune needs the lock"));
+    };
     let remove: std::collections::HashSet<usize> = history::prune_plan(&loaded.history, keep)
         .into_iter()
         .collect();

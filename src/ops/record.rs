@@ -48,14 +48,8 @@ pub fn record_with(
             req.version
         ))
     })?;
-    let command = super::command_line();
-    listener.on(&Event::Started {
-        id: super::operation_id(),
-        operation: "record",
-        command: &command,
-    });
-    let lock = ws.lock(&command)?;
-    let loaded = ws.store.load_or_empty()?;
+    let super::Begun { lock, loaded, .. } =
+        ws.begin("record", super::Access::WriteNew, listener)?;
     if let Some(why) = super::health::held(&loaded.history, &version).filter(|_| !req.force) {
         return Err(Error::refused_with_hint(
             format!("{version} is held: an automated rollback took it back ({why})"),

@@ -70,18 +70,15 @@ pub fn prepare_with<'w>(
     undo: bool,
     listener: &dyn Listener,
 ) -> Result<Prepared<'w>, Error> {
-    let command = super::command_line();
-    listener.on(&Event::Started {
-        id: super::operation_id(),
-        operation: "recover",
-        command: &command,
-    });
-    let lock = ws.lock(&command)?;
+    let super::Begun { lock, loaded, .. } =
+        ws.begin("recover", super::Access::Recover, listener)?;
+    let Some(lock) = lock else {
+        return Err(Error::refused("recover needs the lock"));
+    };
     let Some(path) = journal::unfinished(&ws.store.state_dir())
         .into_iter()
         .next()
     else {
-        let loaded = ws.store.load()?;
         let entries: Vec<String> = loaded
             .history
             .deployments
@@ -111,7 +108,6 @@ pub fn prepare_with<'w>(
     };
     let journal = Journal::open(&path).map_err(|e| Error::Failed(e.to_string(), Exit::Partial))?;
     let data = journal.snapshot();
-    let loaded = ws.store.load()?;
     let rt = super::runtime()?;
     let problems = rt.block_on(vet(ws, &coordinator, &data, &loaded.history));
     if !problems.is_empty() {

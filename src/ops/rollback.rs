@@ -64,29 +64,6 @@ pub fn prepare<'w>(
     )
 }
 
-/// The start of a planning operation: announced, the lock taken (unless a dry run), the
-/// history read under it.
-pub(crate) fn start(
-    ws: &Workspace,
-    operation: &'static str,
-    dry_run: bool,
-    listener: &dyn Listener,
-) -> Result<(String, Option<Lock>, Loaded), Error> {
-    let command = super::command_line();
-    listener.on(&Event::Started {
-        id: super::operation_id(),
-        operation,
-        command: &command,
-    });
-    let lock = if dry_run {
-        None
-    } else {
-        Some(ws.lock(&command)?)
-    };
-    let loaded = ws.store.load()?;
-    Ok((command, lock, loaded))
-}
-
 /// [`prepare`] with a given coordinator (fake backends, in tests).
 pub fn prepare_with<'w>(
     ws: &'w Workspace,
@@ -96,11 +73,20 @@ pub fn prepare_with<'w>(
     pick: Option<Picker<'_>>,
     listener: &dyn Listener,
 ) -> Result<Prepared<'w>, Error> {
-    let (command, lock, loaded) = start(ws, "rollback", dry_run, listener)?;
+    let access = if dry_run {
+        super::Access::Preview
+    } else {
+        super::Access::Write
+    };
+    let super::Begun {
+        command,
+        lock,
+        loaded,
+    } = ws.begin("rollback", access, listener)?;
     let mut extra_refusals = Vec::new();
     let mut extra_warnings = Vec::new();
     if lock.is_some() {
-        ws.check_settled(&loaded.history)?;
+        // Checked by `begin`.
     } else if ws.store.lock_path().exists() {
         extra_warnings.push(
             "another bagboy holds the lock now (a rollback may be running): this preview may be out of date when it ends".to_string(),
