@@ -412,13 +412,14 @@ fn history_remote(
             "branch" => cfg.branch = p.string(key, v).unwrap_or_default(),
             "path" => cfg.path = p.string(key, v).unwrap_or_default(),
             "lease" => {
-                let s = p.string(key, v).unwrap_or_default();
-                match crate::health::parse_duration(&s).filter(|d| !d.is_zero()) {
-                    Some(d) => cfg.lease = d,
-                    None => p.push(
-                        v.loc,
-                        format!("`lease` \"{s}\" is not a duration (e.g. \"10m\")"),
-                    ),
+                if let Some(d) = crate::health::config::duration_in(
+                    p,
+                    key,
+                    v,
+                    std::time::Duration::from_secs(10),
+                    std::time::Duration::from_secs(24 * 3600),
+                ) {
+                    cfg.lease = d;
                 }
             }
             _ => w.push(Problem {

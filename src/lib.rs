@@ -6,6 +6,7 @@ pub mod coordinator;
 pub mod error;
 pub mod events;
 pub mod files;
+pub mod git;
 pub mod github;
 pub mod health;
 pub mod history;

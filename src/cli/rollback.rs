@@ -235,7 +235,26 @@ fn dry_run_commented(
     comment_key: &str,
 ) -> Result<(), Error> {
     let target = comment_target(pr)?;
-    let plan = ops::rollback::prepare(&ctx.ws, &req, true, None, &listeners());
+    // Whatever ends the run, a bug included, the comment says the plan could not be computed
+    // (a stale plan from an earlier push would mislead reviewers); a panic is re-raised after.
+    let plan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ops::rollback::prepare(&ctx.ws, &req, true, None, &listeners())
+    }));
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "an internal error".into());
+            let md = render::error_markdown(&format!(
+                "bagboy stopped on an internal error (a bug; please report it): {why}"
+            ));
+            let _ = post_comment(target, comment_key, &md, &md, Ok(()));
+            std::panic::resume_unwind(panic);
+        }
+    };
     let (markdown, summary, result) = match plan {
         Ok(prepared) => {
             let plan = &prepared.plan;

@@ -437,16 +437,57 @@ fn get<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
         .map(|(_, _, v)| v)
 }
 
+/// A duration from `min` to `max` (inclusive); anything else is a problem at its line.
 fn duration(p: &mut Problems, key: &str, v: &Node) -> Option<Duration> {
+    duration_in(p, key, v, Duration::from_millis(1), Duration::from_secs(24 * 3600))
+}
+
+pub(crate) fn duration_in(
+    p: &mut Problems,
+    key: &str,
+    v: &Node,
+    min: Duration,
+    max: Duration,
+) -> Option<Duration> {
     let s = p.string(key, v)?;
-    let d = parse_duration(&s);
-    if d.is_none() {
-        p.push(
-            v.loc,
-            format!("`{key}` \"{s}\" is not a duration (e.g. \"30s\", \"500ms\", \"2m\")"),
-        );
+    match parse_duration(&s) {
+        None => {
+            p.push(
+                v.loc,
+                format!(
+                    "`{key}` \"{}\" is not a duration (e.g. \"30s\", \"500ms\", \"2m\")",
+                    s.escape_debug()
+                ),
+            );
+            None
+        }
+        Some(d) if d < min || d > max => {
+            p.push(
+                v.loc,
+                format!(
+                    "`{key}` \"{}\" is out of range: from {} to {}",
+                    s.escape_debug(),
+                    human(min),
+                    human(max)
+                ),
+            );
+            None
+        }
+        Some(d) => Some(d),
     }
-    d
+}
+
+fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms % 3_600_000 == 0 {
+        format!("{}h", ms / 3_600_000)
+    } else if ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
 }
 
 fn number(p: &mut Problems, key: &str, v: &Node) -> Option<f64> {
@@ -458,7 +499,28 @@ fn number(p: &mut Problems, key: &str, v: &Node) -> Option<f64> {
     match parsed {
         Ok(n) if n.is_finite() => Some(n),
         _ => {
-            p.push(v.loc, format!("`{key}` \"{s}\" is not a number"));
+            p.push(
+                v.loc,
+                format!("`{key}` \"{}\" is not a number", s.escape_debug()),
+            );
+            None
+        }
+    }
+}
+
+/// A whole number from `min` to `max`.
+fn whole_in(p: &mut Problems, key: &str, v: &Node, min: u32, max: u32) -> Option<u32> {
+    let s = p.string(key, v)?;
+    match s.trim().parse::<u32>() {
+        Ok(n) if (min..=max).contains(&n) => Some(n),
+        _ => {
+            p.push(
+                v.loc,
+                format!(
+                    "`{key}` \"{}\" must be a whole number from {min} to {max}",
+                    s.escape_debug()
+                ),
+            );
             None
         }
     }
@@ -566,7 +628,7 @@ fn check(p: &mut Problems, w: &mut Vec<Problem>, node: &Node) -> Option<Check> {
             );
         }
         let expect_status = get(node, "expect_status")
-            .and_then(|v| number(p, "expect_status", v))
+            .and_then(|v| whole_in(p, "expect_status", v, 100, 599))
             .map(|n| n as u16);
         CheckKind::Http { url, expect_status }
     } else if let Some(command) = s(p, "command") {
@@ -592,8 +654,8 @@ fn check(p: &mut Problems, w: &mut Vec<Problem>, node: &Node) -> Option<Check> {
         .and_then(|v| duration(p, "timeout", v))
         .unwrap_or(Duration::from_secs(30));
     let retries = get(node, "retries")
-        .and_then(|v| number(p, "retries", v))
-        .map_or(0, |n| n.clamp(0.0, 10.0) as u32);
+        .and_then(|v| whole_in(p, "retries", v, 0, 10))
+        .unwrap_or(0);
     (p.0.len() == before).then_some(Check {
         kind,
         timeout,
@@ -609,9 +671,19 @@ fn trigger(p: &mut Problems, w: &mut Vec<Problem>, node: &Node) -> Option<AutoTr
     };
     match *key {
         "health_check_failures" => {
-            number(p, key, v).map(|n| AutoTrigger::HealthCheckFailures(n.max(1.0) as u32))
+            whole_in(p, key, v, 1, 1000).map(AutoTrigger::HealthCheckFailures)
         }
-        "error_rate_threshold" => number(p, key, v).map(AutoTrigger::ErrorRate),
+        "error_rate_threshold" => number(p, key, v).and_then(|n| {
+            if n > 0.0 && n <= 1.0 {
+                Some(AutoTrigger::ErrorRate(n))
+            } else {
+                p.push(
+                    v.loc,
+                    "`error_rate_threshold` is out of range: above 0% and at most 100% (e.g. \"5%\" or 0.05)",
+                );
+                None
+            }
+        }),
         "response_time_threshold" => duration(p, key, v).map(AutoTrigger::ResponseTime),
         other => {
             w.push(Problem {

@@ -227,7 +227,8 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         "h" => n * 3600.0,
         _ => return None,
     };
-    Some(Duration::from_secs_f64(secs))
+    // Out of what a Duration holds is not a duration (never a panic).
+    Duration::try_from_secs_f64(secs).ok()
 }
 
 #[cfg(test)]

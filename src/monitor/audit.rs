@@ -90,23 +90,10 @@ pub fn redact(command: &str) -> String {
     out
 }
 
-/// Who is doing this: `BAGBOY_ACTOR`, `GITHUB_ACTOR`, the global git `user.name`, `USER`.
+/// Who is doing this: the same actor the history records (`BAGBOY_ACTOR`, `GITHUB_ACTOR`,
+/// `USER`), so an audit line and the entry it wrote name the same person.
 fn actor() -> Option<String> {
-    for var in ["BAGBOY_ACTOR", "GITHUB_ACTOR"] {
-        if let Some(v) = std::env::var(var).ok().filter(|v| !v.trim().is_empty()) {
-            return Some(v);
-        }
-    }
-    // The user's own git identity (`--global`): the checkout's `.git/config` is not read.
-    let git = std::process::Command::new("git")
-        .args(["config", "--global", "--get", "user.name"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|s| !s.is_empty());
-    git.or_else(crate::ops::actor)
+    crate::ops::actor()
 }
 
 /// The line's content (without `prev` and `sha256`).

@@ -82,6 +82,10 @@ impl Settings {
                 }
                 "textfile" => {
                     out.textfile = p.string(key, v).map(PathBuf::from);
+                    if out.textfile.as_ref().is_some_and(|t| t.as_os_str().is_empty()) {
+                        p.push(v.loc, "`textfile` is empty: name a file (or leave the key out)");
+                        out.textfile = None;
+                    }
                     if let Some(t) = &out.textfile {
                         if let Some(why) = crate::config::escapes_project(t) {
                             p.push(

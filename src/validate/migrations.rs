@@ -4,7 +4,6 @@
 //! external diff — the repository may be a pull request's checkout.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::health::config::Migrations;
 
@@ -16,35 +15,22 @@ pub fn missing_downs(
     from: &str,
     to: &str,
 ) -> Result<(usize, Vec<(String, String)>), String> {
+    // The repository is the checkout's: read its objects through bagboy's own empty
+    // repository, never its configuration (a promisor remote there would run a command).
+    let cache = crate::registry::homebrew::cache_root()
+        .unwrap_or_else(|| std::env::temp_dir().join("bagboy"));
+    let runner = crate::git::Git::foreign(repo, &cache).map_err(|f| f.stderr)?;
     let git = |args: &[&str]| -> Result<String, String> {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(repo)
-            .args([
-                "-c",
-                "core.hooksPath=/dev/null",
-                "-c",
-                "core.fsmonitor=false",
-                "--no-pager",
-            ])
-            .args(args)
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_OPTIONAL_LOCKS", "0")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| format!("git: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr)
+        runner.run(args).map_err(|f| {
+            f.stderr
                 .lines()
                 .next()
                 .unwrap_or("git failed")
                 .chars()
                 .filter(|c| !c.is_control())
                 .take(300)
-                .collect())
-        }
+                .collect()
+        })
     };
     for c in [from, to] {
         if c.is_empty() || !c.chars().all(|ch| ch.is_ascii_hexdigit()) || c.len() > 64 {

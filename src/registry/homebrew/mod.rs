@@ -2,7 +2,7 @@
 
 mod backend;
 mod formula;
-pub(crate) mod git;
+pub(crate) use crate::git;
 pub mod ruby;
 mod verify;
 

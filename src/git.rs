@@ -1,4 +1,18 @@
-//! Running the `git` program against the tap cache without leaking credentials.
+//! The one door to the `git` program: every git process bagboy starts (tap and git-registry
+//! caches, the shared history, the migration check) is started here, so each carries the same
+//! safety:
+//!
+//! - no hooks, no fsmonitor, no pager, no external diff, no lazy fetch of missing objects
+//!   (`GIT_NO_LAZY_FETCH`; and no repository bagboy reads has a promisor remote in a
+//!   configuration git reads, whatever git's version), only the `file`, `git`, `http(s)` and `ssh`
+//!   transports (`ext::` and `fd::` never), no terminal prompt;
+//! - a repository that came with the checkout ([`Git::foreign`]) is never opened as a
+//!   repository: git runs on an empty repository of bagboy's own cache that borrows the
+//!   checkout's objects (`GIT_ALTERNATE_OBJECT_DIRECTORIES`), so nothing of the checkout's
+//!   `config` (a promisor remote, `core.sshCommand`, `credential.helper`, filters) is read;
+//! - bounded in time (killed after `BAGBOY_TIMEOUT_SECS` without a byte of output, with its
+//!   children) and in output;
+//! - credentials only as a header scoped to github.com, scrubbed from every message.
 
 use std::ffi::OsString;
 use std::io::{Read as _, Write};
@@ -22,6 +36,8 @@ pub struct Git {
     git_dir: PathBuf,
     env: Vec<(OsString, OsString)>,
     secrets: Vec<String>,
+    /// The user's global and system git configuration are not read (foreign repositories).
+    isolated: bool,
 }
 
 impl std::fmt::Debug for Git {
@@ -72,7 +88,38 @@ impl Git {
             git_dir: git_dir.to_owned(),
             env,
             secrets,
+            isolated: false,
         }
+    }
+
+    /// Read a repository that came with the checkout (a pull request may have written every
+    /// byte of it): objects only, through an empty repository in bagboy's cache under
+    /// `cache`, so no configuration, hook or promisor remote of `repo` is ever honoured.
+    /// Only object lookups by id make sense on it (`cat-file`, `diff-tree`, `ls-tree`).
+    pub fn foreign(repo: &Path, cache: &Path) -> Result<Git, GitFailure> {
+        let fail = |stderr: String| GitFailure {
+            command: format!("git (reading {})", repo.display()),
+            stderr,
+        };
+        let objects = objects_dir(repo).ok_or_else(|| {
+            fail(format!(
+                "{} is not a git repository (no .git/objects, no objects/)",
+                repo.display()
+            ))
+        })?;
+        let shell = cache.join("foreign.git");
+        let mut git = Git::new(&shell, None);
+        git.isolated = true;
+        if !shell.join("HEAD").exists() {
+            std::fs::create_dir_all(&shell)
+                .map_err(|e| fail(format!("cannot create {}: {e}", shell.display())))?;
+            git.run(&["init", "--bare", "--quiet"])?;
+        }
+        git.env.push((
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES".into(),
+            objects.into_os_string(),
+        ));
+        Ok(git)
     }
 
     pub fn git_dir(&self) -> &Path {
@@ -243,12 +290,18 @@ impl Git {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("git");
-        // No hooks (a tap cache is bagboy's, but a hook is code), no `ext::`/`fd::` transports.
+        // No hooks (a tap cache is bagboy's, but a hook is code), no `ext::`/`fd::` transports,
+        // no fsmonitor daemon, no lazy fetch, no pager.
         cmd.args([
+            "--no-pager",
             "-c",
             "core.hooksPath=/dev/null",
             "-c",
+            "core.fsmonitor=false",
+            "-c",
             "protocol.ext.allow=never",
+            "-c",
+            "protocol.fd.allow=never",
         ])
         .arg("--git-dir")
         .arg(&self.git_dir)
@@ -265,13 +318,62 @@ impl Git {
             "GIT_EXEC_PATH",
             "GIT_PROXY_COMMAND",
             "GIT_EXTERNAL_DIFF",
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+            "GIT_OBJECT_DIRECTORY",
+            "GIT_COMMON_DIR",
+            "GIT_NAMESPACE",
+            "GIT_CONFIG",
+            "GIT_CONFIG_PARAMETERS",
         ] {
             cmd.env_remove(var);
         }
         cmd.env("GIT_ALLOW_PROTOCOL", "file:git:http:https:ssh");
+        cmd.env("GIT_NO_LAZY_FETCH", "1");
+        cmd.env("GIT_OPTIONAL_LOCKS", "0");
+        if self.isolated {
+            cmd.env("GIT_CONFIG_NOSYSTEM", "1");
+            cmd.env("GIT_CONFIG_GLOBAL", "/dev/null");
+            cmd.env("GIT_CONFIG_COUNT", "0");
+        }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
+}
+
+/// The object directory of a repository on disk, found without running git on it: a work
+/// tree's `.git/` (or the directory a `.git` file names, and its `commondir`), or a bare
+/// repository.
+fn objects_dir(repo: &Path) -> Option<PathBuf> {
+    let dot = repo.join(".git");
+    let git_dir = if dot.is_dir() {
+        dot
+    } else if dot.is_file() {
+        let text = std::fs::read_to_string(&dot).ok()?;
+        let target = text.lines().next()?.strip_prefix("gitdir:")?.trim();
+        let target = Path::new(target);
+        if target.is_absolute() {
+            target.to_path_buf()
+        } else {
+            repo.join(target)
+        }
+    } else if repo.join("objects").is_dir() && repo.join("HEAD").is_file() {
+        repo.to_path_buf()
+    } else {
+        return None;
+    };
+    let common = std::fs::read_to_string(git_dir.join("commondir"))
+        .ok()
+        .map(|c| {
+            let c = Path::new(c.trim());
+            if c.is_absolute() {
+                c.to_path_buf()
+            } else {
+                git_dir.join(c)
+            }
+        })
+        .unwrap_or(git_dir);
+    let objects = common.join("objects");
+    objects.is_dir().then_some(objects)
 }
 
 /// Output bagboy keeps from one git command (a formula is far smaller).
