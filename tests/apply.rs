@@ -380,3 +380,165 @@ fn apply_confirms_and_reads_only_plans() {
 
     assert_eq!(f.world(), before);
 }
+
+/// The history's newest entry and the audit log's lines.
+fn audit_lines(f: &Fixture) -> Vec<Value> {
+    std::fs::read_to_string(f.project.path().join(".bagboy/audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
+}
+
+#[test]
+fn apply_goes_through_the_operation_door_and_audit_verify_checks_the_history() {
+    let f = Fixture::new();
+    f.save_plan();
+    let before = audit_lines(&f).len();
+    let run = f.run(&["apply", "plan.json", "--yes"]);
+    assert_eq!(run.code, Some(0), "{}", run.show());
+    // One audit line for the apply, with the id the history's new entry names.
+    let lines = audit_lines(&f);
+    assert_eq!(lines.len(), before + 1, "{lines:#?}");
+    let last = lines.last().unwrap();
+    assert_eq!(last["operation"], "apply");
+    assert_eq!(last["exit"], 0);
+    let id = last["id"].as_str().unwrap().to_string();
+    assert!(
+        f.project.history().contains(&format!("audit: {id}"))
+            || f.project.history().contains(&format!("audit: \"{id}\"")),
+        "the history names the apply's audit id {id}:\n{}",
+        f.project.history()
+    );
+    let ok = f.run(&["audit", "verify"]);
+    assert_eq!(ok.code, Some(0), "{}", ok.show());
+    assert!(
+        ok.stdout.contains("accidental damage only"),
+        "{}",
+        ok.stdout
+    );
+
+    // The newest line deleted: the chain alone is still sound, the history is not.
+    let path = f.project.path().join(".bagboy/audit.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept: Vec<&str> = text.lines().collect();
+    std::fs::write(&path, format!("{}\n", kept[..kept.len() - 1].join("\n"))).unwrap();
+    let bad = f.run(&["audit", "verify"]);
+    assert_eq!(bad.code, Some(1), "{}", bad.show());
+    assert!(
+        bad.stderr.contains(&id) && bad.stderr.contains("not in the log"),
+        "{}",
+        bad.show()
+    );
+}
+
+#[test]
+fn a_keyed_audit_log_detects_a_rewritten_chain() {
+    let f = Fixture::new();
+    // Lines written before the key was set carry no hmac: a keyed verify names the first.
+    let key = "an audit key only CI has";
+    let unkeyed = f
+        .cmd(&["audit", "verify"])
+        .env("BAGBOY_AUDIT_KEY", key)
+        .output()
+        .unwrap();
+    let unkeyed = Run::of(unkeyed);
+    assert_eq!(unkeyed.code, Some(1), "{}", unkeyed.show());
+    assert!(
+        unkeyed.stderr.contains("carries no hmac"),
+        "{}",
+        unkeyed.show()
+    );
+
+    // From now on every line is keyed.
+    std::fs::remove_file(f.project.path().join(".bagboy/audit.jsonl")).unwrap();
+    let hist = f.project.history();
+    // The history's old audit ids are gone with the log: start a fresh history for the test.
+    let fresh: String = hist
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("audit:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    f.project.write_history(&fresh);
+    f.save_plan();
+    let run = f
+        .cmd(&["apply", "plan.json", "--yes"])
+        .env("BAGBOY_AUDIT_KEY", key)
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", Run::of(run).show());
+    let ok = Run::of(
+        f.cmd(&["audit", "verify"])
+            .env("BAGBOY_AUDIT_KEY", key)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(ok.code, Some(0), "{}", ok.show());
+    assert!(ok.stdout.contains("without the key"), "{}", ok.stdout);
+
+    // Someone without the key edits the line and re-hashes it: the chain checks, the key does not.
+    let path = f.project.path().join(".bagboy/audit.jsonl");
+    let line = std::fs::read_to_string(&path).unwrap();
+    let line = line.trim_end();
+    let edited = line.replace("\"exit\":0", "\"exit\":0,\"note\":\"forged\"");
+    let at = edited.rfind(",\"sha256\":\"").unwrap();
+    let body = format!("{}}}", &edited[..at]);
+    let sha = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(body.as_bytes()))
+    };
+    std::fs::write(&path, format!("{},\"sha256\":\"{sha}\"}}\n", &edited[..at])).unwrap();
+    let plain = f.run(&["audit", "verify"]);
+    assert_eq!(
+        plain.code,
+        Some(0),
+        "the chain alone cannot tell: {}",
+        plain.show()
+    );
+    let keyed = Run::of(
+        f.cmd(&["audit", "verify"])
+            .env("BAGBOY_AUDIT_KEY", key)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(keyed.code, Some(1), "{}", keyed.show());
+    assert!(
+        keyed.stderr.contains("hmac does not match"),
+        "{}",
+        keyed.show()
+    );
+    assert!(!keyed.stderr.contains(key) && !keyed.stdout.contains(key));
+}
+
+#[test]
+fn an_edited_refused_plan_never_runs() {
+    let f = Fixture::new();
+    // v1.1.0 may not be rolled back to.
+    let hist = f.project.history();
+    let marked = hist.replacen(
+        "version: \"v1.1.0\"\n",
+        "version: \"v1.1.0\"\n    rollback_safe: false\n",
+        1,
+    );
+    assert_ne!(marked, hist, "{hist}");
+    f.project.write_history(&marked);
+    let run = f.run(&[
+        "rollback",
+        "--version",
+        "v1.1.0",
+        "--dry-run",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.show());
+    let mut plan: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(!plan["refusals"].as_array().unwrap().is_empty(), "{plan:#}");
+    plan["refusals"] = serde_json::json!([]);
+    plan["force"] = serde_json::json!(true);
+    f.write_plan(&plan);
+    let before = f.world();
+    let applied = f.run(&["apply", "plan.json", "--yes"]);
+    assert_eq!(applied.code, Some(2), "{}", applied.show());
+    assert!(applied.stderr.contains("--force"), "{}", applied.show());
+    assert_eq!(f.world(), before, "nothing changed");
+}

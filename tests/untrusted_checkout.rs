@@ -748,3 +748,293 @@ fn base64_encode(s: &str) -> String {
     }
     out
 }
+
+fn git_in(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "pr")
+        .env("GIT_AUTHOR_EMAIL", "pr@example.com")
+        .env("GIT_COMMITTER_NAME", "pr")
+        .env("GIT_COMMITTER_EMAIL", "pr@example.com")
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Every file under `dir` (but the cache) with its bytes: what a dry-run must leave as it was.
+fn snapshot(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            if rel == ".cache" {
+                continue;
+            }
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() {
+                out.insert(rel, std::fs::read(&p).unwrap());
+            } else {
+                out.insert(rel, Vec::new());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_shared_history_never_reaches_a_file_before_it_is_parsed_nor_in_a_dry_run() {
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join(".bashrc");
+    std::fs::write(&victim, "# the runner's own file\n").unwrap();
+    // The PR ships a bare repository whose history branch holds the attacker's bytes.
+    let c = Checkout::new("name: app\n");
+    let work = c.p.path().join("payload-src");
+    std::fs::create_dir_all(&work).unwrap();
+    git_in(&work, &["init", "-q", "-b", "bagboy/history"]);
+    std::fs::write(
+        work.join("deployment-history.yml"),
+        "echo pwned # not a history\n",
+    )
+    .unwrap();
+    git_in(&work, &["add", "."]);
+    git_in(&work, &["commit", "-qm", "payload"]);
+    git_in(
+        c.p.path(),
+        &["clone", "-q", "--bare", "payload-src", "payload.git"],
+    );
+    std::fs::remove_dir_all(&work).unwrap();
+
+    // 1. `history:` outside the project: refused at its line before anything is fetched.
+    c.p.write(
+        "bagboy.yaml",
+        &format!(
+            "name: app\nhistory: {}\nhistory_remote:\n  url: ./payload.git\n",
+            victim.display()
+        ),
+    );
+    let before = snapshot(c.p.path());
+    let run = c.run(&["rollback", "--dry-run"]);
+    assert_eq!(run.code, Some(2), "{}", run.show());
+    assert!(
+        run.stderr.contains("bagboy.yaml:2:") && run.stderr.contains("--history"),
+        "{}",
+        run.show()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "# the runner's own file\n"
+    );
+    for escape in ["../outside.yml", "a/../../outside.yml"] {
+        c.p.write("bagboy.yaml", &format!("name: app\nhistory: {escape}\n"));
+        let run = c.run(&["versions", "list"]);
+        assert_eq!(run.code, Some(2), "{escape}: {}", run.show());
+    }
+
+    // 2. Inside the project: a dry-run reads the branch in memory; the bad bytes are an error
+    //    naming the file, and no local copy is written.
+    c.p.write(
+        "bagboy.yaml",
+        "name: app\nhistory_remote:\n  url: ./payload.git\n",
+    );
+    let before_inside = snapshot(c.p.path());
+    for args in [
+        &["rollback", "--dry-run"][..],
+        &["versions", "list"][..],
+        &["rollback", "--dry-run", "--format", "json"][..],
+    ] {
+        let run = c.run(args);
+        assert_eq!(run.code, Some(2), "{args:?}: {}", run.show());
+        assert!(
+            run.stderr.contains("deployment-history.yml"),
+            "{}",
+            run.show()
+        );
+    }
+    assert_eq!(
+        snapshot(c.p.path()),
+        before_inside,
+        "nothing written outside the cache"
+    );
+    assert!(!c.p.history_path().exists());
+    drop(before);
+}
+
+#[test]
+fn a_checkouts_repository_config_never_runs_a_command() {
+    let c = Checkout::new("name: app\n");
+    let marker = c.p.path().join("pwned");
+    // The PR's repository: one commit, and a config that would run a command on a lazy fetch
+    // of any missing object (a promisor remote over ext::), and through fsmonitor and hooks.
+    let repo = c.p.path().join("app");
+    std::fs::create_dir_all(repo.join("migrations")).unwrap();
+    git_in(&repo, &["init", "-q"]);
+    std::fs::write(
+        repo.join("migrations/001_init.up.sql"),
+        "create table t();\n",
+    )
+    .unwrap();
+    std::fs::write(repo.join("migrations/001_init.down.sql"), "drop table t;\n").unwrap();
+    git_in(&repo, &["add", "."]);
+    git_in(&repo, &["commit", "-qm", "one"]);
+    let head = git_in(&repo, &["rev-parse", "HEAD"]);
+    let cmd = format!("touch {}", marker.display());
+    for (k, v) in [
+        ("core.repositoryformatversion", "1".to_string()),
+        ("extensions.partialClone", "origin".into()),
+        ("remote.origin.promisor", "true".into()),
+        // git's ext:: splits on spaces; `% ` is a literal space.
+        (
+            "remote.origin.url",
+            format!("ext::sh -c touch% {}", marker.display()),
+        ),
+        ("protocol.ext.allow", "always".into()),
+        ("core.fsmonitor", cmd.clone()),
+        ("core.sshCommand", cmd.clone()),
+        ("core.pager", cmd.clone()),
+    ] {
+        git_in(&repo, &["config", k, &v]);
+    }
+    // The history names a commit the repository lacks: git would fetch it lazily.
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    let reg = TestRegistry::start(Auth::None);
+    let image = reg.repo("acme/app");
+    let d1 = reg.push_image("acme/app", "v1.1.0");
+    let d2 = reg.push_image("acme/app", "v1.2.0");
+    reg.put_tag("acme/app", "latest", &d2);
+    c.p.write(
+        "bagboy.yaml",
+        &format!(
+            "name: app\nregistries:\n  - format: docker\n    registry: \"{image}\"\n    insecure: true\ndeployment:\n  rollback:\n    validation:\n      - check_backwards_compatibility: {{repo: app}}\n"
+        ),
+    );
+    c.p.write_history(&format!(
+        "deployments:\n- version: v1.2.0\n  timestamp: 2026-02-02T00:00:00Z\n  commit: {head}\n  status: deployed\n  packages:\n  - format: docker\n    registry: \"{image}\"\n    digest: \"{d2}\"\n    tags: [v1.2.0, latest]\n- version: v1.1.0\n  timestamp: 2026-02-01T00:00:00Z\n  commit: {missing}\n  status: superseded\n  packages:\n  - format: docker\n    registry: \"{image}\"\n    digest: \"{d1}\"\n    tags: [v1.1.0, latest]\n"
+    ));
+    let before = snapshot(c.p.path());
+    let run = c.run(&["rollback", "--dry-run"]);
+    assert!(
+        !marker.exists(),
+        "a command from the checkout's git config ran: {}",
+        run.show()
+    );
+    // The commit cannot be found: said, not fetched.
+    assert!(
+        run.stdout.contains(missing) || run.stderr.contains(missing),
+        "{}",
+        run.show()
+    );
+    assert_eq!(
+        snapshot(c.p.path()),
+        before,
+        "the dry-run wrote nothing outside the cache"
+    );
+}
+
+#[test]
+fn record_refuses_while_an_interrupted_rollback_is_unfinished() {
+    let r = recorded();
+    // A rollback killed half-way leaves its journal (and holds no lock any more).
+    write_journal(&r.c, &r.plan);
+    let history = r.c.p.history_bytes();
+    let d = r.reg.push_image("acme/app", "v1.3.0");
+    r.reg.put_tag("acme/app", "latest", &d);
+    for args in [
+        &["record", "--version", "v1.3.0"][..],
+        &["versions", "prune", "--keep", "1", "--yes"][..],
+    ] {
+        let run = r.c.run(args);
+        assert_eq!(run.code, Some(2), "{args:?}: {}", run.show());
+        assert!(run.stderr.contains("bagboy recover"), "{}", run.show());
+        assert_eq!(r.c.p.history_bytes(), history, "{args:?} wrote nothing");
+    }
+}
+
+#[test]
+fn out_of_range_config_values_are_refused_at_their_line() {
+    let c = Checkout::new("name: app\n");
+    c.p.write_history(
+        "deployments:\n- version: v1.1.0\n  timestamp: 2026-02-01T00:00:00Z\n  status: deployed\n",
+    );
+    let cases = [
+        (
+            "      - error_rate_threshold: \"-5%\"\n",
+            "error_rate_threshold",
+        ),
+        (
+            "      - error_rate_threshold: \"500%\"\n",
+            "error_rate_threshold",
+        ),
+        (
+            "      - health_check_failures: 0\n",
+            "health_check_failures",
+        ),
+        (
+            "      - response_time_threshold: \"99999999999999999999s\"\n",
+            "response_time_threshold",
+        ),
+    ];
+    for (trigger, key) in cases {
+        c.p.write(
+            "bagboy.yaml",
+            &format!("name: app\ndeployment:\n  health_checks:\n    - command: \"true\"\n  rollback:\n    auto_trigger:\n{trigger}"),
+        );
+        for args in [&["rollback", "--dry-run"][..], &["health"][..]] {
+            let run = c.run(args);
+            assert_eq!(run.code, Some(2), "{trigger} {args:?}: {}", run.show());
+            assert!(
+                run.stderr.contains("bagboy.yaml:7:") && run.stderr.contains(key),
+                "{}",
+                run.show()
+            );
+        }
+    }
+    let checks = [
+        (
+            "    - url: http://127.0.0.1:9/\n      retries: -1\n",
+            "retries",
+        ),
+        (
+            "    - url: http://127.0.0.1:9/\n      retries: 4000000000\n",
+            "retries",
+        ),
+        (
+            "    - url: http://127.0.0.1:9/\n      timeout: \"99999999999999999999s\"\n",
+            "timeout",
+        ),
+    ];
+    for (check, key) in checks {
+        c.p.write(
+            "bagboy.yaml",
+            &format!("name: app\ndeployment:\n  health_checks:\n{check}"),
+        );
+        let run = c.run(&["health"]);
+        assert_eq!(run.code, Some(2), "{check}: {}", run.show());
+        assert!(
+            run.stderr.contains(key) && run.stderr.contains("bagboy.yaml:"),
+            "{}",
+            run.show()
+        );
+    }
+    for (block, key) in [
+        ("monitoring:\n  textfile: \"\"\n", "textfile"),
+        ("history_remote:\n  url: ./h.git\n  lease: \"99999999999999999999s\"\n", "lease"),
+        ("deployment:\n  strategy: blue-green\n  traffic:\n    command: \"true\"\n    blue: {server: b, url: \"http://127.0.0.1:1\"}\n    green: {server: g, url: \"http://127.0.0.1:2\"}\n    interval: \"99999999999999999999s\"\n", "interval"),
+    ] {
+        c.p.write("bagboy.yaml", &format!("name: app\n{block}"));
+        let run = c.run(&["rollback", "--dry-run"]);
+        assert_eq!(run.code, Some(2), "{block}: {}", run.show());
+        assert!(run.stderr.contains(key), "{}", run.show());
+    }
+}

@@ -439,7 +439,13 @@ fn get<'a>(node: &'a Node, key: &str) -> Option<&'a Node> {
 
 /// A duration from `min` to `max` (inclusive); anything else is a problem at its line.
 fn duration(p: &mut Problems, key: &str, v: &Node) -> Option<Duration> {
-    duration_in(p, key, v, Duration::from_millis(1), Duration::from_secs(24 * 3600))
+    duration_in(
+        p,
+        key,
+        v,
+        Duration::from_millis(1),
+        Duration::from_secs(24 * 3600),
+    )
 }
 
 pub(crate) fn duration_in(

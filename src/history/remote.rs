@@ -196,7 +196,10 @@ impl Remote {
             return Ok(None);
         };
         if tip.len() != 40 || !tip.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(self.err(format!("the remote named `{}` as the branch's tip, not a commit id", tip.escape_debug())));
+            return Err(self.err(format!(
+                "the remote named `{}` as the branch's tip, not a commit id",
+                tip.escape_debug()
+            )));
         }
         self.fetch(&self.cfg.branch, "refs/bagboy/history")?;
         let bytes = self
@@ -488,7 +491,10 @@ mod tests {
         assert!(one.read().unwrap().is_none());
         one.publish(b"deployments: []\n", "first").unwrap();
         assert!(two.read().unwrap().is_some());
-        assert_eq!(one.read().unwrap().as_deref(), Some(&b"deployments: []\n"[..]));
+        assert_eq!(
+            one.read().unwrap().as_deref(),
+            Some(&b"deployments: []\n"[..])
+        );
         two.publish(b"deployments: [] # two\n", "two").unwrap();
         // `one` read before `two` wrote: its write is refused, `two`'s stays.
         match one.publish(b"deployments: [] # one\n", "one") {

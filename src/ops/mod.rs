@@ -164,7 +164,8 @@ pub fn audit_ids_missing(
         .iter()
         .filter_map(|d| {
             let id = d.extra_str("audit")?;
-            (!ids.contains(id)).then(|| (format!("{} ({})", d.version, d.timestamp), id.to_string()))
+            (!ids.contains(id))
+                .then(|| (format!("{} ({})", d.version, d.timestamp), id.to_string()))
         })
         .collect())
 }
