@@ -45,6 +45,45 @@ pub fn client() -> Result<reqwest::Client, reqwest::Error> {
     Ok(CLIENT.get_or_init(|| built).clone())
 }
 
+/// Send a request through the shared client: the one place a request leaves bagboy, and the
+/// one retry loop. `build` makes the request again for each attempt. Transient failures are
+/// retried per `policy`: for idempotent methods (GET, HEAD, PUT, DELETE, ...) connect errors,
+/// timeouts, 429 (honouring a capped `Retry-After`) and 502-504; for the others (POST, PATCH)
+/// only a connect error, when the request cannot have reached the server, so a webhook or an
+/// upload is never sent twice.
+pub async fn send(
+    policy: &RetryPolicy,
+    build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+) -> Result<Response, reqwest::Error> {
+    let client = client()?;
+    let mut attempt: u32 = 0;
+    loop {
+        let request = build(&client).build()?;
+        let idempotent = request.method().is_idempotent();
+        let (method, shown) = (request.method().clone(), safe_url(request.url()));
+        note_request();
+        let result = client.execute(request).await;
+        let retry = match &result {
+            Err(e) if !idempotent && !e.is_connect() => None,
+            Ok(_) if !idempotent => None,
+            _ => policy.retry_delay(attempt, &result),
+        };
+        match retry {
+            Some((delay, reason)) => {
+                tracing::warn!(
+                    %method, url = %shown, %reason,
+                    attempt = attempt + 1, of = policy.retries,
+                    delay_ms = delay.as_millis() as u64,
+                    "transient failure; retrying"
+                );
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+            None => return result,
+        }
+    }
+}
+
 /// Count a request about to be sent (for `stats`).
 pub fn note_request() {
     REQUESTS_SENT.fetch_add(1, Ordering::Relaxed);
@@ -108,6 +147,25 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// No retries (a request whose caller retries at its own level, or must not repeat).
+    pub const NONE: RetryPolicy = RetryPolicy {
+        retries: 0,
+        backoff_base: Duration::from_millis(250),
+        max_delay: Duration::from_secs(30),
+    };
+
+    /// The default, with `BAGBOY_HTTP_RETRIES` (0-10) when it parses.
+    pub fn from_env() -> RetryPolicy {
+        let mut p = RetryPolicy::default();
+        if let Some(n) = std::env::var("BAGBOY_HTTP_RETRIES")
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+        {
+            p.retries = n.min(10);
+        }
+        p
+    }
+
     /// The delay before retry number `attempt + 1`: base · 2^attempt, jittered to 50–100 %.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let exp = self

@@ -51,18 +51,17 @@ fn shown(url: &str) -> String {
 
 async fn http(c: &Check, url: &str, expect: Option<u16>) -> CheckResult {
     let target = shown(url);
-    let client = match crate::http::client() {
-        Ok(cl) => cl,
-        Err(e) => return result("url", target, Verdict::Inconclusive, e.to_string()),
-    };
     let mut last = result("url", target.clone(), Verdict::Failing, String::new());
     for attempt in 0..=c.retries {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt.min(5) - 1))).await;
         }
         let t = Instant::now();
-        crate::http::note_request();
-        let resp = client.get(url).timeout(c.timeout).send().await;
+        // The check's own `retries` are its retry loop: one request per attempt here.
+        let resp = crate::http::send(&crate::http::RetryPolicy::NONE, |client| {
+            client.get(url).timeout(c.timeout)
+        })
+        .await;
         let ms = t.elapsed().as_millis() as u64;
         last = match resp {
             Ok(r) => {
@@ -228,15 +227,14 @@ async fn get_json(
     headers: &[(&str, String)],
     timeout: Duration,
 ) -> Result<serde_json::Value, String> {
-    let client = crate::http::client().map_err(|e| e.to_string())?;
-    let mut req = client.get(url).timeout(timeout);
-    for (k, v) in headers {
-        req = req.header(*k, v);
-    }
-    crate::http::note_request();
-    let resp = req
-        .send()
-        .await
+    let resp = crate::http::send(&crate::http::RetryPolicy::from_env(), |client| {
+        let mut req = client.get(url.clone()).timeout(timeout);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        req
+    })
+    .await
         .map_err(|e| crate::http::transport_kind(&e).to_string())?;
     let status = resp.status().as_u16();
     let body = crate::http::read_limited(resp, MAX_BODY)

@@ -281,12 +281,14 @@ pub fn verify(
                 }
                 out.keyed += 1;
             }
-            (Some(_), None) => return Err((
-                n,
-                format!(
+            (Some(_), None) => {
+                return Err((
+                    n,
+                    format!(
                     "carries no hmac: it was written without {KEY_VAR} (or by someone without it)"
                 ),
-            )),
+                ))
+            }
             (None, Some(_)) => out.unchecked += 1,
             (None, None) => {}
         }

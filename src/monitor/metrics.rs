@@ -124,17 +124,17 @@ fn push(gw: &str, project: &str, text: &str) -> Result<(), String> {
         .pop_if_empty()
         .extend(["metrics", "job", "bagboy", "project", project]);
     let shown = crate::http::safe_url(&url);
-    let client = crate::http::client().map_err(|e| e.to_string())?;
     let rt = crate::ops::runtime().map_err(|e| e.to_string())?;
     rt.block_on(async {
-        crate::http::note_request();
-        let resp = client
-            .put(url)
-            .timeout(Duration::from_secs(10))
-            .header("Content-Type", "text/plain; version=0.0.4")
-            .body(text.to_string())
-            .send()
-            .await
+        // A PUT replaces the group: idempotent, retried on transient failures.
+        let resp = crate::http::send(&crate::http::RetryPolicy::from_env(), |client| {
+            client
+                .put(url.clone())
+                .timeout(Duration::from_secs(10))
+                .header("Content-Type", "text/plain; version=0.0.4")
+                .body(text.to_string())
+        })
+        .await
             .map_err(|e| format!("{shown}: {}", crate::http::transport_kind(&e)))?;
         if resp.status().is_success() {
             Ok(())

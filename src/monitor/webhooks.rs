@@ -56,32 +56,26 @@ pub fn send_all(hooks: &[Webhook], event: &str, r: &Record) -> Vec<Sent> {
 }
 
 async fn post(h: &Webhook, body: &Value) -> Result<(), String> {
-    let client = crate::http::client().map_err(|e| e.to_string())?;
+    // A POST: retried only when it cannot have reached the server (http::send).
     let policy = crate::http::RetryPolicy {
         retries: 2,
         backoff_base: Duration::from_millis(200),
         max_delay: Duration::from_secs(2),
     };
-    let mut attempt = 0;
-    loop {
-        crate::http::note_request();
-        let result = client
+    let body = serde_json::to_vec(body).unwrap_or_default();
+    let result = crate::http::send(&policy, |client| {
+        client
             .post(h.url.expose_secret())
             .timeout(TIMEOUT)
             .header("Content-Type", "application/json")
-            .body(serde_json::to_vec(body).unwrap_or_default())
-            .send()
-            .await;
-        match (policy.retry_delay(attempt, &result), result) {
-            (Some((delay, _)), _) => {
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-            }
-            (_, Ok(resp)) if resp.status().is_success() => return Ok(()),
-            // The status only: a body may echo the URL's token.
-            (_, Ok(resp)) => return Err(format!("HTTP {}", resp.status().as_u16())),
-            (_, Err(e)) => return Err(crate::http::transport_kind(&e).to_string()),
-        }
+            .body(body.clone())
+    })
+    .await;
+    match result {
+        Ok(resp) if resp.status().is_success() => Ok(()),
+        // The status only: a body may echo the URL's token.
+        Ok(resp) => Err(format!("HTTP {}", resp.status().as_u16())),
+        Err(e) => Err(crate::http::transport_kind(&e).to_string()),
     }
 }
 

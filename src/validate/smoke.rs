@@ -127,14 +127,13 @@ async fn exercise(docker: &Docker, id: &str, s: &Smoke) -> Result<String, String
             .and_then(|p| p.parse::<u16>().ok())
             .ok_or_else(|| format!("the engine published no host port for {port}/tcp"))?;
         let url = format!("http://127.0.0.1:{host_port}{path}");
-        let client = crate::http::client().map_err(|e| e.to_string())?;
         let mut last = String::from("no answer");
         while started.elapsed() < s.timeout {
-            match client
-                .get(&url)
-                .timeout(Duration::from_secs(5))
-                .send()
-                .await
+            // The probe loop is the retry: one request per round.
+            match crate::http::send(&crate::http::RetryPolicy::NONE, |client| {
+                client.get(&url).timeout(Duration::from_secs(5))
+            })
+            .await
             {
                 Ok(r) if r.status().is_success() => {
                     return Ok(format!(

@@ -19,14 +19,11 @@ async fn check(url: &str, sha256: &str) -> Result<(), String> {
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!("{url}: only http(s) downloads are checked"));
     }
-    let client = crate::http::client().map_err(|e| e.to_string())?;
-    crate::http::note_request();
     let shown = crate::http::safe_url(&parsed);
-    let mut resp = client
-        .get(parsed)
-        .timeout(TIMEOUT)
-        .send()
-        .await
+    let mut resp = crate::http::send(&crate::http::RetryPolicy::from_env(), |client| {
+        client.get(parsed.clone()).timeout(TIMEOUT)
+    })
+    .await
         .map_err(|e| format!("{shown}: {}", crate::http::transport_kind(&e)))?;
     if !resp.status().is_success() {
         return Err(format!("{shown} answered HTTP {}", resp.status().as_u16()));

@@ -100,7 +100,6 @@ struct AuthState {
 
 /// A client for one registry host.
 pub struct OciClient {
-    http: reqwest::Client,
     host: String,
     base: Url,
     options: ClientOptions,
@@ -154,19 +153,7 @@ impl OciClient {
         };
         let base = Url::parse(&format!("{scheme}://{host}/"))
             .map_err(|e| invalid(format!("not a valid registry host: {e}")))?;
-        let http = crate::http::client().map_err(|e| OciError::Transport {
-            ctx: Box::new(RequestContext {
-                registry: host.to_string(),
-                repository: None,
-                reference: None,
-                method: "-".into(),
-                url: base.to_string(),
-            }),
-            kind: "could not build the HTTP client",
-            source: e,
-        })?;
         Ok(OciClient {
-            http,
             host: host.to_string(),
             base,
             options,
@@ -730,64 +717,48 @@ impl OciClient {
         call: &Call<'_>,
         auth: Option<&SecretString>,
     ) -> Result<Response, OciError> {
-        let mut attempt: u32 = 0;
-        loop {
-            let mut headers = HeaderMap::new();
-            if let Some(accept) = call.accept {
-                headers.insert(ACCEPT, reqwest::header::HeaderValue::from_static(accept));
-            }
-            if let Some(ct) = call.content_type {
-                let value = reqwest::header::HeaderValue::from_str(ct).map_err(|_| {
-                    OciError::BadResponse {
-                        ctx: Box::new(call.ctx.clone()),
-                        status: None,
-                        detail: format!("media type `{ct}` is not a valid header value"),
-                    }
+        let mut headers = HeaderMap::new();
+        if let Some(accept) = call.accept {
+            headers.insert(ACCEPT, reqwest::header::HeaderValue::from_static(accept));
+        }
+        if let Some(ct) = call.content_type {
+            let value =
+                reqwest::header::HeaderValue::from_str(ct).map_err(|_| OciError::BadResponse {
+                    ctx: Box::new(call.ctx.clone()),
+                    status: None,
+                    detail: format!("media type `{ct}` is not a valid header value"),
                 })?;
-                headers.insert(CONTENT_TYPE, value);
+            headers.insert(CONTENT_TYPE, value);
+        }
+        if let Some(auth) = auth {
+            call.sent_credentials
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            if let Ok(mut value) = reqwest::header::HeaderValue::from_str(auth.expose_secret()) {
+                value.set_sensitive(true);
+                headers.insert(AUTHORIZATION, value);
             }
-            if let Some(auth) = auth {
-                call.sent_credentials
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-                if let Ok(mut value) = reqwest::header::HeaderValue::from_str(auth.expose_secret())
-                {
-                    value.set_sensitive(true);
-                    headers.insert(AUTHORIZATION, value);
-                }
-            }
-            let mut request = self
-                .http
+        }
+        let result = crate::http::send(&self.retry_policy(), |client| {
+            let mut request = client
                 .request(call.method.clone(), call.url.clone())
                 .timeout(self.options.timeout)
-                .headers(headers);
+                .headers(headers.clone());
             if let Some(body) = call.body {
                 request = request.body(body.to_vec());
             }
-            crate::http::note_request();
-            let result = request.send().await;
-            match (self.retry_policy().retry_delay(attempt, &result), result) {
-                (Some((delay, reason)), _) => {
-                    warn!(
-                        method = %call.method, url = %call.ctx.url, %reason,
-                        attempt = attempt + 1, of = self.options.retries,
-                        delay_ms = delay.as_millis() as u64,
-                        "transient registry failure; retrying"
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-                (_, Ok(resp)) => {
-                    debug!(method = %call.method, url = %call.ctx.url, status = resp.status().as_u16(), "registry response");
-                    return Ok(resp);
-                }
-                (_, Err(e)) => {
-                    return Err(OciError::Transport {
-                        ctx: Box::new(call.ctx.clone()),
-                        kind: transport_kind(&e),
-                        source: e.without_url(),
-                    })
-                }
+            request
+        })
+        .await;
+        match result {
+            Ok(resp) => {
+                debug!(method = %call.method, url = %call.ctx.url, status = resp.status().as_u16(), "registry response");
+                Ok(resp)
             }
+            Err(e) => Err(OciError::Transport {
+                ctx: Box::new(call.ctx.clone()),
+                kind: transport_kind(&e),
+                source: e.without_url(),
+            }),
         }
     }
 
