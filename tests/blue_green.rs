@@ -359,3 +359,77 @@ fn traffic_config_errors_name_file_line_column() {
     assert_eq!(r.code, Some(2), "{}", r.show());
     assert!(r.stderr.contains("not both"), "{}", r.show());
 }
+
+/// `promote` killed after its first traffic step, and the weights left split.
+fn killed_mid_shift(w: &World) {
+    let cfg = std::fs::read_to_string(w.p.path().join("bagboy.yaml")).unwrap();
+    w.p.write(
+        "bagboy.yaml",
+        &cfg.replace("interval: \"50ms\"", "interval: \"5s\""),
+    );
+    let mut child = isolated(w.p.path())
+        .args(["promote", "--version", "v1.3.0", "--yes"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while w.hp.weights() != (75, 25) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the first shift never landed: {:?}",
+            w.hp.weights()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(w.hp.weights(), (75, 25), "killed half-way: traffic split");
+    w.p.write("bagboy.yaml", &cfg);
+}
+
+#[test]
+fn a_promotion_killed_mid_shift_is_undone_or_finished_by_recover() {
+    let w = world(haproxy);
+    killed_mid_shift(&w);
+    // Any other writing command refuses until the promotion is resolved.
+    let r = run(w.p.path(), &["promote", "--version", "v1.3.0", "--yes"]);
+    assert_eq!(r.code, Some(2), "{}", r.show());
+    assert!(r.stderr.contains("bagboy recover"), "{}", r.show());
+    // recover --undo: the weights back where they were, the registries untouched.
+    let r = run(w.p.path(), &["recover", "--undo", "--yes"]);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert!(
+        r.stdout.contains("green 25%"),
+        "the journal named the shift: {}",
+        r.show()
+    );
+    assert_eq!(w.hp.weights(), (100, 0));
+    assert_eq!(w.hp.spread(100).get("v1.2.0"), Some(&100));
+    assert_eq!(latest(&w).as_deref(), Some(w.digests["v1.2.0"].as_str()));
+    let h = w.p.history();
+    assert!(
+        h.contains("status: staged") && h.contains("status: failed"),
+        "{h}"
+    );
+
+    // Killed again; this time recover finishes it: all traffic and `latest` on v1.3.0.
+    killed_mid_shift(&w);
+    let r = run(w.p.path(), &["recover", "--yes"]);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert_eq!(w.hp.weights(), (0, 100));
+    assert_eq!(w.hp.spread(100).get("v1.3.0"), Some(&100));
+    assert_eq!(latest(&w).as_deref(), Some(w.digests["v1.3.0"].as_str()));
+    let list = run(w.p.path(), &["versions", "list", "--format", "json"]);
+    assert_eq!(list.code, Some(0), "{}", list.show());
+    let doc: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    let current: Vec<&serde_json::Value> = doc["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["status"] == "deployed")
+        .collect();
+    assert_eq!(current.len(), 1, "{doc:#}");
+    assert_eq!(current[0]["version"], "v1.3.0");
+    drop((w.blue, w.green));
+}

@@ -3,7 +3,7 @@
 use super::rollback::{confirm, ended, interactive, listeners, print_plan, writing_listeners};
 use super::text::clean;
 use super::{Context, PromoteArgs, ReportFormat};
-use crate::error::Error;
+use crate::error::{Error, Exit};
 use crate::events::Fanout;
 use crate::health::Verdict;
 use crate::ops;
@@ -58,6 +58,7 @@ fn promote_with(ctx: &Context, args: &PromoteArgs, events: &Fanout) -> Result<()
         confirm("Proceed? (promote)", "promote")?;
     }
     let color = p.color;
+    let p_from = p.from.shown();
     let (report, outcome) = ops::promote::run(p, events)?;
     let steps: Vec<String> = report
         .steps
@@ -81,11 +82,17 @@ fn promote_with(ctx: &Context, args: &PromoteArgs, events: &Fanout) -> Result<()
             let plan = &shown;
             super::rollback::render_outcome(ctx, plan, &o, args.format, true);
             super::rollback::outcome_result(&o).map_err(|e| match e {
-                Error::Failed(msg, exit) => Error::Failed(
-                    msg.replacen("the rollback", "the promotion's registry steps", 1)
-                        + "; traffic was put back",
-                    exit,
+                Error::Failed(msg, Exit::FailedUndone) => Error::Failed(
+                    format!(
+                        "{}; traffic is back at {}",
+                        msg.replacen("the rollback", "the promotion", 1),
+                        p_from
+                    ),
+                    Exit::FailedUndone,
                 ),
+                Error::Failed(msg, exit) => {
+                    Error::Failed(msg.replacen("the rollback", "the promotion", 1), exit)
+                }
                 other => other,
             })
         }

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 pub use record::observe_release;
 pub use recover::{RecoverReport, Recovered};
-pub use run::{Outcome, OutcomeKind, StepReport};
+pub use run::{Gate, Outcome, OutcomeKind, StepReport};
 pub use target::choose_target;
 
 use crate::config::{Config, RegistryConfig};

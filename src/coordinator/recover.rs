@@ -63,7 +63,28 @@ impl RollbackCoordinator<'_> {
                 .filter(|s| s.state != StepState::Applied)
                 .map(|s| s.id())
                 .collect();
-            let run = self.apply_steps(&plan, &todo, journal, listener).await;
+            // Traffic steps one at a time and in order (a promotion's shifts build on each
+            // other), then every registry.
+            let (traffic, rest): (Vec<StepId>, Vec<StepId>) =
+                todo.into_iter().partition(|(r, _)| {
+                    plan.registries[*r].format == crate::registry::traffic::TRAFFIC.name
+                });
+            let mut run = super::run::ApplyRun::default();
+            for id in traffic
+                .iter()
+                .map(|id| vec![*id])
+                .chain(std::iter::once(rest))
+            {
+                if id.is_empty() {
+                    continue;
+                }
+                let one = self.apply_steps(&plan, &id, journal, listener).await;
+                run.reports.extend(one.reports);
+                if !one.errors.is_empty() {
+                    run.errors.extend(one.errors);
+                    break;
+                }
+            }
             for r in run.reports.iter().filter(|r| r.ok) {
                 actions.push(format!("applied {} {}", r.registry, r.reference));
             }

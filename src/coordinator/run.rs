@@ -71,6 +71,11 @@ pub(crate) struct ApplyRun {
     pub reports: Vec<StepReport>,
 }
 
+/// Run between a promotion's traffic steps: waits, checks health, and says whether to go on
+/// (`Err(why)` stops the run and undoes every step taken).
+pub type Gate<'a> = &'a (dyn Fn(&crate::plan::Step) -> futures_util::future::BoxFuture<'a, Result<(), String>>
+         + Sync);
+
 /// What executing a plan did to the registries (the history is the caller's).
 pub(crate) struct Execution {
     pub kind: OutcomeKind,
@@ -86,13 +91,38 @@ impl RollbackCoordinator<'_> {
         plan: &Plan,
         journal: &Journal,
         listener: &dyn Listener,
+        gate: Option<Gate<'_>>,
     ) -> Execution {
-        // Traffic first (an instant blue-green switch), alone; then every registry.
+        // Traffic first (an instant blue-green switch, or a promotion's shifts one at a time
+        // with the gate after each), alone; then every registry.
         let (first, rest): (Vec<StepId>, Vec<StepId>) =
             plan.changing_steps().into_iter().partition(|(r, _)| {
                 plan.registries[*r].format == crate::registry::traffic::TRAFFIC.name
             });
-        let mut run = self.apply_steps(plan, &first, journal, listener).await;
+        let mut run = match gate {
+            None => self.apply_steps(plan, &first, journal, listener).await,
+            Some(gate) => {
+                let mut run = ApplyRun::default();
+                for id in &first {
+                    let one = self.apply_steps(plan, &[*id], journal, listener).await;
+                    run.applied.extend(one.applied);
+                    run.uncertain.extend(one.uncertain);
+                    run.reports.extend(one.reports);
+                    if !one.errors.is_empty() {
+                        run.errors.extend(one.errors);
+                        break;
+                    }
+                    if let Some((rp, step)) = plan.step(*id) {
+                        if let Err(why) = gate(step).await {
+                            run.errors
+                                .push(format!("{} {}: {why}", rp.registry, step.reference));
+                            break;
+                        }
+                    }
+                }
+                run
+            }
+        };
         if run.errors.is_empty() && !rest.is_empty() {
             let more = self.apply_steps(plan, &rest, journal, listener).await;
             run.applied.extend(more.applied);

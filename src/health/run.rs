@@ -235,7 +235,7 @@ async fn get_json(
         req
     })
     .await
-        .map_err(|e| crate::http::transport_kind(&e).to_string())?;
+    .map_err(|e| crate::http::transport_kind(&e).to_string())?;
     let status = resp.status().as_u16();
     let body = crate::http::read_limited(resp, MAX_BODY)
         .await

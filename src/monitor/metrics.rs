@@ -135,7 +135,7 @@ fn push(gw: &str, project: &str, text: &str) -> Result<(), String> {
                 .body(text.to_string())
         })
         .await
-            .map_err(|e| format!("{shown}: {}", crate::http::transport_kind(&e)))?;
+        .map_err(|e| format!("{shown}: {}", crate::http::transport_kind(&e)))?;
         if resp.status().is_success() {
             Ok(())
         } else {

@@ -2,8 +2,7 @@
 //! after each step, then the registries' floating tags moved as a rollback would) and the
 //! instant switch a rollback plans when its target still runs on the idle environment.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::rollback::{Mode, Prepared};
 use super::{fingerprint_text, Workspace};
@@ -14,7 +13,7 @@ use crate::health::config::{Check, CheckKind, Traffic};
 use crate::health::{Sample, Verdict};
 use crate::history::{Deployment, History, Status, Version};
 use crate::plan::{Action, Plan, RegistryPlan, Step};
-use crate::registry::traffic::{self, Color, Switch, Weights};
+use crate::registry::traffic::{self, Color, Weights};
 
 /// The configured blue-green pair, when the strategy is blue-green.
 fn blue_green(ws: &Workspace) -> Option<&Traffic> {
@@ -142,6 +141,7 @@ pub(crate) fn plan_switch(
 /// A promotion, computed: the plan shown (traffic steps, then the registries), the weights
 /// observed, and the rollback machinery that moves the registries.
 pub struct Promotion<'w> {
+    samples: std::sync::Arc<std::sync::Mutex<Vec<Sample>>>,
     /// Every step, traffic first: what the user confirms.
     pub shown: Plan,
     pub color: Color,
@@ -150,7 +150,6 @@ pub struct Promotion<'w> {
     pub interval: Duration,
     pub prepared: Prepared<'w>,
     pub already_live: bool,
-    switch: Arc<dyn Switch>,
     checks: Vec<Check>,
 }
 
@@ -190,7 +189,24 @@ pub fn prepare<'w>(
         loaded,
     } = ws.begin("promote", access, listener)?;
     let history = &loaded.history;
-    let target_idx = coordinator::choose_target(history, Some(version), &ws.history_name())?;
+    // The staged entry of V (a failed attempt to promote it leaves a `failed` entry of the
+    // same version beside it), else whatever entry names V.
+    let staged = history
+        .deployments
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| {
+            d.version.as_str() == version.trim()
+                || d.version.as_str().trim_start_matches('v')
+                    == version.trim().trim_start_matches('v')
+        })
+        .filter(|(_, d)| d.effective_status() == Some(Status::Staged))
+        .max_by_key(|(_, d)| d.timestamp.at())
+        .map(|(i, _)| i);
+    let target_idx = match staged {
+        Some(i) => i,
+        None => coordinator::choose_target(history, Some(version), &ws.history_name())?,
+    };
     let target = &history.deployments[target_idx];
     let Some(color) = target.environment().and_then(Color::parse) else {
         return Err(Error::refused_with_hint(
@@ -291,8 +307,8 @@ pub fn prepare<'w>(
     plan.operation = Some("promote".into());
     listener.on(&Event::Planned { plan: &plan });
 
-    // What the user sees: the traffic steps first.
-    let mut shown = plan.clone();
+    // The traffic steps come first in the plan that runs (journaled like every step, so
+    // `recover` finishes or undoes a promotion killed half-way), and in what the user sees.
     let mut steps_rp = RegistryPlan {
         format: traffic::TRAFFIC.name.to_string(),
         registry: switch.describe(),
@@ -310,16 +326,20 @@ pub fn prepare<'w>(
             let mut s = Step::new(Action::change(traffic::SHIFT), format!("{color} {p}%"));
             s.before = Some(prev.shown());
             s.after = Some(w.shown());
+            s.data = serde_json::json!({ "before": prev.to_json(), "after": w.to_json() });
             steps_rp.steps.push(s);
             prev = w;
         }
     }
-    shown.registries.insert(0, steps_rp);
+    plan.registries.insert(0, steps_rp);
+    let shown = plan.clone();
     let mut checks: Vec<Check> = env_check(t, color).into_iter().collect();
     checks.extend(ws.config.deployment.health_checks.iter().cloned());
     let target_ext = extended.deployments[target_idx].clone();
+    let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let promoted_from = current.map(|c| c.version.to_string());
     Ok(Promotion {
+        samples: samples.clone(),
         shown,
         color,
         from,
@@ -342,9 +362,9 @@ pub fn prepare<'w>(
                 target: Box::new(target_ext),
                 promoted_from,
                 environment: color.as_str().to_string(),
+                samples: samples.clone(),
             },
         },
-        switch,
         checks,
     })
 }
@@ -364,16 +384,14 @@ pub fn run(
     let Promotion {
         color,
         from,
-        steps,
         interval,
         prepared,
-        switch,
         checks,
         already_live,
+        samples,
         ..
     } = promotion;
     let rt = super::runtime()?;
-    let name = switch.describe();
     let mut report = TrafficReport {
         steps: Vec::new(),
         failed: None,
@@ -389,71 +407,57 @@ pub fn run(
         record_failure(&prepared, &[pre], &msg)?;
         return Err(Error::Failed(msg, Exit::FailedUndone));
     }
-    let mut samples = vec![pre];
-    let mut now = from;
-    for (i, p) in steps.iter().enumerate() {
-        let to = Weights::split(color, *p);
-        let mut step = Step::new(Action::change(traffic::SHIFT), format!("{color} {p}%"));
-        step.before = Some(now.shown());
-        step.after = Some(to.shown());
-        listener.on(&Event::StepStarted {
-            registry: &name,
-            step: &step,
-        });
-        let t0 = Instant::now();
-        let set = rt.block_on(traffic::set_weights(&*switch, now, to));
-        let elapsed = t0.elapsed();
-        let err = set.as_ref().err().map(|e| e.to_string());
-        listener.on(&Event::StepFinished {
-            registry: &name,
-            step: &step,
-            elapsed,
-            error: err.as_deref(),
-        });
-        if let Err(e) = set {
-            report.failed = Some(format!("setting {p}% on {color}: {e}"));
-            break;
-        }
-        now = to;
-        if i + 1 < steps.len() || !checks.is_empty() {
-            std::thread::sleep(interval);
-        }
-        let sample = rt.block_on(crate::health::sample(&checks));
-        let verdict = sample.verdict();
-        report.steps.push((*p, elapsed, verdict));
-        let why = failing(&sample);
-        samples.push(sample);
-        if verdict != Verdict::Passing && !checks.is_empty() {
-            report.failed = Some(format!("health checks at {p}% on {color}: {why}"));
-            break;
-        }
-    }
-    if let Some(why) = report.failed.clone() {
-        let restored = rt.block_on(traffic::set_weights(&*switch, now, from));
-        let msg = match restored {
-            Ok(()) => format!(
-                "promotion of {} stopped: {why}; traffic is back at {}",
-                prepared.plan.target.version,
-                from.shown()
-            ),
-            Err(e) => format!(
-                "promotion of {} stopped: {why}; putting the weights back ({}) failed too: {e}",
-                prepared.plan.target.version,
-                from.shown()
-            ),
-        };
-        record_failure(&prepared, &samples, &msg)?;
-        return Err(Error::Failed(msg, Exit::FailedUndone));
-    }
-    // All traffic on the promoted environment: the registries follow.
-    let outcome = super::rollback::execute(prepared, listener)?;
+    samples.lock().unwrap_or_else(|p| p.into_inner()).push(pre);
+    let verdicts = std::sync::Mutex::new(Vec::new());
+    let gate = |step: &Step| -> futures_util::future::BoxFuture<'_, Result<(), String>> {
+        let after = traffic::Weights::from_json(&step.data["after"]);
+        let (checks, samples, verdicts) = (&checks, samples.clone(), &verdicts);
+        Box::pin(async move {
+            tokio::time::sleep(interval).await;
+            let sample = crate::health::sample(checks).await;
+            let verdict = sample.verdict();
+            let why = failing(&sample);
+            let pct = after.map_or(0, |w| w.percent(color));
+            verdicts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((pct, verdict));
+            samples
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(sample);
+            if verdict != Verdict::Passing && !checks.is_empty() {
+                return Err(format!("health checks at {pct}% on {color}: {why}"));
+            }
+            Ok(())
+        })
+    };
+    // Traffic, then the registries, in one journaled run: a failing health check or
+    // registry step undoes every shift (the weights back at `from`) and every registry step.
+    let outcome = super::rollback::execute_gated(prepared, listener, Some(&gate))?;
+    let took: Vec<Duration> = outcome
+        .steps
+        .iter()
+        .filter(|s| s.action.as_str() == traffic::SHIFT)
+        .map(|s| Duration::from_millis(s.millis as u64))
+        .collect();
+    report.steps = verdicts
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .zip(
+            took.iter()
+                .copied()
+                .chain(std::iter::repeat(Duration::ZERO)),
+        )
+        .map(|((pct, v), t)| (pct, t, v))
+        .collect();
     if outcome.exit() != Exit::Success {
-        if let Err(e) = rt.block_on(traffic::set_weights(&*switch, Weights::all_to(color), from)) {
-            tracing::error!(
-                "the registry steps failed and putting the weights back ({}) failed too: {e}",
-                from.shown()
-            );
-        }
+        report.failed = outcome.errors.first().cloned();
+        tracing::warn!(
+            "the promotion was undone; traffic is back at {}",
+            from.shown()
+        );
     }
     Ok((report, Some(outcome)))
 }

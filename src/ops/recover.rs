@@ -195,8 +195,12 @@ async fn vet(
         problems.push("its step list is not the plan's changing steps".into());
     }
     for (r, rp) in plan.registries.iter().enumerate() {
+        let balancer = rp.format == crate::registry::traffic::TRAFFIC.name;
         match ws.config.find_registry(&rp.registry) {
             Some(cfg) if cfg.format == rp.format => {}
+            // The balancer is configured under `deployment.traffic`; `backend_for` below
+            // accepts only that one.
+            None if balancer => {}
             _ => {
                 problems.push(format!(
                     "{} ({}) is not a registry configured in bagboy.yaml",
@@ -312,8 +316,19 @@ fn write_recovered(
             h.deployments.len() - 1
         }
     };
+    let promotion = plan.operation.as_deref() == Some("promote");
     if finished {
         let previous = h.current().filter(|c| *c != pos);
+        if promotion {
+            // The staged entry is replaced by the deployed one.
+            for d in &mut h.deployments {
+                if d.effective_status() == Some(Status::Staged)
+                    && d.version.as_str() == plan.target.version
+                {
+                    d.set_status(Status::Superseded);
+                }
+            }
+        }
         let e = &mut h.deployments[pos];
         e.set_status(Status::Deployed);
         for p in &mut e.packages {
@@ -324,11 +339,19 @@ fn write_recovered(
             "interrupted; finished by `bagboy recover`",
         ));
         if let Some(c) = previous {
-            h.deployments[c].set_status(Status::RolledBackFrom);
+            h.deployments[c].set_status(if promotion {
+                Status::Superseded
+            } else {
+                Status::RolledBackFrom
+            });
         }
     } else {
         let e = &mut h.deployments[pos];
-        e.set_status(Status::RollbackFailed);
+        e.set_status(if promotion {
+            Status::Failed
+        } else {
+            Status::RollbackFailed
+        });
         let mut note = "interrupted; undone by `bagboy recover`".to_string();
         if !errors.is_empty() {
             note.push_str(&format!(" after: {}", errors.join("; ")));

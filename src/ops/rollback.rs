@@ -22,6 +22,9 @@ pub enum Mode {
         target: Box<Deployment>,
         promoted_from: Option<String>,
         environment: String,
+        /// The health samples taken between traffic steps: a failed promotion records them on
+        /// the staged entry.
+        samples: std::sync::Arc<std::sync::Mutex<Vec<crate::health::Sample>>>,
     },
 }
 
@@ -158,6 +161,15 @@ pub(crate) fn add_traffic(
 
 /// Execute a prepared plan: in-flight entry, journal, run, compensation, write-back.
 pub fn execute(prepared: Prepared<'_>, listener: &dyn Listener) -> Result<Outcome, Error> {
+    execute_gated(prepared, listener, None)
+}
+
+/// [`execute`] with a gate between traffic steps (a promotion's health checks).
+pub(crate) fn execute_gated(
+    prepared: Prepared<'_>,
+    listener: &dyn Listener,
+    gate: Option<coordinator::Gate<'_>>,
+) -> Result<Outcome, Error> {
     let started = Instant::now();
     let Prepared {
         plan,
@@ -286,7 +298,7 @@ pub fn execute(prepared: Prepared<'_>, listener: &dyn Listener) -> Result<Outcom
 
     // 2. Apply, compensating on failure.
     let rt = super::runtime()?;
-    let run = rt.block_on(coordinator.execute(&plan, &journal, listener));
+    let run = rt.block_on(coordinator.execute(&plan, &journal, listener, gate));
     super::log_http_stats();
     let mut errors = run.errors;
     let mut reports = run.reports;
@@ -340,6 +352,17 @@ pub fn execute(prepared: Prepared<'_>, listener: &dyn Listener) -> Result<Outcom
             };
             let note = format!("{what} failed and was undone: {}", errors.join("; "));
             e.notes = Some(append_note(e.notes.as_deref(), &note));
+            if let Mode::Promote { samples, .. } = &mode {
+                let samples = samples.lock().unwrap_or_else(|p| p.into_inner());
+                let staged = &mut final_history.deployments[target_idx];
+                staged.health_checks = Some(super::health::as_history_node(&samples));
+                let note = format!(
+                    "promotion of {} stopped: {}",
+                    staged.version,
+                    errors.join("; ")
+                );
+                staged.notes = Some(append_note(staged.notes.as_deref(), &note));
+            }
         }
         // Leave `rolling_back`: the journal is the record until `recover` resolves it.
         OutcomeKind::Partial | OutcomeKind::AlreadyCurrent => {}

@@ -24,7 +24,7 @@ async fn check(url: &str, sha256: &str) -> Result<(), String> {
         client.get(parsed.clone()).timeout(TIMEOUT)
     })
     .await
-        .map_err(|e| format!("{shown}: {}", crate::http::transport_kind(&e)))?;
+    .map_err(|e| format!("{shown}: {}", crate::http::transport_kind(&e)))?;
     if !resp.status().is_success() {
         return Err(format!("{shown} answered HTTP {}", resp.status().as_u16()));
     }

@@ -133,6 +133,12 @@ impl Weights {
         }
     }
 
+    /// The share of `color`, in percent (rounded).
+    pub fn percent(&self, color: Color) -> u32 {
+        let total = (self.blue + self.green).max(1);
+        (self.of(color) * 100 + total / 2) / total
+    }
+
     /// Percentages, for people: `blue 75% / green 25%`.
     pub fn shown(&self) -> String {
         let total = (self.blue + self.green).max(1);
@@ -302,9 +308,10 @@ impl Registry for TrafficRegistry {
 
     fn apply<'a>(&'a self, step: &'a Step) -> BoxFuture<'a, Result<Value, RegistryError>> {
         Box::pin(async move {
-            let (before, after) =
-                step_weights(step).ok_or_else(|| self.invalid("malformed step"))?;
-            set_weights(&*self.switch, before, after).await?;
+            let (_, after) = step_weights(step).ok_or_else(|| self.invalid("malformed step"))?;
+            // From what the balancer holds now (a step replayed by `recover` lands the same).
+            let now = self.switch.weights().await?;
+            set_weights(&*self.switch, now, after).await?;
             Ok(json!({}))
         })
     }
@@ -341,13 +348,22 @@ impl Registry for TrafficRegistry {
         _recorded: &'a [&'a Package],
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            if step.action.as_str() != SWITCH {
-                return Err(format!("`{}` is not a traffic step", step.action));
-            }
-            // Only whole switches between the two configured environments.
-            match step_weights(step) {
-                Some((b, a)) if a.live().is_some() && (b.blue + b.green) > 0 => Ok(()),
-                _ => Err("the step's weights are not a switch between the two environments".into()),
+            let weights = step_weights(step).filter(|(b, a)| {
+                (b.blue + b.green) > 0
+                    && (a.blue + a.green) > 0
+                    && [b, a]
+                        .iter()
+                        .all(|w| w.blue <= MAX_WEIGHT && w.green <= MAX_WEIGHT)
+            });
+            match (step.action.as_str(), weights) {
+                // An instant switch: all traffic to one environment.
+                (SWITCH, Some((_, a))) if a.live().is_some() => Ok(()),
+                // A promotion's shift: a split between the two configured environments.
+                (SHIFT, Some(_)) => Ok(()),
+                (SWITCH | SHIFT, _) => {
+                    Err("the step's weights are not a move between the two environments".into())
+                }
+                (other, _) => Err(format!("`{other}` is not a traffic step")),
             }
         })
     }
