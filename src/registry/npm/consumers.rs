@@ -172,17 +172,15 @@ fn note(r: &Reach, names: &[&str]) -> String {
             parts.push(format!(
                 "a range {t} does not satisfy (`^{f}`) gets its newest non-deprecated version, else {f} with a deprecation warning"
             ));
-            parts.push(format!(
-                "lockfiles (`npm ci`, an existing package-lock.json) keep {f}, and `npm ci`/`npm install` print its deprecation warning"
-            ));
         } else {
             parts.push(format!(
                 "a range {t} does not satisfy (`^{f}`) still gets {f} or newer, without a warning (`deprecate_bad` is off)"
             ));
-            parts.push(format!(
-                "lockfiles (`npm ci`, an existing package-lock.json) keep {f}, silently"
-            ));
         }
+        // npm reads no deprecation for a version its lockfile pins (npm 11, checked).
+        parts.push(format!(
+            "existing lockfiles keep {f}: `npm ci` and `npm install` install it without a warning (`npm outdated` lists it)"
+        ));
     }
     if !r.at_target.is_empty() {
         let tags: Vec<String> = r.at_target.iter().map(|x| format!("`{p}@{x}`")).collect();
