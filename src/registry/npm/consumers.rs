@@ -18,13 +18,16 @@ pub fn render(template: &str, target: &str) -> String {
 pub fn points_at<'a>(
     template: &str,
     message: &str,
-    candidates: impl IntoIterator<Item = &'a String>,
+    candidates: &'a BTreeSet<String>,
 ) -> Option<&'a str> {
-    if !template.contains("{target}") {
-        return None;
+    let (pre, post) = template.split_once("{target}")?;
+    if !post.contains("{target}") {
+        // One placeholder (the usual template): the version is what is between.
+        let x = message.strip_prefix(pre)?.strip_suffix(post)?;
+        return candidates.get(x).map(String::as_str);
     }
     candidates
-        .into_iter()
+        .iter()
         .map(String::as_str)
         .find(|x| render(template, x) == message)
 }
@@ -250,7 +253,7 @@ mod tests {
 
     #[test]
     fn only_messages_rendered_from_the_template_point_somewhere() {
-        let c: Vec<String> = vec!["1.1.0".into(), "1.1.0-rc.1".into()];
+        let c: BTreeSet<String> = ["1.1.0".to_string(), "1.1.0-rc.1".to_string()].into();
         assert_eq!(
             points_at(DEFAULT_MESSAGE, "broken; use 1.1.0", &c),
             Some("1.1.0")

@@ -1,6 +1,7 @@
 //! The `npm` backend: dist-tag surgery on an npm registry. A rollback points each recorded
-//! dist-tag of each package back at the target's version and, with `deprecate_bad`,
-//! deprecates the version rolled back from; undo restores both. Tokens come from the user's
+//! dist-tag of each package (and each configured one left on a version rolled back) at the
+//! target's version and, with `deprecate_bad`, deprecates the version rolled back from and
+//! re-words bagboy's stale messages; undo restores all of it. Tokens come from the user's
 //! `.npmrc`, never from the checkout's.
 
 mod consumers;
