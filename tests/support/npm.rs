@@ -180,4 +180,67 @@ impl TestNpm {
             .filter(|s| !s.is_empty())
             .map(str::to_string)
     }
+
+    /// Point `tag` of `name` at `version` (what `npm dist-tag add` sends).
+    pub fn set_dist_tag(&self, name: &str, tag: &str, version: &str) {
+        let r = self
+            .http
+            .put(format!(
+                "{}-/package/{}/dist-tags/{tag}",
+                self.url(),
+                name.replacen('/', "%2f", 1)
+            ))
+            .bearer_auth(&self.token)
+            .header("Content-Type", "application/json")
+            .body(serde_json::json!(version).to_string())
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "dist-tag {tag}: {}", r.status());
+    }
+
+    /// The real npm CLI, as a consumer runs it: `npm <args>` in `dir` against this registry,
+    /// with a cache of its own (no answer from an earlier run). Returns stdout and stderr.
+    pub fn npm(&self, dir: &Path, args: &[&str]) -> (String, String) {
+        std::fs::create_dir_all(dir).unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let out = Command::new("npm")
+            .args(args)
+            .args(["--registry", &self.url(), "--no-audit", "--no-fund"])
+            .current_dir(dir)
+            .env("npm_config_cache", cache.path())
+            .env("npm_config_userconfig", dir.join("none.npmrc"))
+            .env("npm_config_update_notifier", "false")
+            .output()
+            .expect("npm");
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "npm {args:?}: {stderr}");
+        (stdout, stderr)
+    }
+
+    /// `npm install <spec>` in a fresh project: the version that landed in node_modules and
+    /// what npm printed on stderr (its `deprecated` warnings).
+    pub fn install(&self, spec: &str) -> (String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("consumer");
+        std::fs::create_dir_all(&project).unwrap();
+        std::fs::write(
+            project.join("package.json"),
+            r#"{ "name": "consumer", "version": "1.0.0", "private": true }"#,
+        )
+        .unwrap();
+        let (_, stderr) = self.npm(&project, &["install", spec]);
+        let name = spec[1..]
+            .find('@')
+            .map(|at| &spec[..at + 1])
+            .unwrap_or(spec);
+        let manifest: Value = serde_json::from_str(
+            &std::fs::read_to_string(project.join("node_modules").join(name).join("package.json"))
+                .unwrap(),
+        )
+        .unwrap();
+        (manifest["version"].as_str().unwrap().to_string(), stderr)
+    }
 }

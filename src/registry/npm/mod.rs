@@ -1,10 +1,13 @@
 //! The `npm` backend: dist-tag surgery on an npm registry. A rollback points each recorded
-//! dist-tag of each package back at the target's version and, with `deprecate_bad`,
-//! deprecates the version rolled back from; undo restores both. Tokens come from the user's
+//! dist-tag of each package (and each configured one left on a version rolled back) at the
+//! target's version and, with `deprecate_bad`, deprecates the version rolled back from and
+//! re-words bagboy's stale messages; undo restores all of it. Tokens come from the user's
 //! `.npmrc`, never from the checkout's.
 
+mod consumers;
 mod npmrc;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -402,17 +405,17 @@ impl NpmRegistry {
         name: &str,
         input: &PlanInput<'_>,
         rec: Option<&Recorded>,
-    ) -> Result<(Vec<Step>, Vec<String>, Vec<String>), RegistryError> {
+    ) -> Result<(Vec<Step>, Vec<String>, Option<consumers::Reach>), RegistryError> {
         let doc = self.packument(name).await?;
         let target = input.target.version.bare();
         let mut steps = Vec::new();
-        let (mut refusals, mut notes) = (Vec::new(), Vec::new());
+        let mut refusals = Vec::new();
         let Some(tv) = doc["versions"].get(&target) else {
             refusals.push(format!(
                 "{}: {name}@{target} is no longer published (unpublished); --force cannot bring it back",
                 self.name
             ));
-            return Ok((steps, refusals, notes));
+            return Ok((steps, refusals, None));
         };
         let integrity = tv["dist"]["integrity"].as_str().map(str::to_string);
         if let (Some(r), Some(live)) = (
@@ -426,61 +429,161 @@ impl NpmRegistry {
                 ));
             }
         }
-        let tags: Vec<String> = rec
+        let template = self
+            .opts
+            .deprecate_message
+            .clone()
+            .unwrap_or_else(|| consumers::DEFAULT_MESSAGE.into());
+        let target_semver = input.target.version.semver();
+        let from = input
+            .current
+            .map(|c| c.version.semver())
+            .filter(|c| *c != target_semver);
+        let cv = from.map(|c| c.to_string());
+        let versions = doc["versions"].as_object();
+        let deprecation = |v: &Value| {
+            v["deprecated"]
+                .as_str()
+                .filter(|m| !m.is_empty())
+                .map(str::to_string)
+        };
+        // Deprecated once the plan ran: what is now (but the target), and the bad version.
+        let mut deprecated_after: BTreeSet<String> = versions
+            .map(|vs| {
+                vs.iter()
+                    .filter(|(v, x)| **v != target && deprecation(x).is_some())
+                    .map(|(v, _)| v.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut deprecations = Vec::new();
+        if let (true, Some(cv)) = (self.opts.deprecate_bad, cv.as_deref()) {
+            if let Some(c) = doc["versions"].get(cv) {
+                let message = consumers::render(&template, &target);
+                let live = deprecation(c);
+                let mut s = Step::new(
+                    if live.as_deref() == Some(message.as_str()) {
+                        Action::unchanged()
+                    } else {
+                        Action::change(DEPRECATE)
+                    },
+                    format!("{name}@{cv}"),
+                );
+                s.before = live;
+                s.after = Some(message.clone());
+                s.detail = Some(format!("message: {message}"));
+                deprecations.push((cv.to_string(), s));
+                deprecated_after.insert(cv.to_string());
+            }
+            // bagboy's earlier messages ("use 1.1.0") that now name a deprecated version.
+            let mut stale: Vec<(&String, String, &str)> = versions
+                .into_iter()
+                .flatten()
+                .filter(|(v, _)| **v != target && Some(v.as_str()) != Some(cv))
+                .filter_map(|(v, x)| {
+                    let m = deprecation(x)?;
+                    let to = consumers::points_at(&template, &m, &deprecated_after)?;
+                    (to != target).then_some((v, m, to))
+                })
+                .collect();
+            stale.sort_by(|a, b| {
+                semver::Version::parse(a.0)
+                    .ok()
+                    .cmp(&semver::Version::parse(b.0).ok())
+                    .then(a.0.cmp(b.0))
+            });
+            for (v, m, to) in stale {
+                let mut s = Step::new(Action::change(DEPRECATE), format!("{name}@{v}"));
+                s.before = Some(m);
+                s.after = Some(consumers::render(&template, &target));
+                s.detail = Some(format!(
+                    "refreshed: bagboy's message named {to}, {}",
+                    if to == cv {
+                        "which this rollback deprecates"
+                    } else {
+                        "deprecated too"
+                    }
+                ));
+                deprecations.push((v.clone(), s));
+            }
+        }
+        let deprecates: BTreeSet<String> = deprecations.iter().map(|(v, _)| v.clone()).collect();
+
+        // Tags: recorded on the target, configured, then any other pointing at a version
+        // this rollback leaves behind, each named with what happens to it.
+        let recorded_tags: Vec<String> = rec
             .map(|r| r.dist_tags.clone())
             .filter(|t| !t.is_empty())
             .unwrap_or_else(|| self.opts.dist_tags.clone());
-        for tag in &tags {
+        let mut tags: Vec<(String, consumers::TagSource)> = recorded_tags
+            .iter()
+            .map(|t| (t.clone(), consumers::TagSource::Recorded))
+            .collect();
+        for t in &self.opts.dist_tags {
+            if !tags.iter().any(|(x, _)| x == t) {
+                tags.push((t.clone(), consumers::TagSource::Configured));
+            }
+        }
+        let mut others: Vec<String> = doc["dist-tags"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(t, v)| {
+                v.as_str()
+                    .is_some_and(|v| Some(v) == cv.as_deref() || deprecates.contains(v))
+                    && !tags.iter().any(|(x, _)| x == *t)
+            })
+            .map(|(t, _)| t.clone())
+            .collect();
+        others.sort();
+        tags.extend(others.into_iter().map(|t| (t, consumers::TagSource::Other)));
+        let rollback = consumers::Rollback {
+            name,
+            target: target_semver,
+            from,
+            deprecates: &deprecates,
+        };
+        let mut reach = consumers::Reach {
+            target: target.clone(),
+            from: cv
+                .clone()
+                .filter(|_| from.is_some_and(|f| f > target_semver)),
+            from_deprecated: cv.as_ref().is_some_and(|c| deprecated_after.contains(c)),
+            at_target: Vec::new(),
+            left: Vec::new(),
+        };
+        for (tag, source) in &tags {
             let live = doc["dist-tags"][tag.as_str()].as_str().map(str::to_string);
-            let mut s = Step::new(
-                if live.as_deref() == Some(target.as_str()) {
-                    Action::unchanged()
-                } else {
-                    Action::change(MOVE_DIST_TAG)
-                },
-                format!("{name}@{tag}"),
-            );
-            s.before = live;
-            s.after = Some(target.clone());
+            let mut s = Step::new(Action::unchanged(), format!("{name}@{tag}"));
+            s.before = live.clone();
+            match consumers::fate(&rollback, tag, live.as_deref(), *source) {
+                consumers::TagFate::Unchanged => {
+                    s.after = Some(target.clone());
+                    reach.at_target.push(tag.clone());
+                }
+                consumers::TagFate::Move(detail) => {
+                    s.action = Action::change(MOVE_DIST_TAG);
+                    s.after = Some(target.clone());
+                    s.detail = detail;
+                    reach.at_target.push(tag.clone());
+                }
+                consumers::TagFate::Leave(why) => {
+                    s.action = Action::left_in_place();
+                    s.detail = Some(why);
+                    reach.left.push(tag.clone());
+                }
+            }
             steps.push(s);
         }
-        if tv["deprecated"].as_str().is_some_and(|m| !m.is_empty()) {
+        if let Some(m) = deprecation(tv) {
             let mut s = Step::new(Action::change(UNDEPRECATE), format!("{name}@{target}"));
-            s.before = tv["deprecated"].as_str().map(str::to_string);
+            s.before = Some(m);
             s.detail =
                 Some("the target was deprecated (by an earlier rollback?): un-deprecated".into());
             steps.push(s);
         }
-        if let (true, Some(cur)) = (self.opts.deprecate_bad, input.current) {
-            let cv = cur.version.bare();
-            if cv != target {
-                if let Some(c) = doc["versions"].get(&cv) {
-                    let message = self
-                        .opts
-                        .deprecate_message
-                        .clone()
-                        .unwrap_or_else(|| "broken; use {target}".into())
-                        .replace("{target}", &target);
-                    let live = c["deprecated"].as_str().unwrap_or_default().to_string();
-                    let mut s = Step::new(
-                        if live == message {
-                            Action::unchanged()
-                        } else {
-                            Action::change(DEPRECATE)
-                        },
-                        format!("{name}@{cv}"),
-                    );
-                    s.before = (!live.is_empty()).then_some(live);
-                    s.after = Some(message.clone());
-                    s.detail = Some(format!("message: {message}"));
-                    steps.push(s);
-                }
-            }
-        }
-        notes.push(format!(
-            "who this reaches: new installs of {name} and {name}@<tag> get {target}; lockfiles and pinned ranges keep what they resolved; a global install goes back with `npm i -g {name}@latest`"
-        ));
-        Ok((steps, refusals, notes))
+        steps.extend(deprecations.into_iter().map(|(_, s)| s));
+        Ok((steps, refusals, Some(reach)))
     }
 }
 
@@ -510,13 +613,14 @@ impl Registry for NpmRegistry {
                     .await,
                 );
             }
-            let (mut steps, mut refusals, mut notes) = (Vec::new(), Vec::new(), Vec::new());
-            for r in results {
-                let (s, rf, n) = r?;
+            let (mut steps, mut refusals, mut reaches) = (Vec::new(), Vec::new(), Vec::new());
+            for (name, r) in self.opts.packages.iter().zip(results) {
+                let (s, rf, reach) = r?;
                 steps.extend(s);
                 refusals.extend(rf);
-                notes.extend(n);
+                reaches.extend(reach.map(|r| (name.clone(), r)));
             }
+            let notes = consumers::notes(&reaches);
             Ok(PlanOutcome {
                 plan: RegistryPlan {
                     format: NPM.name.to_string(),
