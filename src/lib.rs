@@ -19,4 +19,7 @@ pub mod registry;
 pub mod validate;
 pub mod yaml;
 
+#[cfg(test)]
+mod never_panics;
+
 pub use error::{Error, Exit};

@@ -280,20 +280,23 @@ impl NpmRegistry {
         &self,
         package: &str,
         what: &str,
-        req: reqwest::RequestBuilder,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RegistryError> {
-        let mut req = req
-            .timeout(Duration::from_secs(30))
-            .header("Accept", "application/json");
-        if let Some(t) = self
+        let token = self
             .token
             .as_ref()
-            .filter(|_| crate::http::safe_for_credentials(&self.base))
-        {
-            req = req.bearer_auth(t.expose_secret());
-        }
-        crate::http::note_request();
-        let resp = req.send().await.map_err(|e| NpmError::Transport {
+            .filter(|_| crate::http::safe_for_credentials(&self.base));
+        let policy = crate::http::RetryPolicy::from_env();
+        let sent = crate::http::send(&policy, |client| {
+            let req = build(client)
+                .timeout(Duration::from_secs(30))
+                .header("Accept", "application/json");
+            match token {
+                Some(t) => req.bearer_auth(t.expose_secret()),
+                None => req,
+            }
+        });
+        let resp = sent.await.map_err(|e| NpmError::Transport {
             registry: self.name.clone(),
             package: package.to_string(),
             what: what.to_string(),
@@ -322,13 +325,11 @@ impl NpmRegistry {
     }
 
     async fn packument(&self, name: &str) -> Result<Value, RegistryError> {
-        let client = crate::http::client().map_err(|e| self.input(e.to_string()))?;
+        let url = self.url(&Self::escaped(name));
         let resp = self
-            .send(
-                name,
-                "reading the package",
-                client.get(self.url(&Self::escaped(name))),
-            )
+            .send(name, "reading the package", |client| {
+                client.get(url.clone())
+            })
             .await?;
         let body = crate::http::read_limited(resp, MAX_PACKUMENT)
             .await
@@ -338,34 +339,29 @@ impl NpmRegistry {
     }
 
     async fn put_tag(&self, name: &str, tag: &str, version: &str) -> Result<(), RegistryError> {
-        let client = crate::http::client().map_err(|e| self.input(e.to_string()))?;
         let url = self.url(&format!(
             "-/package/{}/dist-tags/{tag}",
             Self::escaped(name)
         ));
-        self.send(
-            name,
-            &format!("setting dist-tag {tag}"),
+        let body = serde_json::to_vec(&json!(version)).unwrap_or_default();
+        self.send(name, &format!("setting dist-tag {tag}"), |client| {
             client
-                .put(url)
+                .put(url.clone())
                 .header("Content-Type", "application/json")
-                .body(serde_json::to_vec(&json!(version)).unwrap_or_default()),
-        )
+                .body(body.clone())
+        })
         .await?;
         Ok(())
     }
 
     async fn delete_tag(&self, name: &str, tag: &str) -> Result<(), RegistryError> {
-        let client = crate::http::client().map_err(|e| self.input(e.to_string()))?;
         let url = self.url(&format!(
             "-/package/{}/dist-tags/{tag}",
             Self::escaped(name)
         ));
-        self.send(
-            name,
-            &format!("removing dist-tag {tag}"),
-            client.delete(url),
-        )
+        self.send(name, &format!("removing dist-tag {tag}"), |client| {
+            client.delete(url.clone())
+        })
         .await?;
         Ok(())
     }
@@ -387,15 +383,14 @@ impl NpmRegistry {
         if let Some(o) = doc.as_object_mut() {
             o.remove("_attachments");
         }
-        let client = crate::http::client().map_err(|e| self.input(e.to_string()))?;
-        self.send(
-            name,
-            "deprecating",
+        let url = self.url(&Self::escaped(name));
+        let body = serde_json::to_vec(&doc).unwrap_or_default();
+        self.send(name, "deprecating", |client| {
             client
-                .put(self.url(&Self::escaped(name)))
+                .put(url.clone())
                 .header("Content-Type", "application/json")
-                .body(serde_json::to_vec(&doc).unwrap_or_default()),
-        )
+                .body(body.clone())
+        })
         .await?;
         Ok(before)
     }

@@ -975,7 +975,7 @@ fn media_type_field(bytes: &[u8]) -> Option<String> {
 }
 
 /// Extracts the `rel="next"` target from a `Link` header.
-fn next_link(header: &str) -> Option<String> {
+pub fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|part| {
         let (target, params) = part.split_once(';')?;
         let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;

@@ -14,7 +14,7 @@ use sha2::{Digest as _, Sha256, Sha512};
 
 pub use auth::{Challenge, Credential, CredentialSource};
 pub use backend::{Options, TagError, TagRegistry, DOCKER, MOVE_TAG, OCI_LAYOUT};
-pub use client::{ClientOptions, OciClient, MANIFEST_ACCEPT};
+pub use client::{next_link, ClientOptions, OciClient, MANIFEST_ACCEPT};
 pub use error::{OciError, RequestContext};
 pub use layout::{OciLayout, REF_NAME_ANNOTATION};
 
