@@ -28,6 +28,9 @@ pub fn client() -> Result<reqwest::Client, reqwest::Error> {
     let built = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .connect_timeout(CONNECT_TIMEOUT)
+        // Below Node's 5 s keep-alive (npm registries such as Verdaccio): a pooled connection
+        // is dropped before the server closes it under a request.
+        .pool_idle_timeout(Duration::from_secs(4))
         // Redirects only within the origin asked: a credential (an Authorization header, an
         // identity token in a form body) never follows a redirect to another host.
         .redirect(reqwest::redirect::Policy::custom(|attempt| {
