@@ -1038,3 +1038,180 @@ fn out_of_range_config_values_are_refused_at_their_line() {
         assert!(run.stderr.contains(key), "{}", run.show());
     }
 }
+
+/// The refs of a bare repository, to tell that nothing was pushed to it.
+fn refs(git_dir: &Path) -> String {
+    git_in(
+        git_dir,
+        &["for-each-ref", "--format=%(refname) %(objectname)"],
+    )
+}
+
+#[test]
+fn every_read_only_command_writes_sends_and_runs_nothing_with_every_feature_configured() {
+    use support::tap::goreleaser_formula;
+    let reg = TestRegistry::start(Auth::None);
+    let tap = TestTap::new();
+    let hooks = FakeServer::start(|_, _| FakeResponse::new(200));
+    let apps = FakeServer::start(|_, _| FakeResponse::new(200));
+    let outside = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let shared = outside.path().join("history.git");
+    std::fs::create_dir_all(&shared).unwrap();
+    git_in(&shared, &["init", "--bare", "-q"]);
+    let c = Checkout::new("name: myapp\n").env("HOME", &home.path().display().to_string());
+    let markers = [
+        c.p.path().join("ran-health-command"),
+        c.p.path().join("ran-balancer"),
+    ];
+    // The balancer: a script that says blue is live, and leaves a mark whenever it runs.
+    let balancer = c.p.write(
+        "switch.sh",
+        &format!(
+            "#!/bin/sh\ntouch {}\n[ \"$1\" = get ] && printf 'blue 100\\ngreen 0\\n'\nexit 0\n",
+            markers[1].display()
+        ),
+    );
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&balancer, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // A repository for the migrations check.
+    let repo = c.p.path().join("app");
+    std::fs::create_dir_all(repo.join("migrations")).unwrap();
+    git_in(&repo, &["init", "-q"]);
+    std::fs::write(repo.join("migrations/001.up.sql"), "create table t();\n").unwrap();
+    std::fs::write(repo.join("migrations/001.down.sql"), "drop table t;\n").unwrap();
+    git_in(&repo, &["add", "."]);
+    git_in(&repo, &["commit", "-qm", "one"]);
+    let commit = git_in(&repo, &["rev-parse", "HEAD"]);
+    let image = reg.repo("acme/app");
+    let config = format!(
+        "name: myapp\nregistries:\n  - format: docker\n    registry: \"{image}\"\n    insecure: true\n  - format: brew\n    registry: acme/homebrew-tap\n    remote: \"{tap}\"\n    branch: main\n\
+         history_remote:\n  url: \"file://{shared}\"\n\
+         monitoring:\n  webhooks:\n    - url: \"http://{hooks}/hook\"\n      format: json\n  pushgateway: \"http://{hooks}\"\n  textfile: metrics/bagboy.prom\n\
+         deployment:\n  strategy: blue-green\n  health_checks:\n    - command: \"touch {health}\"\n    - url: \"http://{apps}/health\"\n  traffic:\n    command: \"{balancer}\"\n    blue: {{server: blue, url: \"http://{apps}/blue\"}}\n    green: {{server: green, url: \"http://{apps}/green\"}}\n    steps: [50, 100]\n  rollback:\n    auto_trigger:\n      - health_check_failures: 1\n    validation:\n      - verify_dependencies: true\n      - check_backwards_compatibility: {{repo: app}}\n",
+        tap = tap.url(),
+        shared = shared.display(),
+        hooks = hooks.host(),
+        apps = apps.host(),
+        health = markers[0].display(),
+        balancer = balancer.display(),
+    );
+    c.p.write("bagboy.yaml", &config);
+    for (v, env) in [("v1.0.0", "blue"), ("v1.1.0", "blue"), ("v1.2.0", "green")] {
+        let d = reg.push_image("acme/app", v);
+        if env == "blue" {
+            reg.put_tag("acme/app", "latest", &d);
+        }
+        tap.commit_file(
+            FORMULA,
+            &goreleaser_formula("myapp", v.trim_start_matches('v')),
+            &format!("myapp {v}"),
+        );
+        tap.push();
+        let run = c.run(&[
+            "record",
+            "--version",
+            v,
+            "--commit",
+            &commit,
+            "--environment",
+            env,
+        ]);
+        assert_eq!(run.code, Some(0), "record {v}: {}", run.show());
+    }
+    let _ = c.run(&["audit", "verify"]);
+    for m in &markers {
+        let _ = std::fs::remove_file(m);
+    }
+    let project = snapshot(c.p.path());
+    let home_before = snapshot(home.path());
+    let (shared_refs, tap_refs) = (refs(&shared), refs(&tap.root().join("homebrew-tap.git")));
+    let hooks_before = hooks.requests().len();
+    let writes = |r: &TestRegistry| {
+        r.requests()
+            .into_iter()
+            .filter(|q| !matches!(q.method.as_str(), "GET" | "HEAD"))
+            .count()
+    };
+    let reg_writes = writes(&reg);
+
+    let commands: [&[&str]; 10] = [
+        &["rollback", "--dry-run"],
+        &["rollback", "--dry-run", "--format", "json"],
+        &["rollback", "--dry-run", "--format", "markdown"],
+        &[
+            "rollback",
+            "--dry-run",
+            "--version",
+            "v1.0.0",
+            "--registry",
+            "docker",
+        ],
+        &["promote", "--version", "v1.2.0", "--dry-run"],
+        &["versions", "list"],
+        &["versions", "list", "--format", "json"],
+        &["versions", "compare", "v1.0.0", "v1.1.0"],
+        &["versions", "prune", "--keep", "1", "--dry-run"],
+        &["audit", "verify"],
+    ];
+    for args in commands {
+        let run = c.run(args);
+        // verify_dependencies cannot download the formula's GitHub URLs here: the rollback
+        // previews are computed and refused (exit 2), which is what they should be.
+        let refused_preview = args[0] == "rollback"
+            && run.code == Some(2)
+            && run.stdout.contains("v1.0.0")
+            && run.stdout.to_lowercase().contains("refus");
+        assert!(
+            run.code == Some(0) || refused_preview,
+            "{args:?}: {}",
+            run.show()
+        );
+        assert_eq!(
+            snapshot(c.p.path()),
+            project,
+            "{args:?} wrote into the project"
+        );
+        assert_eq!(
+            snapshot(home.path()),
+            home_before,
+            "{args:?} wrote into HOME"
+        );
+        for m in &markers {
+            assert!(
+                !m.exists(),
+                "{args:?} ran a configured command ({})",
+                m.display()
+            );
+        }
+        assert_eq!(
+            hooks.requests().len(),
+            hooks_before,
+            "{args:?} sent a webhook or metrics"
+        );
+        assert_eq!(writes(&reg), reg_writes, "{args:?} wrote to the registry");
+        assert_eq!(
+            refs(&shared),
+            shared_refs,
+            "{args:?} pushed to the shared history"
+        );
+        assert_eq!(
+            refs(&tap.root().join("homebrew-tap.git")),
+            tap_refs,
+            "{args:?} pushed to the tap"
+        );
+    }
+    // The dry-runs computed their plans (the preview is the point).
+    let run = c.run(&["rollback", "--dry-run", "--format", "json"]);
+    let plan: Value = serde_json::from_str(&run.stdout).expect(&run.show());
+    assert_eq!(plan["target"]["version"], "v1.0.0", "{plan:#}");
+    let promote = c.run(&["promote", "--version", "v1.2.0", "--dry-run"]);
+    assert_eq!(promote.code, Some(0), "{}", promote.show());
+    assert!(
+        promote.stdout.contains("green 50%") && promote.stdout.contains("not run by a dry-run"),
+        "{}",
+        promote.show()
+    );
+}

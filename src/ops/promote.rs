@@ -215,18 +215,20 @@ pub fn prepare<'w>(
         ));
     };
     let switch = traffic::open(t);
-    if dry_run && switch.runs_a_program() {
-        return Err(Error::refused(
-            "a dry-run does not run the `command` balancer from the config; run `bagboy promote` without --dry-run to see the plan and confirm it",
-        ));
-    }
     let rt = super::runtime()?;
-    let from = rt.block_on(switch.weights()).map_err(|e| {
-        Error::Failed(
-            format!("the balancer could not be read: {e}"),
-            Exit::FailedUndone,
-        )
-    })?;
+    // A dry-run runs no program from the config: with a `command` balancer the weights are
+    // assumed (the other environment takes all traffic), and the plan says so.
+    let assumed = dry_run && switch.runs_a_program();
+    let from = if assumed {
+        Weights::all_to(color.other())
+    } else {
+        rt.block_on(switch.weights()).map_err(|e| {
+            Error::Failed(
+                format!("the balancer could not be read: {e}"),
+                Exit::FailedUndone,
+            )
+        })?
+    };
     let current_idx = history.current();
     let current = current_idx.map(|c| &history.deployments[c]);
     let already_live =
@@ -332,6 +334,12 @@ pub fn prepare<'w>(
         }
     }
     plan.registries.insert(0, steps_rp);
+    if assumed {
+        plan.warnings.push(format!(
+            "the `command` balancer is not run by a dry-run: the weights shown assume {} takes all traffic now",
+            color.other()
+        ));
+    }
     let shown = plan.clone();
     let mut checks: Vec<Check> = env_check(t, color).into_iter().collect();
     checks.extend(ws.config.deployment.health_checks.iter().cloned());
