@@ -460,18 +460,11 @@ mod tests {
     use super::*;
 
     fn git(dir: &Path, args: &[&str]) -> String {
-        let out = std::process::Command::new("git")
-            .current_dir(dir)
-            .args(args)
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
+        crate::git::Git::new(dir, None)
+            .run(args)
+            .unwrap_or_else(|f| panic!("{}: {}", f.command, f.stderr))
+            .trim()
+            .to_string()
     }
 
     #[test]
