@@ -97,8 +97,8 @@ fn json(run: &Run) -> Value {
 #[test]
 fn the_judge_against_a_real_prometheus() {
     let exp = exporter();
-    let started = Instant::now();
     let prom = Prometheus::start(&exp.host(), "judge_steady");
+    let started = Instant::now();
     let reg = TestRegistry::start(Auth::None);
     let window = "15s";
 

@@ -144,7 +144,8 @@ pub fn auto(ctx: &Context, args: &RollbackArgs, events: &Fanout) -> Result<(), E
                 samples_markdown(&report.samples)
             ));
             if let Some(j) = &report.judge {
-                ctx.out.raw(&format!("```text\n{}```\n", super::judge::text(j)));
+                ctx.out
+                    .raw(&format!("```text\n{}```\n", super::judge::text(j)));
             }
             for r in &reasons {
                 ctx.out.line(&format!("- {}", super::text::md_text(r)));

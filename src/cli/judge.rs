@@ -11,7 +11,9 @@ fn pct(v: Option<f64>, shift: Option<f64>) -> String {
     match (v, shift) {
         (Some(v), _) => format!("{:+.1} %", v * 100.0),
         // Relative to a zero median: unbounded; the shift in the metric's unit says how much.
-        (None, Some(s)) if s != 0.0 => format!("{}∞ (shift {s:+.4})", if s > 0.0 { "+" } else { "-" }),
+        (None, Some(s)) if s != 0.0 => {
+            format!("{}∞ (shift {s:+.4})", if s > 0.0 { "+" } else { "-" })
+        }
         _ => "-".into(),
     }
 }
@@ -117,11 +119,7 @@ pub fn text(r: &JudgeReport) -> String {
 
 /// `bagboy health --judge`: exit 0 pass, 5 fail, 6 marginal or not enough data.
 pub fn health(ctx: &Context, args: &HealthArgs) -> Result<(), Error> {
-    let report = ops::judge::judge(
-        &ctx.ws,
-        args.version.as_deref(),
-        args.baseline.as_deref(),
-    )?;
+    let report = ops::judge::judge(&ctx.ws, args.version.as_deref(), args.baseline.as_deref())?;
     match args.format {
         ListFormat::Json => ctx
             .out

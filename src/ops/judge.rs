@@ -56,7 +56,10 @@ fn baseline(
         .map(|d| d.version.to_string())
         .ok_or_else(|| {
             Error::refused_with_hint(
-                format!("{} has no earlier good release to compare with", cand.version),
+                format!(
+                    "{} has no earlier good release to compare with",
+                    cand.version
+                ),
                 "name one with --baseline V (or `baseline:` in the judge's config)",
             )
         })

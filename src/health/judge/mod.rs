@@ -301,7 +301,8 @@ pub fn score(judge: &Judge, metrics: &[MetricResult]) -> (Option<f64>, Outcome, 
         .filter(|m| m.verdict == MetricVerdict::Pass)
         .map(|m| m.weight)
         .sum();
-    let score = (total > 0.0).then(|| 100.0 * passing / total);
+    // `+ 0.0`: an empty sum is −0.0, which would print as "-0.0".
+    let score = (total > 0.0).then(|| 100.0 * passing / total + 0.0);
     let mut reasons: Vec<String> = metrics
         .iter()
         .filter(|m| m.verdict != MetricVerdict::Pass)
@@ -499,6 +500,8 @@ mod tests {
         assert_eq!((s, o), (Some(75.0), Outcome::Marginal));
         let (_, o, _) = score(&j, &[result(Pass, false, 1.0), result(Low, false, 1.0)]);
         assert_eq!(o, Outcome::Fail);
+        let (s, _, _) = score(&j, &[result(High, false, 1.0)]);
+        assert!(s.is_some_and(|s| s == 0.0 && s.is_sign_positive()), "{s:?}");
         // A critical metric failing fails however high the score.
         let (s, o, _) = score(&j, &[result(Pass, false, 100.0), result(High, true, 0.01)]);
         assert!(s.unwrap() > 99.0);
