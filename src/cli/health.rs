@@ -187,9 +187,8 @@ pub fn auto(ctx: &Context, args: &RollbackArgs, events: &Fanout) -> Result<(), E
                 Exit::Inconclusive,
             ))
         }
-        (Decision::Trigger { severity, .. }, Some(prepared)) => {
-            // Critical: no prompt (the release is down). High: ask on a terminal.
-            let yes = args.yes || *severity == Severity::Critical;
+        (Decision::Trigger { .. }, Some(prepared)) => {
+            let yes = args.yes || report.without_asking();
             if args.format == ReportFormat::Json {
                 if !yes {
                     return Err(Error::refused_with_hint(

@@ -178,6 +178,21 @@ pub struct AutoReport {
     pub judge: Option<crate::health::judge::JudgeReport>,
 }
 
+impl AutoReport {
+    /// Whether the rollback goes ahead without asking: a critical trigger (the release is
+    /// down; waiting for a person costs more than the rollback). A high one asks on a
+    /// terminal and needs `--yes` elsewhere.
+    pub fn without_asking(&self) -> bool {
+        matches!(
+            self.decision,
+            Decision::Trigger {
+                severity: Severity::Critical,
+                ..
+            }
+        )
+    }
+}
+
 /// How `rollback --auto` samples.
 #[derive(Clone, Copy, Debug)]
 pub struct Window {
