@@ -111,7 +111,7 @@ pub(super) fn entry_index(history: &History, version: Option<&str>) -> Result<us
     match version {
         Some(v) => {
             let parsed = Version::parse(v).map_err(|e| {
-                Error::refused(format!("--version {v} is not a semver version: {e}"))
+                Error::refused(format!("--version {v} is not a version: {e}"))
             })?;
             history
                 .find_version(&parsed)

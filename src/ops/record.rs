@@ -44,7 +44,7 @@ pub fn record_with(
 ) -> Result<Recorded, Error> {
     let version = Version::parse(&req.version).map_err(|e| {
         Error::refused(format!(
-            "--version {} is not a semver version: {e}",
+            "--version {} is not a version: {e}",
             req.version
         ))
     })?;

@@ -226,7 +226,14 @@ impl TagStore {
                 let names = client.list_tags(repo).await?;
                 let candidates: Vec<String> = names
                     .into_iter()
-                    .filter(|t| Version::parse(t).map(|v| &v == version).unwrap_or(true))
+                    // A tag that is another full semver version names another release:
+                    // skipped. Anything else (`latest`, `1.2`, `1`, a CalVer) may float here.
+                    .filter(|t| {
+                        Version::parse(t)
+                            .ok()
+                            .filter(|v| v.semver().is_some())
+                            .is_none_or(|v| &v == version)
+                    })
                     .collect();
                 let mut out = Vec::new();
                 for chunk in candidates.chunks(8) {
