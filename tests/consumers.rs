@@ -200,3 +200,37 @@ fn a_history_written_by_hand_with_bare_numbers_keeps_them_as_written() {
         r.show()
     );
 }
+
+#[test]
+fn a_plain_http_registry_on_loopback_needs_no_insecure_flag() {
+    // As Docker does for 127.0.0.0/8: no `insecure: true`, and it just works.
+    let reg = TestRegistry::start(Auth::None);
+    let p = Project::new();
+    std::fs::create_dir_all(p.path().join("docker-config")).unwrap();
+    p.write(
+        "bagboy.yaml",
+        &format!(
+            "name: myapp\nregistries:\n  - format: docker\n    registry: \"{}\"\n",
+            reg.repo(REPO)
+        ),
+    );
+    for v in ["v1.0.0", "v1.1.0"] {
+        let d = reg.push_image(REPO, v);
+        reg.put_tag(REPO, "latest", &d);
+        let r = Run::of(
+            isolated(p.path())
+                .args(["record", "--version", v])
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(r.code, Some(0), "{}", r.show());
+    }
+    let r = Run::of(
+        isolated(p.path())
+            .args(["rollback", "--yes"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert!(!r.stderr.contains("InvalidContentType"), "{}", r.show());
+}

@@ -125,6 +125,8 @@ impl BackendError for TagError {
                 | OciError::DockerConfig { .. }
                 | OciError::CredentialHelper { .. }
                 | OciError::ImmutableTag { .. }
+                // The config says HTTPS to a registry that speaks plain HTTP.
+                | OciError::PlainHttp { .. }
         )
     }
 }
