@@ -495,24 +495,11 @@ fn record_with(ctx: &Context, args: &RecordArgs, events: &Fanout) -> Result<(), 
     }
     s.push('\n');
     for p in &entry.packages {
-        let what = match (&p.digest, &p.tap_commit) {
-            (Some(d), _) => format!(
-                "{} tags: {}",
-                super::output::short_digest(d),
-                p.tags.join(", ")
-            ),
-            (None, Some(c)) => format!(
-                "{} at {}",
-                p.formula.as_deref().unwrap_or("-"),
-                super::output::short_commit(c)
-            ),
-            _ => String::new(),
-        };
         s.push_str(&format!(
             "  {} {}  {}\n",
             clean(&p.format),
             clean(&p.registry),
-            clean(&what)
+            clean(&crate::registry::describe(p))
         ));
     }
     ctx.out.raw(&s);

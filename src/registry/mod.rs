@@ -54,6 +54,79 @@ pub static KINDS: &[&Kind] = &[
     &traffic::TRAFFIC,
 ];
 
+/// What a package record holds, as `(field, value)` pairs for people: the fields the history
+/// format names (`digest`, `tags`, `formula`, `tap_commit`) and every backend's own record
+/// under `extra` (npm's packages, a release id, a git registry's commit), flattened to
+/// `key.sub` paths. One renderer for every backend, however new.
+pub fn record_fields(p: &Package) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(d) = &p.digest {
+        out.push(("digest".to_string(), d.clone()));
+    }
+    if !p.tags.is_empty() {
+        out.push(("tags".to_string(), p.tags.join(", ")));
+    }
+    if let Some(f) = &p.formula {
+        out.push(("formula".to_string(), f.clone()));
+    }
+    if let Some(c) = &p.tap_commit {
+        out.push(("tap_commit".to_string(), c.clone()));
+    }
+    fn flatten(prefix: &str, node: &crate::yaml::Node, out: &mut Vec<(String, String)>) {
+        use crate::yaml::Value;
+        match &node.value {
+            Value::Null => {}
+            Value::Scalar(s) => out.push((prefix.to_string(), s.text.clone())),
+            Value::Seq(items) => {
+                let scalars: Vec<&str> = items
+                    .iter()
+                    .filter_map(|i| i.as_scalar().map(|s| s.text.as_str()))
+                    .collect();
+                if scalars.len() == items.len() {
+                    out.push((prefix.to_string(), scalars.join(", ")));
+                } else {
+                    for (i, item) in items.iter().enumerate() {
+                        flatten(&format!("{prefix}[{i}]"), item, out);
+                    }
+                }
+            }
+            Value::Map(_) => {
+                for (k, _, v) in node.entries().into_iter().flatten() {
+                    flatten(&format!("{prefix}.{k}"), v, out);
+                }
+            }
+        }
+    }
+    for (k, v) in &p.extra {
+        flatten(k, v, &mut out);
+    }
+    out
+}
+
+/// A package record in one line: `record`'s output and `versions list`.
+pub fn describe(p: &Package) -> String {
+    let short = |s: &str| -> String {
+        if let Some(hex) = s.strip_prefix("sha256:") {
+            format!("sha256:{}", hex.chars().take(12).collect::<String>())
+        } else if s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            s.chars().take(10).collect()
+        } else {
+            s.to_string()
+        }
+    };
+    let fields = record_fields(p);
+    let mut parts: Vec<String> = fields
+        .iter()
+        .filter(|(k, _)| k != "version")
+        .take(6)
+        .map(|(k, v)| format!("{}: {}", k.rsplit('.').next().unwrap_or(k), short(v)))
+        .collect();
+    if fields.len() > 6 {
+        parts.push(format!("(+{} more)", fields.len() - 6));
+    }
+    parts.join("; ")
+}
+
 /// The kind named `name` (canonical or alias).
 pub fn kind(name: &str) -> Option<&'static Kind> {
     KINDS
