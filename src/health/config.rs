@@ -419,13 +419,7 @@ fn known(p: &mut Problems, w: &mut Vec<Problem>, node: &Node, what: &str, keys: 
     };
     for (key, k, _) in entries {
         if !keys.contains(&key) {
-            w.push(Problem {
-                loc: k.loc,
-                message: format!(
-                    "unknown {what} key `{key}` ignored (known: {})",
-                    keys.join(", ")
-                ),
-            });
+            w.push(crate::suggest::unknown_key(k.loc, what, key, keys));
         }
     }
     true

@@ -105,12 +105,12 @@ impl Settings {
                         }
                     }
                 }
-                _ => warnings.push(Problem {
-                    loc: k.loc,
-                    message: format!(
-                        "unknown monitoring key `{key}` ignored (known: webhooks, pushgateway, textfile)"
-                    ),
-                }),
+                _ => warnings.push(crate::suggest::unknown_key(
+                    k.loc,
+                    "monitoring",
+                    key,
+                    &["webhooks", "pushgateway", "textfile"],
+                )),
             }
         }
         out

@@ -45,10 +45,12 @@ impl Options {
         for (key, k, v) in cfg.options() {
             match key {
                 "demote_bad_release" => o.demote_bad_release = p.boolean(key, v).unwrap_or(false),
-                _ => w.push(Problem {
-                    loc: k.loc,
-                    message: format!("unknown github-release key `{key}` ignored"),
-                }),
+                _ => w.push(crate::suggest::unknown_key(
+                    k.loc,
+                    "github-release",
+                    key,
+                    &["format", "registry", "demote_bad_release"],
+                )),
             }
         }
         if crate::github::parse_repo(&cfg.registry).is_none() {
