@@ -33,7 +33,10 @@ fn brew_config(tap: &TestTap, name: &str) -> Value {
 
 /// A GoReleaser dist/ for `version` (metadata without the `v`, tag with it).
 fn write_dist(p: &Project, version: &str, artifacts: Value) {
-    p.write("dist/artifacts.json", &serde_json::to_string_pretty(&artifacts).unwrap());
+    p.write(
+        "dist/artifacts.json",
+        &serde_json::to_string_pretty(&artifacts).unwrap(),
+    );
     p.write(
         "dist/metadata.json",
         &json!({"project_name": "myapp", "tag": format!("v{version}"), "previous_tag": "v1.1.0",
@@ -65,7 +68,11 @@ fn goreleaser_v2_10_records_images_and_a_cask_the_config_does_not_list() {
     reg.put_tag(REPO, "latest", &index);
     let amd64 = reg.push_image(REPO, "v1.2.0-amd64");
     let tap = TestTap::new();
-    tap.commit_file("Casks/myapp-gui.rb", &cask("myapp-gui", "1.2.0"), "cask 1.2.0");
+    tap.commit_file(
+        "Casks/myapp-gui.rb",
+        &cask("myapp-gui", "1.2.0"),
+        "cask 1.2.0",
+    );
     tap.push();
     let p = Project::new();
     docker_only_config(&p, &reg);
@@ -88,7 +95,10 @@ fn goreleaser_v2_10_records_images_and_a_cask_the_config_does_not_list() {
             {"name": "mystery", "type": "Teleporter", "internal_type": 99}
         ]),
     );
-    let r = run(&p, &["record", "--version", "v1.2.0", "--from", "goreleaser"]);
+    let r = run(
+        &p,
+        &["record", "--version", "v1.2.0", "--from", "goreleaser"],
+    );
     assert_eq!(r.code, Some(0), "{}", r.show());
     let h = p.history();
     assert!(h.contains(&index), "{h}");
@@ -96,10 +106,18 @@ fn goreleaser_v2_10_records_images_and_a_cask_the_config_does_not_list() {
     assert!(h.contains("acme/homebrew-tap"), "{h}");
     assert!(h.contains("tap_commit:"), "{h}");
     // The tap is not in bagboy.yaml: recorded, and said so on stderr and in the notes.
-    assert!(r.stderr.contains("brew acme/homebrew-tap is named by"), "{}", r.show());
+    assert!(
+        r.stderr.contains("brew acme/homebrew-tap is named by"),
+        "{}",
+        r.show()
+    );
     assert!(h.contains("brew acme/homebrew-tap is named by"), "{h}");
     // Unknown types are listed as not rolled back; release assets are counted.
-    for said in ["Snap myapp_1.2.0_amd64.snap", "Teleporter mystery", "2 release assets"] {
+    for said in [
+        "Snap myapp_1.2.0_amd64.snap",
+        "Teleporter mystery",
+        "2 release assets",
+    ] {
         assert!(r.stderr.contains(said), "{said}: {}", r.show());
         assert!(h.contains(said), "{said}: {h}");
     }
@@ -113,7 +131,11 @@ fn goreleaser_v2_9_brew_tap_and_a_file_that_lies_about_a_digest() {
     let digest = reg.push_index(REPO, "v1.2.0");
     reg.put_tag(REPO, "latest", &digest);
     let tap = TestTap::new();
-    tap.commit_file("Formula/myapp.rb", &goreleaser_formula("myapp", "1.2.0"), "myapp 1.2.0");
+    tap.commit_file(
+        "Formula/myapp.rb",
+        &goreleaser_formula("myapp", "1.2.0"),
+        "myapp 1.2.0",
+    );
     tap.push();
     let p = Project::new();
     docker_only_config(&p, &reg);
@@ -132,36 +154,77 @@ fn goreleaser_v2_9_brew_tap_and_a_file_that_lies_about_a_digest() {
             brew_tap.clone()
         ]),
     );
-    let r = run(&p, &["record", "--version", "1.2.0", "--from", "goreleaser=dist"]);
+    let r = run(
+        &p,
+        &["record", "--version", "1.2.0", "--from", "goreleaser=dist"],
+    );
     assert_eq!(r.code, Some(2), "{}", r.show());
-    assert!(r.stderr.contains(&lie) && r.stderr.contains(&digest), "{}", r.show());
+    assert!(
+        r.stderr.contains(&lie) && r.stderr.contains(&digest),
+        "{}",
+        r.show()
+    );
     assert!(r.stderr.contains(":latest"), "{}", r.show());
-    assert!(!p.history_path().exists(), "nothing is recorded from a lying file");
+    assert!(
+        !p.history_path().exists(),
+        "nothing is recorded from a lying file"
+    );
 
     // The same for the version tag itself.
     write_dist(
         &p,
         "1.2.0",
-        json!([docker_artifact("Docker Manifest", &format!("{image}:v1.2.0"), &lie), brew_tap.clone()]),
+        json!([
+            docker_artifact("Docker Manifest", &format!("{image}:v1.2.0"), &lie),
+            brew_tap.clone()
+        ]),
     );
-    let r = run(&p, &["record", "--version", "v1.2.0", "--from", "goreleaser"]);
+    let r = run(
+        &p,
+        &["record", "--version", "v1.2.0", "--from", "goreleaser"],
+    );
     assert_eq!(r.code, Some(2), "{}", r.show());
-    assert!(r.stderr.contains(&lie) && r.stderr.contains(&digest), "{}", r.show());
+    assert!(
+        r.stderr.contains(&lie) && r.stderr.contains(&digest),
+        "{}",
+        r.show()
+    );
 
     // The file's version must be --version.
     write_dist(&p, "1.3.0", json!([brew_tap.clone()]));
-    let r = run(&p, &["record", "--version", "v1.2.0", "--from", "goreleaser"]);
+    let r = run(
+        &p,
+        &["record", "--version", "v1.2.0", "--from", "goreleaser"],
+    );
     assert_eq!(r.code, Some(2), "{}", r.show());
-    assert!(r.stderr.contains("1.3.0") && r.stderr.contains("v1.2.0"), "{}", r.show());
+    assert!(
+        r.stderr.contains("1.3.0") && r.stderr.contains("v1.2.0"),
+        "{}",
+        r.show()
+    );
 
     // Bad JSON names file:line:col; any bytes give an answer, never a panic.
-    p.write("dist/artifacts.json", "[\n  {\"name\": \"x\",\n    oops}\n]\n");
-    let r = run(&p, &["record", "--version", "v1.2.0", "--from", "goreleaser"]);
+    p.write(
+        "dist/artifacts.json",
+        "[\n  {\"name\": \"x\",\n    oops}\n]\n",
+    );
+    let r = run(
+        &p,
+        &["record", "--version", "v1.2.0", "--from", "goreleaser"],
+    );
     assert_eq!(r.code, Some(2), "{}", r.show());
     assert!(r.stderr.contains("dist/artifacts.json:3:5"), "{}", r.show());
-    for bytes in [&b"\xff\xfe\x00garbage"[..], b"", b"{\"a\":", &[b'['; 5000][..]] {
+    for bytes in [
+        &b"\xff\xfe\x00garbage"[..],
+        b"",
+        b"{\"a\":",
+        &[b'['; 5000][..],
+    ] {
         std::fs::write(p.path().join("dist/artifacts.json"), bytes).unwrap();
-        let r = run(&p, &["record", "--version", "v1.2.0", "--from", "goreleaser"]);
+        let r = run(
+            &p,
+            &["record", "--version", "v1.2.0", "--from", "goreleaser"],
+        );
         assert_eq!(r.code, Some(2), "{}", r.show());
         assert!(!r.stderr.contains("panicked"), "{}", r.show());
     }
@@ -176,10 +239,16 @@ fn goreleaser_v2_9_brew_tap_and_a_file_that_lies_about_a_digest() {
             brew_tap
         ]),
     );
-    let r = run(&p, &["record", "--version", "v1.2.0", "--from", "goreleaser"]);
+    let r = run(
+        &p,
+        &["record", "--version", "v1.2.0", "--from", "goreleaser"],
+    );
     assert_eq!(r.code, Some(0), "{}", r.show());
     let h = p.history();
-    assert!(h.contains(&digest) && h.contains("formula: myapp"), "{h}");
+    assert!(
+        h.contains(&digest) && h.contains("formula: \"myapp\""),
+        "{h}"
+    );
 }
 
 fn dist_bin() -> String {
@@ -213,12 +282,21 @@ fn dist_manifest(dir: &Path, version: &str) -> std::path::PathBuf {
     support::tap::git(&ws, &["init", "--quiet", "-b", "main"]);
     let out = std::process::Command::new(dist_bin())
         .current_dir(&ws)
-        .args(["manifest", "--output-format=json", "--artifacts=global", "--no-local-paths"])
+        .args([
+            "manifest",
+            "--output-format=json",
+            "--artifacts=global",
+            "--no-local-paths",
+        ])
         .arg(format!("--tag=v{version}"))
         .env("CARGO_NET_OFFLINE", "true")
         .output()
         .unwrap();
-    assert!(out.status.success(), "dist manifest: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "dist manifest: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let file = dir.join("dist-manifest.json");
     std::fs::write(&file, &out.stdout).unwrap();
     file
@@ -234,17 +312,35 @@ fn cargo_dist_manifest_from_the_real_dist_records_tap_npm_and_release() {
     let npm = TestNpm::start();
     npm.publish("myapp", "0.3.0");
     let tap = TestTap::new();
-    tap.commit_file("Formula/myapp.rb", &goreleaser_formula("myapp", "0.3.0"), "myapp 0.3.0");
+    tap.commit_file(
+        "Formula/myapp.rb",
+        &goreleaser_formula("myapp", "0.3.0"),
+        "myapp 0.3.0",
+    );
     tap.push();
     let gh = MockGithub::start();
     let release = gh.add_release("v0.3.0", false, false);
 
     // With no config at all, check --from prints the registries block to start from.
     let empty = Project::new();
-    let r = run(&empty, &["check", "--from", &format!("cargo-dist={}", manifest.display())]);
+    let r = run(
+        &empty,
+        &[
+            "check",
+            "--from",
+            &format!("cargo-dist={}", manifest.display()),
+        ],
+    );
     assert_eq!(r.code, Some(0), "{}", r.show());
-    for said in ["format: brew", "registry: acme/homebrew-tap", "formula: myapp", "format: npm",
-                 "- myapp", "format: github-release", "registry: acme/myapp"] {
+    for said in [
+        "format: brew",
+        "registry: \"acme/homebrew-tap\"",
+        "formula: \"myapp\"",
+        "format: npm",
+        "packages: [\"myapp\"]",
+        "format: github-release",
+        "registry: \"acme/myapp\"",
+    ] {
         assert!(r.stdout.contains(said), "{said}: {}", r.show());
     }
 
@@ -258,8 +354,8 @@ fn cargo_dist_manifest_from_the_real_dist_records_tap_npm_and_release() {
         ),
     );
     let rc = npm.npmrc(p.path());
-    let token = std::fs::read_to_string(&rc).unwrap();
-    let token = token.trim().rsplit('=').next().unwrap().to_string();
+    let token = npm.token.clone();
+    assert!(token.len() >= 16, "{token}");
     let cmd = |args: &[&str]| {
         Run::of(
             isolated(p.path())
@@ -274,7 +370,11 @@ fn cargo_dist_manifest_from_the_real_dist_records_tap_npm_and_release() {
     let from = format!("cargo-dist={}", manifest.display());
     let wrong = cmd(&["record", "--version", "0.3.1", "--from", &from]);
     assert_eq!(wrong.code, Some(2), "{}", wrong.show());
-    assert!(wrong.stderr.contains("0.3.0") && wrong.stderr.contains("0.3.1"), "{}", wrong.show());
+    assert!(
+        wrong.stderr.contains("0.3.0") && wrong.stderr.contains("0.3.1"),
+        "{}",
+        wrong.show()
+    );
 
     let r = cmd(&["record", "--version", "v0.3.0", "--from", &from]);
     assert_eq!(r.code, Some(0), "{}", r.show());
@@ -293,9 +393,17 @@ fn cargo_dist_manifest_from_the_real_dist_records_tap_npm_and_release() {
     assert_eq!(j.code, Some(0), "{}", j.show());
     let doc: Value = serde_json::from_str(&j.stdout).unwrap();
     assert_eq!(doc["problems"], 0, "{doc}");
-    for out in [&c.stdout, &c.stderr, &j.stdout, &j.stderr, &r.stdout, &r.stderr] {
-        assert!(!out.contains(&token), "the npm token was printed");
-        assert!(!out.contains(support::github::TOKEN), "the GitHub token was printed");
+    for out in [
+        &c.stdout, &c.stderr, &j.stdout, &j.stderr, &r.stdout, &r.stderr,
+    ] {
+        assert!(
+            !out.contains(&token),
+            "the npm token {token} was printed: {out}"
+        );
+        assert!(
+            !out.contains(support::github::TOKEN),
+            "the GitHub token was printed"
+        );
     }
 }
 
@@ -323,8 +431,18 @@ fn check_good_config_typo_unreachable_registry_and_credentials() {
 
     let good = with_creds(&["check"]);
     assert_eq!(good.code, Some(0), "{}", good.show());
-    assert!(good.stdout.contains("BAGBOY_REGISTRY_USERNAME/BAGBOY_REGISTRY_PASSWORD"), "{}", good.show());
-    assert!(good.stdout.contains("1 entry (1 deployed); current: v1.0.0"), "{}", good.show());
+    assert!(
+        good.stdout
+            .contains("BAGBOY_REGISTRY_USERNAME/BAGBOY_REGISTRY_PASSWORD"),
+        "{}",
+        good.show()
+    );
+    assert!(
+        good.stdout
+            .contains("1 entry (1 deployed); current: v1.0.0"),
+        "{}",
+        good.show()
+    );
     assert!(!good.stdout.contains(secret) && !good.stderr.contains(secret));
     let json = with_creds(&["check", "--format", "json"]);
     assert_eq!(json.code, Some(0), "{}", json.show());
@@ -343,22 +461,40 @@ fn check_good_config_typo_unreachable_registry_and_credentials() {
     let typo = run(&p, &["check"]);
     assert_eq!(typo.code, Some(2), "{}", typo.show());
     assert!(typo.stdout.contains("bagboy.yaml:7:1"), "{}", typo.show());
-    assert!(typo.stdout.contains("did you mean `rollback`?"), "{}", typo.show());
+    assert!(
+        typo.stdout.contains("did you mean `rollback`?"),
+        "{}",
+        typo.show()
+    );
     assert!(typo.stdout.contains("bagboy.yaml:6:5"), "{}", typo.show());
-    assert!(typo.stdout.contains("did you mean `move_tags`?"), "{}", typo.show());
+    assert!(
+        typo.stdout.contains("did you mean `move_tags`?"),
+        "{}",
+        typo.show()
+    );
     // Elsewhere the same finding is a warning with the same suggestion.
     let list = run(&p, &["versions", "list"]);
     assert_eq!(list.code, Some(0), "{}", list.show());
-    assert!(list.stderr.contains("did you mean `rollback`?"), "{}", list.show());
+    assert!(
+        list.stderr.contains("did you mean `rollback`?"),
+        "{}",
+        list.show()
+    );
 
     // `registry:` at the top level: `registries:`.
-    p.write("bagboy.yaml", "name: myapp\nregistry:\n  - format: docker\n");
+    p.write(
+        "bagboy.yaml",
+        "name: myapp\nregistry:\n  - format: docker\n",
+    );
     let top = run(&p, &["check", "--format", "json"]);
     assert_eq!(top.code, Some(2), "{}", top.show());
     let doc: Value = serde_json::from_str(&top.stdout).unwrap();
     let problems = doc["config"]["problems"].to_string();
     assert!(problems.contains("bagboy.yaml:2:1"), "{problems}");
-    assert!(problems.contains("did you mean `registries`?"), "{problems}");
+    assert!(
+        problems.contains("did you mean `registries`?"),
+        "{problems}"
+    );
 
     // An unreachable registry is named.
     p.write(
@@ -367,6 +503,10 @@ fn check_good_config_typo_unreachable_registry_and_credentials() {
     );
     let down = run(&p, &["check"]);
     assert_eq!(down.code, Some(2), "{}", down.show());
-    assert!(down.stdout.contains("✗ docker 127.0.0.1:9/acme/gone"), "{}", down.show());
+    assert!(
+        down.stdout.contains("✗ docker 127.0.0.1:9/acme/gone"),
+        "{}",
+        down.show()
+    );
     assert_eq!(p.history_bytes(), before, "check writes nothing");
 }

@@ -15,9 +15,9 @@ pub fn run(cli: &Cli, args: &CheckArgs) -> Result<(), Error> {
         from: args.from.clone(),
     });
     match args.format {
-        ListFormat::Json => out.line(
-            &serde_json::to_string_pretty(&report).unwrap_or_else(|_| "{}".into()),
-        ),
+        ListFormat::Json => {
+            out.line(&serde_json::to_string_pretty(&report).unwrap_or_else(|_| "{}".into()))
+        }
         ListFormat::Text => out.raw(&text(&out, &report)),
     }
     match check::problems_error(&report) {
@@ -27,7 +27,12 @@ pub fn run(cli: &Cli, args: &CheckArgs) -> Result<(), Error> {
 }
 
 fn finding(out: &Output, f: &Finding) -> String {
-    format!("  {} {}: {}\n", out.red("✗"), clean(&f.at), clean(&f.message))
+    format!(
+        "  {} {}: {}\n",
+        out.red("✗"),
+        clean(&f.at),
+        clean(&f.message)
+    )
 }
 
 fn text(out: &Output, r: &Report) -> String {

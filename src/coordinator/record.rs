@@ -55,12 +55,13 @@ pub async fn resolve_tag(
     registry: &str,
     tag: &str,
 ) -> Result<Option<String>, crate::registry::RegistryError> {
-    let cfg = coordinator.config().find_registry(registry).ok_or_else(|| {
-        crate::registry::RegistryError::Invalid {
+    let cfg = coordinator
+        .config()
+        .find_registry(registry)
+        .ok_or_else(|| crate::registry::RegistryError::Invalid {
             registry: registry.to_string(),
             message: "not a registry of this run".into(),
-        }
-    })?;
+        })?;
     coordinator.backend(cfg)?.resolve_tag(tag).await
 }
 

@@ -82,8 +82,15 @@ impl Settings {
                 }
                 "textfile" => {
                     out.textfile = p.string(key, v).map(PathBuf::from);
-                    if out.textfile.as_ref().is_some_and(|t| t.as_os_str().is_empty()) {
-                        p.push(v.loc, "`textfile` is empty: name a file (or leave the key out)");
+                    if out
+                        .textfile
+                        .as_ref()
+                        .is_some_and(|t| t.as_os_str().is_empty())
+                    {
+                        p.push(
+                            v.loc,
+                            "`textfile` is empty: name a file (or leave the key out)",
+                        );
                         out.textfile = None;
                     }
                     if let Some(t) = &out.textfile {

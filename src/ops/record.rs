@@ -72,14 +72,15 @@ fn check_claims(
         let version_tag = Version::parse(&claim.tag).is_ok_and(|v| &v == version);
         let live = match observed_digest.filter(|_| version_tag) {
             Some(d) => Some(d),
-            None => match rt.block_on(coordinator::resolve_tag(coordinator, registry, &claim.tag))
-            {
-                Ok(d) => d,
-                Err(e) => {
-                    errors.push((registry.clone(), e));
-                    continue;
+            None => {
+                match rt.block_on(coordinator::resolve_tag(coordinator, registry, &claim.tag)) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        errors.push((registry.clone(), e));
+                        continue;
+                    }
                 }
-            },
+            }
         };
         let at = format!("{registry}:{}", claim.tag);
         match live {
@@ -95,7 +96,10 @@ fn check_claims(
         }
     }
     if !errors.is_empty() {
-        return Err(coordinator::errors_to_error("checking the release file", errors));
+        return Err(coordinator::errors_to_error(
+            "checking the release file",
+            errors,
+        ));
     }
     if wrong.is_empty() {
         return Ok(());

@@ -127,8 +127,15 @@ fn artifact(file: &mut ReleaseFile, id: &str, a: &Artifact) {
                 file.assets.push(name);
             }
         }
-        "executable-zip" | "symbols" | "checksum" | "unified-checksum" | "source-tarball"
-        | "extra-artifact" | "updater" | "sbom" | "omnibor-artifact-id" => file.assets.push(name),
+        "executable-zip"
+        | "symbols"
+        | "checksum"
+        | "unified-checksum"
+        | "source-tarball"
+        | "extra-artifact"
+        | "updater"
+        | "sbom"
+        | "omnibor-artifact-id" => file.assets.push(name),
         _ => file.not_rolled_back.push(format!(
             "{what}: bagboy rolls back no `{}` artifacts",
             crate::cli::text::clean(&a.kind)
@@ -188,8 +195,10 @@ fn push(file: &mut ReleaseFile, config: RegistryConfig, what: String) {
                     all.push(p);
                 }
             }
-            n.config
-                .set("packages", crate::yaml::seq(all.into_iter().map(Node::str).collect()));
+            n.config.set(
+                "packages",
+                crate::yaml::seq(all.into_iter().map(Node::str).collect()),
+            );
         }
         return;
     }

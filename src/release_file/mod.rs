@@ -390,7 +390,11 @@ mod tests {
     fn splits_image_references() {
         assert_eq!(
             split_image("127.0.0.1:5000/acme/app:v1.2.0"),
-            ("127.0.0.1:5000/acme/app".into(), Some("v1.2.0".into()), None)
+            (
+                "127.0.0.1:5000/acme/app".into(),
+                Some("v1.2.0".into()),
+                None
+            )
         );
         assert_eq!(split_image("acme/app"), ("acme/app".into(), None, None));
         assert_eq!(
@@ -398,13 +402,20 @@ mod tests {
             ("ghcr.io/a/b".into(), None, Some("sha256:00".into()))
         );
         assert_eq!(split_image(""), (String::new(), None, None));
-        assert_eq!(split_image("é:/:"), ("é:/".into(), Some(String::new()), None));
+        assert_eq!(
+            split_image("é:/:"),
+            ("é:/".into(), Some(String::new()), None)
+        );
     }
 
     #[test]
     fn loopback_registries_are_plain_http() {
-        assert!(docker_config("127.0.0.1:5000/acme/app").get("insecure").is_some());
-        assert!(docker_config("localhost/acme/app").get("insecure").is_some());
+        assert!(docker_config("127.0.0.1:5000/acme/app")
+            .get("insecure")
+            .is_some());
+        assert!(docker_config("localhost/acme/app")
+            .get("insecure")
+            .is_some());
         assert!(docker_config("ghcr.io/acme/app").get("insecure").is_none());
         assert!(docker_config("localhost").get("insecure").is_none());
     }

@@ -58,7 +58,11 @@ pub fn token_for(registry: &reqwest::Url) -> Option<SecretString> {
 pub fn token_source(registry: &reqwest::Url) -> Option<String> {
     token_for(registry)?;
     let path = user_npmrc()?;
-    Some(format!("`{}:_authToken` in {}", nerf(registry), path.display()))
+    Some(format!(
+        "`{}:_authToken` in {}",
+        nerf(registry),
+        path.display()
+    ))
 }
 
 pub fn token_in(npmrc: &str, registry: &reqwest::Url) -> Option<SecretString> {
