@@ -142,7 +142,7 @@ fn record_inner(
     let rt = super::runtime()?;
     let observed = rt.block_on(coordinator::observe_release(&coordinator, &version))?;
     if let Some(m) = merged {
-        check_claims(&rt, &coordinator, &version, &observed, m)?;
+        check_claims(rt, &coordinator, &version, &observed, m)?;
     }
     let mut warnings: Vec<String> = observed
         .iter()
