@@ -420,6 +420,55 @@ mod tests {
         assert!(docker_config("localhost").get("insecure").is_none());
     }
 
+    const ARTIFACTS: &str = r#"[{"name":"127.0.0.1:5000/a/b:v1.0.0","type":"Docker Manifest","extra":{"Digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000"}},{"name":"app.rb","type":"Homebrew Formula","extra":{"BrewConfig":{"name":"app","repository":{"owner":"acme","name":"homebrew-tap","git":{"url":"https://u:p@example.com/t.git"}}}}},{"name":"x","type":"Snap"}]"#;
+    const MANIFEST: &str = r#"{"releases":[{"app_name":"app","app_version":"1.0.0","artifacts":["app.rb","app-npm-package.tar.gz","z"],"hosting":{"github":{"owner":"acme","repo":"app"}}}],"artifacts":{"app.rb":{"name":"app.rb","kind":"installer","install_hint":"brew install acme/tap/app"},"app-npm-package.tar.gz":{"kind":"installer","install_hint":"npm install @acme/app@1.0.0"},"z":{"kind":"mystery"}}}"#;
+
+    /// Any bytes in either file: an answer (a release file or exit 2), never a panic.
+    fn load_bytes(goreleaser: bool, bytes: &[u8]) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let source = if goreleaser {
+            std::fs::write(dir.path().join("artifacts.json"), bytes).expect("write");
+            std::fs::write(
+                dir.path().join("metadata.json"),
+                r#"{"version":"1.0.0","tag":"v1.0.0"}"#,
+            )
+            .expect("write");
+            Source::GoReleaser(dir.path().to_path_buf())
+        } else {
+            let f = dir.path().join("m.json");
+            std::fs::write(&f, bytes).expect("write");
+            Source::CargoDist(f)
+        };
+        if let Ok(file) = source.load() {
+            let _ = file.check_version(&Version::parse("1.0.0").expect("version"));
+            let merged = file.merge(&Config::default());
+            assert!(!file.registries_yaml().contains("u:p@"));
+            assert!(merged.notes.iter().all(|n| !n.contains("u:p@")));
+        }
+    }
+
+    #[test]
+    fn seeds_load() {
+        load_bytes(true, ARTIFACTS.as_bytes());
+        load_bytes(false, MANIFEST.as_bytes());
+        let file = Source::CargoDist("x".into());
+        assert!(file.load().is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn no_bytes_panic(goreleaser: bool, bytes: Vec<u8>, at: usize, byte: u8) {
+            load_bytes(goreleaser, &bytes);
+            let mut seed = if goreleaser { ARTIFACTS } else { MANIFEST }.as_bytes().to_vec();
+            let i = at % seed.len();
+            seed[i] = byte;
+            load_bytes(goreleaser, &seed);
+            seed.truncate(i);
+            load_bytes(goreleaser, &seed);
+        }
+    }
+
     #[test]
     fn parses_the_from_argument() {
         assert_eq!(
