@@ -428,6 +428,7 @@ fn check_good_config_typo_unreachable_registry_and_credentials() {
     let r = with_creds(&["record", "--version", "v1.0.0"]);
     assert_eq!(r.code, Some(0), "{}", r.show());
     let before = p.history_bytes();
+    let files_before = files_outside_cache(p.path());
 
     let good = with_creds(&["check"]);
     assert_eq!(good.code, Some(0), "{}", good.show());
@@ -449,6 +450,11 @@ fn check_good_config_typo_unreachable_registry_and_credentials() {
     assert!(!json.stdout.contains(secret) && !json.stderr.contains(secret));
     assert!(!digest.is_empty());
     assert_eq!(p.history_bytes(), before, "check writes nothing");
+    assert_eq!(
+        files_outside_cache(p.path()),
+        files_before,
+        "check writes nothing"
+    );
 
     // A typo'd key is an error naming file:line:col and the nearest key.
     p.write(
@@ -509,4 +515,26 @@ fn check_good_config_typo_unreachable_registry_and_credentials() {
         down.show()
     );
     assert_eq!(p.history_bytes(), before, "check writes nothing");
+}
+
+/// Every file under `dir` but bagboy's cache, with its bytes.
+fn files_outside_cache(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path == dir.join(".cache") {
+                continue;
+            }
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                out.push((path, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
 }
