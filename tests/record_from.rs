@@ -388,6 +388,17 @@ fn cargo_dist_manifest_from_the_real_dist_records_tap_npm_and_release() {
     let c = cmd(&["check"]);
     assert_eq!(c.code, Some(0), "{}", c.show());
     assert!(c.stdout.contains(":_authToken` in"), "{}", c.show());
+    assert!(
+        c.stdout.contains("credentials: GITHUB_TOKEN"),
+        "{}",
+        c.show()
+    );
+    assert!(
+        c.stdout.contains("read the latest release of acme/myapp"),
+        "{}",
+        c.show()
+    );
+    assert!(c.stdout.contains("fetched "), "{}", c.show());
     assert!(c.stdout.contains("current: v0.3.0"), "{}", c.show());
     let j = cmd(&["check", "--format", "json"]);
     assert_eq!(j.code, Some(0), "{}", j.show());

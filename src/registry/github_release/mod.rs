@@ -256,6 +256,23 @@ impl Registry for GithubReleases {
         &self.name
     }
 
+    fn probe(&self) -> BoxFuture<'_, crate::registry::Probe> {
+        Box::pin(async move {
+            let reached = self
+                .latest()
+                .await
+                .map(|l| match l {
+                    Some(_) => format!("read the latest release of {}", self.api.repository()),
+                    None => format!("{} answered: no release yet", self.api.repository()),
+                })
+                .map_err(|e| e.to_string());
+            crate::registry::Probe {
+                credential: self.api.has_token().then(|| "GITHUB_TOKEN".to_string()),
+                reached: Some(reached),
+            }
+        })
+    }
+
     fn plan<'a>(
         &'a self,
         input: PlanInput<'a>,
