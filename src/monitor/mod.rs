@@ -153,10 +153,12 @@ fn webhook(p: &mut Problems, warnings: &mut Vec<Problem>, node: &Node) -> Option
                 }
             }
             "routing_key_env" => env = p.string(key, v),
-            _ => warnings.push(Problem {
-                loc: k.loc,
-                message: format!("unknown webhook key `{key}` ignored"),
-            }),
+            _ => warnings.push(crate::suggest::unknown_key(
+                k.loc,
+                "webhook",
+                key,
+                &["url", "format", "events", "routing_key_env"],
+            )),
         }
     }
     let Some(url) = url else {
