@@ -46,7 +46,10 @@ enum Role {
 
 fn role(kind: &str) -> Role {
     match kind {
-        "Docker Image" | "Published Docker Image" | "Docker Manifest" => Role::Docker,
+        // v2's `dockers_v2` images print as "Docker Image" too; "Docker Image V2" is accepted.
+        "Docker Image" | "Docker Image V2" | "Published Docker Image" | "Docker Manifest" => {
+            Role::Docker
+        }
         // "Brew Tap" up to v2.9, "Homebrew Formula" since v2.10.
         "Brew Tap" | "Homebrew Formula" => Role::Formula,
         "Homebrew Cask" => Role::Cask,
