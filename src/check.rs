@@ -95,7 +95,12 @@ pub fn check(req: &CheckRequest) -> Report {
                 report.from = Some(FromReport {
                     file: file.shown.clone(),
                     registries_yaml: file.registries_yaml(),
-                    notes: merged.notes,
+                    // Nothing is recorded here: the notes say only what the config lacks.
+                    notes: merged
+                        .notes
+                        .iter()
+                        .map(|n| n.replace(": recorded from the file", ""))
+                        .collect(),
                 });
             }
             Err(e) => report.config.problems.push(Finding {
