@@ -460,6 +460,7 @@ fn record_with(ctx: &Context, args: &RecordArgs, events: &Fanout) -> Result<(), 
         notes: args.notes.clone(),
         force: args.force,
         environment: args.environment.clone(),
+        from: args.from.clone(),
     };
     let recorded = ops::record::record(&ctx.ws, &req, events)?;
     for w in &recorded.warnings {

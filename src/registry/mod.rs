@@ -226,6 +226,15 @@ pub struct Verified {
     pub summary: String,
 }
 
+/// What `bagboy check` found out about one registry, without changing it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Probe {
+    /// Where the credential was found (an env var name, a file), `None`: anonymous.
+    pub credential: Option<String>,
+    /// `Some(Ok(what answered))`, `Some(Err(why not))`, or `None`: this backend has no probe.
+    pub reached: Option<Result<String, String>>,
+}
+
 /// What `undo` knows about a step it is asked to reverse.
 #[derive(Clone, Debug, PartialEq)]
 pub enum UndoState {
@@ -338,6 +347,27 @@ pub trait Registry: Send + Sync {
         &'a self,
         version: &'a Version,
     ) -> BoxFuture<'a, Result<Observation, RegistryError>>;
+
+    /// The digest `tag` points at now, `None` when there is no such tag: for checking the
+    /// digests a release file (`record --from`) states. Registries without tags refuse.
+    fn resolve_tag<'a>(
+        &'a self,
+        _tag: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, RegistryError>> {
+        let registry = self.name().to_string();
+        Box::pin(async move {
+            Err(RegistryError::Invalid {
+                registry,
+                message: "this registry has no tags to check".into(),
+            })
+        })
+    }
+
+    /// `bagboy check`: where this registry's credential comes from (never the secret) and
+    /// whether it answers one read-only request.
+    fn probe(&self) -> BoxFuture<'_, Probe> {
+        Box::pin(async { Probe::default() })
+    }
 
     /// The package to record for the target after the plan's steps succeeded: by default the
     /// target's own record, deployed. `None` for what is not a registry of a release (traffic).
