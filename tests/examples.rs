@@ -768,11 +768,11 @@ fn record_then_rollback_workflows_push_the_history_back() {
 
 /// rollback.yml whose rollback cannot be undone (the registry refuses every manifest PUT
 /// after the first): bagboy exits 3, and the commit step still pushes the journal that
-/// `bagboy recover` needs, so a fresh checkout can finish the job.
+/// `bagboy recover` needs, so a fresh checkout can finish the job (here: finish the undo).
 #[test]
 fn rollback_workflow_exiting_3_pushes_the_journal_for_recover() {
     let repo = Repo::new();
-    repo.publish("v1.2.0");
+    let v120 = repo.publish("v1.2.0");
     let seed = repo.dir.path().join("seed");
     let out = support::cli::isolated(&seed)
         .args(["record", "--version", "v1.2.0"])
@@ -804,11 +804,15 @@ fn rollback_workflow_exiting_3_pushes_the_journal_for_recover() {
         .args(["recover", "--yes"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", support::cli::Run::of(out).show());
-    assert_eq!(
-        repo.registry.tag_digest(IMAGE, "latest"),
-        repo.registry.tag_digest(IMAGE, "v1.1.0")
+    let r = support::cli::Run::of(out);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert!(
+        r.stdout.contains("undid the interrupted rollback to v1.1.0"),
+        "{}",
+        r.show()
     );
+    assert_eq!(repo.registry.tag_digest(IMAGE, "latest"), Some(v120));
+    assert!(!fresh.join(".bagboy/journal").exists() || std::fs::read_dir(fresh.join(".bagboy/journal")).unwrap().next().is_none());
 }
 
 /// auto-rollback.yml, run as cron would: bagboy is installed, the failing checks roll the
@@ -872,4 +876,187 @@ fn prune_and_preview_workflows() {
     assert!(!history.contains("v1.0.0"), "{history}");
     assert!(history.contains("v1.1.0"), "{history}");
 
+}
+
+/// One ```console block of a doc: `$ bagboy ...` commands, each followed by its expected
+/// output (`[..]` matches any text within a line, a line `...` any number of lines, and a last
+/// line `[exit N]` the exit code, 0 otherwise).
+#[derive(Debug)]
+struct ConsoleBlock {
+    file: String,
+    line: usize,
+    commands: Vec<(String, Vec<String>)>,
+}
+
+fn console_blocks() -> Vec<ConsoleBlock> {
+    let mut files = vec![PathBuf::from(ROOT).join("README.md")];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(Path::new(ROOT).join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    docs.sort();
+    files.extend(docs);
+    let mut blocks = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let rel = file.strip_prefix(ROOT).unwrap().display().to_string();
+        let mut current: Option<ConsoleBlock> = None;
+        for (n, line) in text.lines().enumerate() {
+            match current.as_mut() {
+                None if line.trim_end() == "```console" => {
+                    current = Some(ConsoleBlock {
+                        file: rel.clone(),
+                        line: n + 1,
+                        commands: Vec::new(),
+                    })
+                }
+                None => {}
+                Some(_) if line.trim_end() == "```" => blocks.extend(current.take()),
+                Some(b) => match line.strip_prefix("$ ") {
+                    Some(cmd) => b.commands.push((cmd.to_string(), Vec::new())),
+                    None => {
+                        let (cmd, out) = b.commands.last_mut().unwrap_or_else(|| {
+                            panic!("{rel}:{}: output before any `$ ` command", n + 1)
+                        });
+                        let _ = cmd;
+                        out.push(line.to_string());
+                    }
+                },
+            }
+        }
+        assert!(current.is_none(), "{rel}: unterminated ```console block");
+    }
+    blocks
+}
+
+/// Whether `actual` matches `pattern`, `[..]` matching any run of characters.
+fn line_matches(pattern: &str, actual: &str) -> bool {
+    let mut parts = pattern.split("[..]");
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = actual.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    for (i, part) in parts.iter().enumerate() {
+        if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        }
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// Whether the output lines match the expected ones (`...` lines skip any number of lines).
+fn lines_match(expected: &[String], actual: &[&str]) -> bool {
+    match expected.split_first() {
+        None => actual.is_empty(),
+        Some((e, rest)) if e == "..." => {
+            (0..=actual.len()).any(|skip| lines_match(rest, &actual[skip..]))
+        }
+        Some((e, rest)) => {
+            actual
+                .split_first()
+                .is_some_and(|(a, more)| line_matches(e, a) && lines_match(rest, more))
+        }
+    }
+}
+
+/// A command line split as a shell would (plain words, '...' and "..." quoting).
+fn words(cmd: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word: Option<String> = None;
+    let mut quote: Option<char> = None;
+    for c in cmd.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.get_or_insert_with(String::new).push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                word.get_or_insert_with(String::new);
+            }
+            (None, c) if c.is_whitespace() => out.extend(word.take()),
+            (None, c) => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    out.extend(word);
+    out
+}
+
+#[test]
+fn console_matcher_wildcards() {
+    assert!(line_matches("v1.2.0  [..]  deployed", "v1.2.0  2026-01-01T00:00:00Z  deployed"));
+    assert!(!line_matches("v1.2.0  [..]  deployed", "v1.2.0  x  superseded"));
+    assert!(line_matches("[..]", "anything"));
+    assert!(!line_matches("abc", "abcd"));
+    let lines = ["a", "b", "c"];
+    assert!(lines_match(&["a".into(), "...".into(), "c".into()], &lines));
+    assert!(!lines_match(&["a".into(), "c".into()], &lines));
+    assert_eq!(words("bagboy versions compare 'a b' c"), ["bagboy", "versions", "compare", "a b", "c"]);
+}
+
+/// Every ```console block in README.md and docs/ runs in a fresh example project (three
+/// releases of `myapp` on an OCI layout and a tap, recorded; v1.2.0 current) and prints what
+/// the doc says.
+#[test]
+fn docs_console_blocks_run_as_shown() {
+    let blocks = console_blocks();
+    let commands: Vec<&str> = blocks
+        .iter()
+        .flat_map(|b| b.commands.iter().map(|(c, _)| c.as_str()))
+        .collect();
+    for needed in [
+        "bagboy --version",
+        "bagboy versions list",
+        "bagboy rollback --dry-run",
+        "bagboy versions compare",
+        "bagboy audit verify",
+    ] {
+        assert!(
+            commands.iter().any(|c| c.starts_with(needed)),
+            "no ```console example of `{needed}` in the docs"
+        );
+    }
+    let mut failures = Vec::new();
+    for block in &blocks {
+        let (p, _tap) = support::fixtures::layout_and_tap();
+        for (cmd, expected) in &block.commands {
+            let argv = words(cmd);
+            assert_eq!(argv[0], "bagboy", "{}:{}: only bagboy commands", block.file, block.line);
+            let (expected, code) = match expected.last().and_then(|l| {
+                l.strip_prefix("[exit ")
+                    .and_then(|n| n.strip_suffix(']'))
+                    .and_then(|n| n.parse::<i32>().ok())
+            }) {
+                Some(code) => (&expected[..expected.len() - 1], code),
+                None => (&expected[..], 0),
+            };
+            let out = support::cli::isolated(p.path())
+                .args(&argv[1..])
+                .env("BAGBOY_ACTOR", "alice")
+                .output()
+                .unwrap();
+            let run = support::cli::Run::of(out);
+            let printed = format!("{}{}", run.stdout, run.stderr);
+            let actual: Vec<&str> = printed.trim_end().lines().collect();
+            let mut want = expected.to_vec();
+            while want.last().is_some_and(|l| l.trim().is_empty()) {
+                want.pop();
+            }
+            if run.code != Some(code) || !lines_match(&want, &actual) {
+                failures.push(format!(
+                    "{}:{}: $ {cmd}\n--- expected (exit {code})\n{}\n--- got (exit {:?})\n{}",
+                    block.file,
+                    block.line,
+                    want.join("\n"),
+                    run.code,
+                    printed
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
