@@ -57,7 +57,10 @@ mod expr {
             }) {
                 out.push(Tok::Op(op));
                 i += 2;
-            } else if let Some(op) = ["!", "(", ")", ","].into_iter().find(|op| op.starts_with(c)) {
+            } else if let Some(op) = ["!", "(", ")", ","]
+                .into_iter()
+                .find(|op| op.starts_with(c))
+            {
                 out.push(Tok::Op(op));
                 i += 1;
             } else {
@@ -263,7 +266,10 @@ fn workflow_files() -> Vec<String> {
         for e in std::fs::read_dir(Path::new(ROOT).join(dir)).unwrap() {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == "yml") {
-                out.push(format!("{dir}/{}", p.file_name().unwrap().to_string_lossy()));
+                out.push(format!(
+                    "{dir}/{}",
+                    p.file_name().unwrap().to_string_lossy()
+                ));
             }
         }
     }
@@ -312,7 +318,10 @@ impl Repo {
             proxy,
             tap,
         };
-        git(repo.dir.path(), &["init", "-q", "--bare", "-b", "main", "origin.git"]);
+        git(
+            repo.dir.path(),
+            &["init", "-q", "--bare", "-b", "main", "origin.git"],
+        );
         let seed = repo.dir.path().join("seed");
         git(repo.dir.path(), &["clone", "-q", &repo.origin(), "seed"]);
         std::fs::write(
@@ -331,10 +340,25 @@ impl Repo {
                 .args(["record", "--version", v])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", support::cli::Run::of(out).show());
+            assert!(
+                out.status.success(),
+                "{}",
+                support::cli::Run::of(out).show()
+            );
         }
-        git(&seed, &["add", "bagboy.yaml", ".bagboy/deployment-history.yml", ".bagboy/audit.jsonl"]);
-        git(&seed, &["commit", "-q", "-m", "bagboy.yaml and the first releases"]);
+        git(
+            &seed,
+            &[
+                "add",
+                "bagboy.yaml",
+                ".bagboy/deployment-history.yml",
+                ".bagboy/audit.jsonl",
+            ],
+        );
+        git(
+            &seed,
+            &["commit", "-q", "-m", "bagboy.yaml and the first releases"],
+        );
         git(&seed, &["push", "-q", "origin", "HEAD:main"]);
         repo
     }
@@ -386,7 +410,10 @@ impl Repo {
     /// Someone else pushes to `main` (a person, or a workflow outside the group).
     fn push_unrelated_commit(&self, name: &str) {
         let other = self.dir.path().join(format!("other-{name}"));
-        git(self.dir.path(), &["clone", "-q", &self.origin(), other.to_str().unwrap()]);
+        git(
+            self.dir.path(),
+            &["clone", "-q", &self.origin(), other.to_str().unwrap()],
+        );
         std::fs::write(other.join(name), "unrelated\n").unwrap();
         git(&other, &["add", name]);
         git(&other, &["commit", "-q", "-m", "an unrelated commit"]);
@@ -425,7 +452,12 @@ impl JobRun {
     fn show(&self) -> String {
         self.steps
             .iter()
-            .map(|s| format!("--- {} (ran {}, exit {:?})\n{}", s.name, s.ran, s.code, s.output))
+            .map(|s| {
+                format!(
+                    "--- {} (ran {}, exit {:?})\n{}",
+                    s.name, s.ran, s.code, s.output
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -455,12 +487,7 @@ const SYSTEM_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 /// Runs every job of a workflow as a runner would: a fresh checkout of the repository, the
 /// `run:` steps in order with `bash -euo pipefail`, `uses:` steps by their local equivalents.
 /// `before_step` runs just before the step of that name (to simulate another writer).
-fn run_workflow(
-    repo: &Repo,
-    file: &str,
-    trigger: &Trigger,
-    before_step: &dyn Fn(&str),
-) -> JobRun {
+fn run_workflow(repo: &Repo, file: &str, trigger: &Trigger, before_step: &dyn Fn(&str)) -> JobRun {
     let wf = workflow(file);
     let runner = tempfile::tempdir().unwrap();
     let workspace = runner.path().join("workspace");
@@ -646,7 +673,13 @@ fn writing_workflows_share_the_history_group_and_commit_the_journal_always() {
     let mut writers = 0;
     for file in &files {
         let wf = workflow(file);
-        let job = wf["jobs"].as_object().unwrap().values().next().unwrap().clone();
+        let job = wf["jobs"]
+            .as_object()
+            .unwrap()
+            .values()
+            .next()
+            .unwrap()
+            .clone();
         let steps = job["steps"].as_array().unwrap();
         let runs: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
         let writes = runs.iter().any(|r| {
@@ -654,14 +687,24 @@ fn writing_workflows_share_the_history_group_and_commit_the_journal_always() {
                 let l = l.trim();
                 l.starts_with("bagboy ")
                     && !l.contains("--dry-run")
-                    && ["record", "rollback", "versions prune", "recover", "apply", "promote"]
-                        .iter()
-                        .any(|c| l.starts_with(&format!("bagboy {c}")))
+                    && [
+                        "record",
+                        "rollback",
+                        "versions prune",
+                        "recover",
+                        "apply",
+                        "promote",
+                    ]
+                    .iter()
+                    .any(|c| l.starts_with(&format!("bagboy {c}")))
             })
         });
         let on = &wf["on"];
         if on.get("schedule").is_some() {
-            assert!(job.get("environment").is_none(), "{file}: cron waits for reviewers");
+            assert!(
+                job.get("environment").is_none(),
+                "{file}: cron waits for reviewers"
+            );
         }
         if !writes {
             continue;
@@ -680,13 +723,24 @@ fn writing_workflows_share_the_history_group_and_commit_the_journal_always() {
             .iter()
             .find(|s| s["run"].as_str().is_some_and(|r| r.contains("git push")))
             .unwrap_or_else(|| panic!("{file}: .bagboy/ is never committed back"));
-        assert_eq!(commit["if"], "always()", "{file}: the commit step must run after a failure");
+        assert_eq!(
+            commit["if"], "always()",
+            "{file}: the commit step must run after a failure"
+        );
         let run = commit["run"].as_str().unwrap();
-        for part in [".bagboy/deployment-history.yml", ".bagboy/audit.jsonl", ".bagboy/journal", "git pull -q --rebase"] {
+        for part in [
+            ".bagboy/deployment-history.yml",
+            ".bagboy/audit.jsonl",
+            ".bagboy/journal",
+            "git pull -q --rebase",
+        ] {
             assert!(run.contains(part), "{file}: the commit step lacks {part}");
         }
     }
-    assert_eq!(writers, 4, "record, rollback, auto-rollback and prune write");
+    assert_eq!(
+        writers, 4,
+        "record, rollback, auto-rollback and prune write"
+    );
 
     // examples/ci is linted as well as examples/github (tests/github.rs lints the latter).
     let out = Command::new("node")
@@ -712,14 +766,23 @@ fn expression_evaluator_follows_github() {
         expr::eval("inputs.tag || github.event.workflow_run.head_branch", &ctx),
         json!("v1.2.0")
     );
-    assert!(expr::condition("${{ !inputs.dry_run }}", &json!({"inputs": {"dry_run": false}})));
-    assert!(!expr::condition("${{ !inputs.dry_run }}", &ctx), "success() is implied");
+    assert!(expr::condition(
+        "${{ !inputs.dry_run }}",
+        &json!({"inputs": {"dry_run": false}})
+    ));
+    assert!(
+        !expr::condition("${{ !inputs.dry_run }}", &ctx),
+        "success() is implied"
+    );
     assert!(expr::condition("always()", &ctx));
     assert!(expr::condition(
         "github.event_name == 'WORKFLOW_RUN' || (false && x)",
         &json!({"github": {"event_name": "workflow_run"}})
     ));
-    assert!(!expr::condition("startsWith(github.event.workflow_run.head_branch, 'w')", &ctx));
+    assert!(!expr::condition(
+        "startsWith(github.event.workflow_run.head_branch, 'w')",
+        &ctx
+    ));
 }
 
 /// record.yml after a release run, then rollback.yml by hand: each pushes `.bagboy/` back to
@@ -733,11 +796,21 @@ fn record_then_rollback_workflows_push_the_history_back() {
         "conclusion": "success", "event": "push"}});
     t.inputs = json!({});
     let run = run_workflow(&repo, "examples/github/record.yml", &t, &no_hook);
-    assert!(run.steps.iter().all(|s| s.code.unwrap_or(0) == 0), "{}", run.show());
+    assert!(
+        run.steps.iter().all(|s| s.code.unwrap_or(0) == 0),
+        "{}",
+        run.show()
+    );
     let history = repo.on_main(".bagboy/deployment-history.yml").unwrap();
     assert!(history.contains("version: \"v1.2.0\""), "{history}");
-    assert!(history.contains("0123456789abcdef0123456789abcdef01234567"), "{history}");
-    let log = git(Path::new(&repo.origin()), &["log", "-1", "--format=%s", "main"]);
+    assert!(
+        history.contains("0123456789abcdef0123456789abcdef01234567"),
+        "{history}"
+    );
+    let log = git(
+        Path::new(&repo.origin()),
+        &["log", "-1", "--format=%s", "main"],
+    );
     assert_eq!(log, "bagboy: record v1.2.0");
 
     // A failed release run is not recorded: the job is skipped.
@@ -752,12 +825,27 @@ fn record_then_rollback_workflows_push_the_history_back() {
             repo.push_unrelated_commit("NOTES.md");
         }
     });
-    assert!(run.steps.iter().all(|s| s.code.unwrap_or(0) == 0), "{}", run.show());
-    assert!(run.summary.contains("v1.1.0"), "the plan in the summary: {}", run.summary);
-    assert!(run.step("Commit").output.contains("replaying"), "{}", run.show());
+    assert!(
+        run.steps.iter().all(|s| s.code.unwrap_or(0) == 0),
+        "{}",
+        run.show()
+    );
+    assert!(
+        run.summary.contains("v1.1.0"),
+        "the plan in the summary: {}",
+        run.summary
+    );
+    assert!(
+        run.step("Commit").output.contains("replaying"),
+        "{}",
+        run.show()
+    );
     let history = repo.on_main(".bagboy/deployment-history.yml").unwrap();
     assert!(history.contains("rollback_of: \"v1.2.0\""), "{history}");
-    assert!(repo.on_main("NOTES.md").is_some(), "the other writer's commit was lost");
+    assert!(
+        repo.on_main("NOTES.md").is_some(),
+        "the other writer's commit was lost"
+    );
     let audit = repo.on_main(".bagboy/audit.jsonl").unwrap();
     assert_eq!(audit.lines().count(), 4, "{audit}");
     assert_eq!(
@@ -778,7 +866,11 @@ fn rollback_workflow_exiting_3_pushes_the_journal_for_recover() {
         .args(["record", "--version", "v1.2.0"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", support::cli::Run::of(out).show());
+    assert!(
+        out.status.success(),
+        "{}",
+        support::cli::Run::of(out).show()
+    );
     git(&seed, &["commit", "-q", "-am", "record v1.2.0"]);
     git(&seed, &["push", "-q", "origin", "main"]);
 
@@ -807,12 +899,19 @@ fn rollback_workflow_exiting_3_pushes_the_journal_for_recover() {
     let r = support::cli::Run::of(out);
     assert_eq!(r.code, Some(0), "{}", r.show());
     assert!(
-        r.stdout.contains("undid the interrupted rollback to v1.1.0"),
+        r.stdout
+            .contains("undid the interrupted rollback to v1.1.0"),
         "{}",
         r.show()
     );
     assert_eq!(repo.registry.tag_digest(IMAGE, "latest"), Some(v120));
-    assert!(!fresh.join(".bagboy/journal").exists() || std::fs::read_dir(fresh.join(".bagboy/journal")).unwrap().next().is_none());
+    assert!(
+        !fresh.join(".bagboy/journal").exists()
+            || std::fs::read_dir(fresh.join(".bagboy/journal"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
 }
 
 /// auto-rollback.yml, run as cron would: bagboy is installed, the failing checks roll the
@@ -826,19 +925,34 @@ fn auto_rollback_workflow_rolls_back_and_pushes_the_hold() {
     t.event = json!({"workflow_run": {"head_branch": "v1.2.0", "head_sha": "0123456789abcdef0123456789abcdef01234567",
         "conclusion": "success", "event": "push"}});
     let run = run_workflow(&repo, "examples/github/record.yml", &t, &no_hook);
-    assert!(run.steps.iter().all(|s| s.code.unwrap_or(0) == 0), "{}", run.show());
+    assert!(
+        run.steps.iter().all(|s| s.code.unwrap_or(0) == 0),
+        "{}",
+        run.show()
+    );
 
     // Healthy: nothing changes, nothing to commit.
     let mut t = Trigger::new("schedule");
     t.env = vec![("WATCH", "1s"), ("INTERVAL", "500ms")];
     let before = git(Path::new(&repo.origin()), &["rev-parse", "main"]);
     let run = run_workflow(&repo, "examples/ci/auto-rollback.yml", &t, &no_hook);
-    assert!(run.steps.iter().all(|s| s.code.unwrap_or(0) == 0), "{}", run.show());
-    assert_eq!(git(Path::new(&repo.origin()), &["rev-parse", "main"]), before);
+    assert!(
+        run.steps.iter().all(|s| s.code.unwrap_or(0) == 0),
+        "{}",
+        run.show()
+    );
+    assert_eq!(
+        git(Path::new(&repo.origin()), &["rev-parse", "main"]),
+        before
+    );
 
     std::fs::write(repo.unhealthy_flag(), "").unwrap();
     let run = run_workflow(&repo, "examples/ci/auto-rollback.yml", &t, &no_hook);
-    assert!(run.steps.iter().all(|s| s.code.unwrap_or(0) == 0), "{}", run.show());
+    assert!(
+        run.steps.iter().all(|s| s.code.unwrap_or(0) == 0),
+        "{}",
+        run.show()
+    );
     let history = repo.on_main(".bagboy/deployment-history.yml").unwrap();
     assert!(history.contains("held:"), "{history}");
     assert!(history.contains("rollback_of: \"v1.2.0\""), "{history}");
@@ -865,17 +979,27 @@ fn prune_and_preview_workflows() {
     let run = run_workflow(&repo, "examples/github/pr-preview.yml", &t, &no_hook);
     assert!(!run.step("Plan (comment").ran, "{}", run.show());
     assert_eq!(run.step("job summary only").code, Some(0), "{}", run.show());
-    assert!(run.summary.contains("v1.1.0") && run.summary.contains("v1.0.0"), "{}", run.summary);
-    assert_eq!(git(Path::new(&repo.origin()), &["rev-parse", "main"]), before);
+    assert!(
+        run.summary.contains("v1.1.0") && run.summary.contains("v1.0.0"),
+        "{}",
+        run.summary
+    );
+    assert_eq!(
+        git(Path::new(&repo.origin()), &["rev-parse", "main"]),
+        before
+    );
 
     let mut t = Trigger::new("schedule");
     t.env = vec![("KEEP", "1")];
     let run = run_workflow(&repo, "examples/github/prune.yml", &t, &no_hook);
-    assert!(run.steps.iter().all(|s| s.code.unwrap_or(0) == 0), "{}", run.show());
+    assert!(
+        run.steps.iter().all(|s| s.code.unwrap_or(0) == 0),
+        "{}",
+        run.show()
+    );
     let history = repo.on_main(".bagboy/deployment-history.yml").unwrap();
     assert!(!history.contains("v1.0.0"), "{history}");
     assert!(history.contains("v1.1.0"), "{history}");
-
 }
 
 /// One ```console block of a doc: `$ bagboy ...` commands, each followed by its expected
@@ -957,11 +1081,9 @@ fn lines_match(expected: &[String], actual: &[&str]) -> bool {
         Some((e, rest)) if e == "..." => {
             (0..=actual.len()).any(|skip| lines_match(rest, &actual[skip..]))
         }
-        Some((e, rest)) => {
-            actual
-                .split_first()
-                .is_some_and(|(a, more)| line_matches(e, a) && lines_match(rest, more))
-        }
+        Some((e, rest)) => actual
+            .split_first()
+            .is_some_and(|(a, more)| line_matches(e, a) && lines_match(rest, more)),
     }
 }
 
@@ -988,14 +1110,23 @@ fn words(cmd: &str) -> Vec<String> {
 
 #[test]
 fn console_matcher_wildcards() {
-    assert!(line_matches("v1.2.0  [..]  deployed", "v1.2.0  2026-01-01T00:00:00Z  deployed"));
-    assert!(!line_matches("v1.2.0  [..]  deployed", "v1.2.0  x  superseded"));
+    assert!(line_matches(
+        "v1.2.0  [..]  deployed",
+        "v1.2.0  2026-01-01T00:00:00Z  deployed"
+    ));
+    assert!(!line_matches(
+        "v1.2.0  [..]  deployed",
+        "v1.2.0  x  superseded"
+    ));
     assert!(line_matches("[..]", "anything"));
     assert!(!line_matches("abc", "abcd"));
     let lines = ["a", "b", "c"];
     assert!(lines_match(&["a".into(), "...".into(), "c".into()], &lines));
     assert!(!lines_match(&["a".into(), "c".into()], &lines));
-    assert_eq!(words("bagboy versions compare 'a b' c"), ["bagboy", "versions", "compare", "a b", "c"]);
+    assert_eq!(
+        words("bagboy versions compare 'a b' c"),
+        ["bagboy", "versions", "compare", "a b", "c"]
+    );
 }
 
 /// Every ```console block in README.md and docs/ runs in a fresh example project (three
@@ -1025,7 +1156,11 @@ fn docs_console_blocks_run_as_shown() {
         let (p, _tap) = support::fixtures::layout_and_tap();
         for (cmd, expected) in &block.commands {
             let argv = words(cmd);
-            assert_eq!(argv[0], "bagboy", "{}:{}: only bagboy commands", block.file, block.line);
+            assert_eq!(
+                argv[0], "bagboy",
+                "{}:{}: only bagboy commands",
+                block.file, block.line
+            );
             let (expected, code) = match expected.last().and_then(|l| {
                 l.strip_prefix("[exit ")
                     .and_then(|n| n.strip_suffix(']'))
