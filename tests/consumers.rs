@@ -149,7 +149,10 @@ fn two_part_and_calver_versions_work_end_to_end() {
     assert_eq!(r.code, Some(0), "{}", r.show());
     assert!(r.stdout.contains("3.10 → 3.9"), "{}", r.show());
     assert_eq!(w.skopeo_latest(), w.digests["3.9"]);
-    assert_eq!(w.formula_version(), ("3.9".to_string(), Some("1".to_string())));
+    assert_eq!(
+        w.formula_version(),
+        ("3.9".to_string(), Some("1".to_string()))
+    );
 
     // CalVer with leading zeros, recorded after: 2024.04.05 then 2024.10.01, rolled back.
     w.release("2024.04.05");
@@ -161,7 +164,10 @@ fn two_part_and_calver_versions_work_end_to_end() {
     assert_eq!(w.skopeo_latest(), w.digests["2024.04.05"]);
     let (v, scheme) = w.formula_version();
     assert_eq!(v, "2024.04.05");
-    assert!(scheme.is_some(), "older than 2024.10.01: users are downgraded");
+    assert!(
+        scheme.is_some(),
+        "older than 2024.10.01: users are downgraded"
+    );
     // Pruned by record order, never by parsing.
     let r = w.run(&["versions", "prune", "--keep", "2", "--yes"]);
     assert_eq!(r.code, Some(0), "{}", r.show());
@@ -177,7 +183,12 @@ fn a_history_written_by_hand_with_bare_numbers_keeps_them_as_written() {
     p.write_history(
         "deployments:\n- version: 3.10\n  timestamp: 2026-02-02T00:00:00Z\n  status: deployed\n- version: 0.921\n  timestamp: 2026-02-01T00:00:00Z\n  status: superseded\n",
     );
-    let r = Run::of(isolated(p.path()).args(["versions", "list"]).output().unwrap());
+    let r = Run::of(
+        isolated(p.path())
+            .args(["versions", "list"])
+            .output()
+            .unwrap(),
+    );
     assert_eq!(r.code, Some(0), "{}", r.show());
     assert!(
         r.stdout.contains("3.10") && r.stdout.contains("0.921") && !r.stdout.contains(" 3.1 "),

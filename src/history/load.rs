@@ -138,7 +138,10 @@ impl Problems {
             (_, Err(e)) => {
                 self.push(
                     node.loc,
-                    format!("`{key}` \"{}\" is not a version: {e}", s.text.escape_debug()),
+                    format!(
+                        "`{key}` \"{}\" is not a version: {e}",
+                        s.text.escape_debug()
+                    ),
                 );
                 None
             }

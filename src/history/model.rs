@@ -275,7 +275,10 @@ impl Version {
 
 /// The recorded versions nearest to `asked` (a typo such as `v1.1.O`, a missing `v`), best
 /// first, at most three.
-pub fn nearest_versions<'a>(asked: &str, recorded: impl Iterator<Item = &'a Version>) -> Vec<String> {
+pub fn nearest_versions<'a>(
+    asked: &str,
+    recorded: impl Iterator<Item = &'a Version>,
+) -> Vec<String> {
     let bare = |s: &str| {
         s.trim()
             .strip_prefix(['v', 'V'])
@@ -609,8 +612,20 @@ mod version_tests {
     #[test]
     fn every_version_a_registry_accepts_parses_and_keeps_its_text() {
         for s in [
-            "v1.2.3", "1.2.3", "3.10", "0.8", "2.9", "0.921", "2.400", "2024.04.05", "1.2.3.4",
-            "1.0.0-rc.1", "2.0b3", "1.2.3+build.5", "v2024.04.05", "1.0,abc",
+            "v1.2.3",
+            "1.2.3",
+            "3.10",
+            "0.8",
+            "2.9",
+            "0.921",
+            "2.400",
+            "2024.04.05",
+            "1.2.3.4",
+            "1.0.0-rc.1",
+            "2.0b3",
+            "1.2.3+build.5",
+            "v2024.04.05",
+            "1.0,abc",
         ] {
             assert_eq!(v(s).as_str(), s);
         }
@@ -623,8 +638,17 @@ mod version_tests {
     #[test]
     fn versions_order_as_their_ecosystems_do() {
         let ordered = [
-            "0.8", "0.921", "1.0.0-rc.1", "1.0.0", "1.2", "2.9", "2.400", "3.9", "3.10",
-            "2024.04.05", "2024.10.01",
+            "0.8",
+            "0.921",
+            "1.0.0-rc.1",
+            "1.0.0",
+            "1.2",
+            "2.9",
+            "2.400",
+            "3.9",
+            "3.10",
+            "2024.04.05",
+            "2024.10.01",
         ];
         for w in ordered.windows(2) {
             assert!(v(w[0]) < v(w[1]), "{} < {}", w[0], w[1]);

@@ -110,9 +110,8 @@ impl HealthReport {
 pub(super) fn entry_index(history: &History, version: Option<&str>) -> Result<usize, Error> {
     match version {
         Some(v) => {
-            let parsed = Version::parse(v).map_err(|e| {
-                Error::refused(format!("--version {v} is not a version: {e}"))
-            })?;
+            let parsed = Version::parse(v)
+                .map_err(|e| Error::refused(format!("--version {v} is not a version: {e}")))?;
             history
                 .find_version(&parsed)
                 .ok_or_else(|| Error::refused(format!("version {v} is not in the history")))
