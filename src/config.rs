@@ -426,7 +426,7 @@ fn history_remote(
                     p,
                     key,
                     v,
-                    std::time::Duration::from_secs(10),
+                    std::time::Duration::from_secs(1),
                     std::time::Duration::from_secs(24 * 3600),
                 ) {
                     cfg.lease = d;

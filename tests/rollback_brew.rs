@@ -814,21 +814,23 @@ fn a_target_tap_commit_without_the_formula_is_refused() {
 }
 
 #[test]
-fn an_unreachable_tap_is_refused() {
+fn an_unreachable_tap_fails_with_exit_1_and_changes_nothing() {
     let f = formula_fixture();
     f.config(&[brew_entry("file:///nonexistent/tap.git")]);
-    assert_refused(
-        &f,
-        &["rollback", "--version", "v1.1.0", "--yes"],
-        &["file:///nonexistent/tap.git", TAP],
-    );
-    assert_refused(
-        &f,
-        &["rollback", "--version", "v1.1.0", "--dry-run"],
-        &["file:///nonexistent/tap.git"],
-    );
+    // A failure outside bagboy (docs/exit-codes.md): exit 1, nothing changed, the URL named.
+    for args in [
+        &["rollback", "--version", "v1.1.0", "--yes"][..],
+        &["rollback", "--version", "v1.1.0", "--dry-run"][..],
+    ] {
+        let refs = f.remote_refs();
+        let hist = f.project.history_bytes();
+        let (_, err) = f.expect(1, args);
+        assert!(err.contains("file:///nonexistent/tap.git"), "{args:?}: {err}");
+        assert_eq!(f.remote_refs(), refs);
+        assert_eq!(f.project.history_bytes(), hist);
+    }
     let hist = f.project.history_bytes();
-    let (_, err) = f.expect(2, &["record", "--version", "v1.2.0"]);
+    let (_, err) = f.expect(1, &["record", "--version", "v1.2.0"]);
     assert!(err.contains("file:///nonexistent/tap.git"), "{err}");
     assert_eq!(f.project.history_bytes(), hist);
 }
@@ -1015,12 +1017,13 @@ fn github_token_never_reaches_output_history_or_journal() {
         &std::fs::read_to_string(f.project.path().join("bagboy.yaml")).unwrap(),
     );
     broken.project.write_history(&f.project.history());
+    // Unreachable: a failure outside bagboy, exit 1 (docs/exit-codes.md).
     run(
         &broken,
-        2,
+        1,
         &["-vvv", "rollback", "--version", "v1.2.0", "--yes"],
     );
-    run(&broken, 2, &["-vvv", "record", "--version", "v1.2.0"]);
+    run(&broken, 1, &["-vvv", "record", "--version", "v1.2.0"]);
 
     // The rollback really went through GitHub-style config, and the journal was captured.
     assert_eq!(
