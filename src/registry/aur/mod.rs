@@ -25,8 +25,8 @@ pub const SRCINFO: &str = ".SRCINFO";
 
 fn parse(cfg: &RegistryConfig) -> Result<(Common, Vec<Problem>), Vec<Problem>> {
     let pkgbase = cfg.registry.trim();
-    let default = backend::valid_name(pkgbase)
-        .then(|| format!("ssh://aur@aur.archlinux.org/{pkgbase}.git"));
+    let default =
+        backend::valid_name(pkgbase).then(|| format!("ssh://aur@aur.archlinux.org/{pkgbase}.git"));
     Common::parse(cfg, &[], default, |c, p: &mut Problems| {
         if !backend::valid_name(pkgbase) {
             p.push(
@@ -272,10 +272,19 @@ mod tests {
     fn epoch_added_and_raised() {
         let pb = with_epoch(PB, 1).unwrap_or_default();
         assert!(pb.contains("pkgrel=1\nepoch=1\npkgdesc"), "{pb}");
-        assert_eq!(with_epoch(&pb, 2).unwrap_or_default().matches("epoch=").count(), 1);
+        assert_eq!(
+            with_epoch(&pb, 2)
+                .unwrap_or_default()
+                .matches("epoch=")
+                .count(),
+            1
+        );
         let si = srcinfo_with_epoch(SI, 3).unwrap_or_default();
         assert!(si.contains("\tpkgrel = 1\n\tepoch = 3\n\tarch"), "{si}");
         assert!(with_epoch("pkgver=1\n", 1).is_err());
-        assert_eq!(pkgbuild_var("epoch='2' # x\n", "epoch").as_deref(), Some("2"));
+        assert_eq!(
+            pkgbuild_var("epoch='2' # x\n", "epoch").as_deref(),
+            Some("2")
+        );
     }
 }

@@ -96,7 +96,8 @@ struct Found {
 
 fn locate(text: &str, target: &Target) -> Result<Found, String> {
     let ls = yl::lines(text);
-    let span_in_file = |line: usize, (a, b): (usize, usize)| (ls[line].start + a, ls[line].start + b);
+    let span_in_file =
+        |line: usize, (a, b): (usize, usize)| (ls[line].start + a, ls[line].start + b);
     match target {
         Target::Kustomize(image) => {
             let i = yl::map_key(&ls, 0, ls.len(), "images", Some(0))
@@ -119,9 +120,7 @@ fn locate(text: &str, target: &Target) -> Result<Found, String> {
             let first = ls[item.0].text;
             let rest = first.trim_start_matches(' ').get(1..).unwrap_or("");
             let indent = yl::indent(first) + 1 + (rest.len() - rest.trim_start_matches(' ').len());
-            let insert_at = ls
-                .get(item.1)
-                .map_or(text.len(), |l| l.start);
+            let insert_at = ls.get(item.1).map_or(text.len(), |l| l.start);
             Ok(Found {
                 values: vec![get("newTag"), get("digest")],
                 insert_at,
@@ -201,7 +200,10 @@ impl Codec for Reference {
     }
 
     fn locate(&self, exists: &dyn Fn(&str) -> bool) -> Vec<String> {
-        self.candidates().into_iter().filter(|p| exists(p)).collect()
+        self.candidates()
+            .into_iter()
+            .filter(|p| exists(p))
+            .collect()
     }
 
     fn holds(&self, files: &[Option<String>], version: &str) -> Result<bool, String> {
@@ -310,10 +312,7 @@ mod tests {
             })
             .map(|d| d.files)
             .unwrap_or_default();
-        assert_eq!(
-            d,
-            vec![Some(KUST.replace("v1.4.0 #", "v1.2.0 #"))]
-        );
+        assert_eq!(d, vec![Some(KUST.replace("v1.4.0 #", "v1.2.0 #"))]);
     }
 
     #[test]

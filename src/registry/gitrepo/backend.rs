@@ -339,10 +339,8 @@ impl GitRegistry {
                 })?;
                 let spec = self.spec.clone();
                 let flavor = self.codec.flavor();
-                let repo = blocking(&self.name, move || {
-                    Ok(Repo::open(&spec, &root, flavor)?)
-                })
-                .await?;
+                let repo =
+                    blocking(&self.name, move || Ok(Repo::open(&spec, &root, flavor)?)).await?;
                 Ok(Arc::new(repo))
             })
             .await
@@ -350,9 +348,8 @@ impl GitRegistry {
     }
 
     fn restore_of(&self, step: &Step) -> Result<GitRestore, RegistryError> {
-        serde_json::from_value(step.data["restore"].clone()).map_err(|e| {
-            self.invalid(format!("plan step for {} is damaged: {e}", step.reference))
-        })
+        serde_json::from_value(step.data["restore"].clone())
+            .map_err(|e| self.invalid(format!("plan step for {} is damaged: {e}", step.reference)))
     }
 }
 
@@ -482,9 +479,7 @@ impl Registry for GitRegistry {
             let key = self.key();
             let target_version = input.target.version.to_string();
             let current = input.current.map(|c| c.version.to_string());
-            let recorded = input
-                .target_package
-                .and_then(|p| recorded_commit(p, &key));
+            let recorded = input.target_package.and_then(|p| recorded_commit(p, &key));
             let codec = self.codec.clone();
             let (restore, derived, notes) = blocking(&self.name, {
                 let (repo, tv, cur) = (repo.clone(), target_version.clone(), current.clone());
@@ -795,10 +790,7 @@ pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
         s.split(['.', '-', '+', '_'])
             .map(|p| {
                 let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
-                (
-                    digits.parse().unwrap_or(0),
-                    p[digits.len()..].to_owned(),
-                )
+                (digits.parse().unwrap_or(0), p[digits.len()..].to_owned())
             })
             .collect()
     };

@@ -56,7 +56,9 @@ pub fn split_key(t: &str) -> Option<(String, usize)> {
         let close = rest[1..].find(q)? + 1;
         (rest[1..close].to_owned(), close + 1)
     } else {
-        let colon = rest.find(": ").or_else(|| rest.strip_suffix(':').map(|k| k.len()))?;
+        let colon = rest
+            .find(": ")
+            .or_else(|| rest.strip_suffix(':').map(|k| k.len()))?;
         let key = &rest[..colon];
         if key.is_empty() || key.contains(" #") {
             return None;
@@ -182,7 +184,11 @@ pub fn seq_items(ls: &[Line<'_>], start: usize, end: usize) -> Vec<(usize, usize
 }
 
 /// `key` of the mapping that is the sequence item `[s, e)`: its line and value span.
-pub fn item_key(ls: &[Line<'_>], item: (usize, usize), key: &str) -> Option<(usize, (usize, usize))> {
+pub fn item_key(
+    ls: &[Line<'_>],
+    item: (usize, usize),
+    key: &str,
+) -> Option<(usize, (usize, usize))> {
     let (s, e) = item;
     let first = ls.get(s)?;
     let (k0, v0) = split_key(first.text)?;
@@ -210,7 +216,10 @@ mod tests {
 
     #[test]
     fn keys_and_values() {
-        assert_eq!(split_key("  tag: \"1.2.0\" # pinned"), Some(("tag".into(), 6)));
+        assert_eq!(
+            split_key("  tag: \"1.2.0\" # pinned"),
+            Some(("tag".into(), 6))
+        );
         let t = "  tag: \"1.2.0\" # pinned";
         let (a, b) = value_span(t, 6);
         assert_eq!(&t[a..b], "\"1.2.0\"");
@@ -238,7 +247,16 @@ mod tests {
 
     #[test]
     fn odd_bytes_never_panic() {
-        for s in ["- ", ":", "\"", "- \"a", "a: \"", "é: ü # x", "-\n-\n", "k:\n - \n"] {
+        for s in [
+            "- ",
+            ":",
+            "\"",
+            "- \"a",
+            "a: \"",
+            "é: ü # x",
+            "-\n-\n",
+            "k:\n - \n",
+        ] {
             let ls = lines(s);
             for (i, l) in ls.iter().enumerate() {
                 let _ = split_key(l.text).map(|(_, v)| value_span(l.text, v));

@@ -91,7 +91,9 @@ pub fn entries(index: &str, chart: &str) -> Result<Vec<Entry>, String> {
     let (is, ie) = yl::block_after(&ls, c);
     let items = yl::seq_items(&ls, is, ie);
     if items.is_empty() {
-        return Err(format!("`entries.{chart}` is not a block sequence bagboy can edit"));
+        return Err(format!(
+            "`entries.{chart}` is not a block sequence bagboy can edit"
+        ));
     }
     let next_line = |k: usize| ls.get(k).map_or(index.len(), |l| l.start);
     items
@@ -109,9 +111,16 @@ pub fn entries(index: &str, chart: &str) -> Result<Vec<Entry>, String> {
 }
 
 /// The index without the entries of `chart` above `target`, and the versions removed.
-pub fn without_above(index: &str, chart: &str, target: &str) -> Result<(String, Vec<String>), String> {
+pub fn without_above(
+    index: &str,
+    chart: &str,
+    target: &str,
+) -> Result<(String, Vec<String>), String> {
     let all = entries(index, chart)?;
-    if !all.iter().any(|e| backend::same_version(&e.version, target)) {
+    if !all
+        .iter()
+        .any(|e| backend::same_version(&e.version, target))
+    {
         return Err(format!(
             "the index lists no version {target} of `{chart}`: nothing to roll back to"
         ));
@@ -158,7 +167,10 @@ impl Codec for Index {
     }
 
     fn locate(&self, exists: &dyn Fn(&str) -> bool) -> Vec<String> {
-        self.candidates().into_iter().filter(|p| exists(p)).collect()
+        self.candidates()
+            .into_iter()
+            .filter(|p| exists(p))
+            .collect()
     }
 
     fn holds(&self, files: &[Option<String>], version: &str) -> Result<bool, String> {

@@ -761,7 +761,6 @@ impl Tap {
             Outcome::AlreadyThere { head } => Ok(head),
         }
     }
-
 }
 
 /// Refuse names that are not Homebrew names (they become paths in the tap).

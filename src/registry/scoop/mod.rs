@@ -131,9 +131,7 @@ impl Codec for Manifest {
             detail: format!(
                 "manifest of {} back to version {v}{}",
                 self.app,
-                live_v
-                    .map(|l| format!(" (now {l})"))
-                    .unwrap_or_default()
+                live_v.map(|l| format!(" (now {l})")).unwrap_or_default()
             ),
             files: vec![Some(target)],
             notes: Vec::new(),
