@@ -153,7 +153,7 @@ fn locate(text: &str, target: &Target) -> Result<Found, String> {
     }
 }
 
-fn token<'t>(text: &'t str, span: Option<(usize, usize)>) -> Option<&'t str> {
+fn token(text: &str, span: Option<(usize, usize)>) -> Option<&str> {
     span.and_then(|(a, b)| text.get(a..b))
 }
 
@@ -261,7 +261,7 @@ impl Codec for Reference {
                 (None, None) => {}
             }
         }
-        edits.sort_by(|x, y| y.0.cmp(&x.0));
+        edits.sort_by_key(|e| std::cmp::Reverse(e.0));
         let mut out = live.clone();
         for (a, b, w) in edits {
             if a <= b && b <= out.len() && out.is_char_boundary(a) && out.is_char_boundary(b) {
