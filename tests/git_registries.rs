@@ -532,6 +532,7 @@ fn aur_restores_pkgbuild_with_a_raised_epoch_and_the_srcinfo_makepkg_prints() {
         p.expect(0, &["record", "--version", &format!("v{v}")]);
     }
     let dry = p.expect(0, &["rollback", "--version", "v1.1.0", "--dry-run"]);
+    eprintln!("DRYAUR\n{}", dry.stdout);
     assert!(dry.stdout.contains("epoch 0 → 1"), "{}", dry.show());
     assert!(dry.stdout.contains("must keep `epoch=1`"), "{}", dry.show());
 
@@ -789,6 +790,90 @@ fn failing_rollback_across_docker_and_the_four_kinds_is_undone_everywhere() {
     );
     let h = p.history();
     assert!(h.contains("rollback_failed"), "{h}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// recover: a journal whose undo could not run, finished after a check of every step
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn recover_vets_the_journal_then_undoes_a_rollback_whose_undo_failed() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let charts = Remote::new(root.path(), "charts", "gh-pages");
+    let deploy = Remote::new(root.path(), "deploy", "main");
+    let vfile = "values.yaml";
+    let p = Project::new(
+        &[
+            entry("helm-repo", "acme/charts", &charts, ""),
+            entry(
+                "gitops",
+                "acme/deploy",
+                &deploy,
+                &format!("    file: {vfile}\n    path: image.tag\n"),
+            ),
+        ],
+        "rollback:\n  concurrency: 1\n",
+    );
+    for (n, v) in VERSIONS.iter().enumerate() {
+        charts.publish(
+            &[(
+                "index.yaml",
+                &helm_index(&VERSIONS[..=n], &["0.4.0"], "2026-01-01T00:00:00Z"),
+            )],
+            &format!("myapp-{v}"),
+        );
+        deploy.publish(&[(vfile, &values(&format!("v{v}")))], &format!("v{v}"));
+        p.expect(0, &["record", "--version", &format!("v{v}")]);
+    }
+    let index_before = charts.fresh("index.yaml");
+    // The chart repository takes bagboy's rollback commit, then freezes; the deploy
+    // repository refuses every push.
+    let hook = charts.bare.join("hooks/pre-receive");
+    std::fs::create_dir_all(hook.parent().expect("hooks")).expect("mkdir");
+    std::fs::write(
+        &hook,
+        "#!/bin/sh\nif [ -f once ]; then echo 'repository frozen' >&2; exit 1; fi\ntouch once\n",
+    )
+    .expect("hook");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    deploy.reject_pushes();
+
+    let run = p.expect(3, &["rollback", "--version", "v1.1.0", "--yes"]);
+    assert_ne!(charts.fresh("index.yaml"), index_before, "{}", run.show());
+    std::fs::remove_file(&hook).expect("unfreeze");
+
+    // A journal whose content to commit was changed is refused before anything is done.
+    let jdir = p.dir.path().join(".bagboy/journal");
+    let journal = std::fs::read_dir(&jdir)
+        .expect("journal dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .expect("a journal");
+    let original = std::fs::read_to_string(&journal).expect("journal");
+    let forged = original.replace("myapp-worker-0.4.0.tgz", "evil-0.4.0.tgz");
+    assert_ne!(forged, original);
+    std::fs::write(&journal, &forged).expect("forge");
+    let refused = p.run(&["recover", "--yes"]);
+    assert_ne!(refused.code, Some(0), "{}", refused.show());
+    assert_eq!(refused.code, Some(2), "{}", refused.show());
+    assert!(
+        refused.stderr.contains("would not plan")
+            && refused.stderr.contains("acme/charts index.yaml"),
+        "the refusal names the registry and the file: {}",
+        refused.show()
+    );
+    assert_ne!(charts.fresh("index.yaml"), index_before, "nothing was done");
+
+    std::fs::write(&journal, &original).expect("restore journal");
+    p.expect(0, &["recover", "--yes"]);
+    assert_eq!(
+        charts.fresh("index.yaml"),
+        index_before,
+        "the entries are back"
+    );
+    assert_eq!(deploy.fresh(vfile), Some(values("v1.2.0")));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -810,6 +810,77 @@ mod tests {
         assert!(same_version("v1.2.0", "1.2.0"));
     }
 
+    /// Any bytes a repository may hold: every codec answers without panicking.
+    #[test]
+    fn codecs_never_panic_on_repository_bytes() {
+        use crate::registry::{aur, gitops, helm_repo, scoop};
+        use proptest::prelude::*;
+        let codecs: Vec<Box<dyn Codec>> = vec![
+            Box::new(scoop::Manifest {
+                app: "myapp".into(),
+            }),
+            Box::new(aur::Package {
+                pkgbase: "myapp-bin".into(),
+            }),
+            Box::new(helm_repo::Index {
+                chart: "myapp".into(),
+                index: "index.yaml".into(),
+            }),
+            Box::new(gitops::Reference {
+                file: "k.yaml".into(),
+                target: gitops::Target::Kustomize("img".into()),
+            }),
+            Box::new(gitops::Reference {
+                file: "v.yaml".into(),
+                target: gitops::Target::Path(vec!["image".into(), "tag".into()]),
+            }),
+        ];
+        let seeds = [
+            "apiVersion: v1\nentries:\n  myapp:\n  - version: 1.2.0\n    name: myapp\n  - version: \"1.1.0\"\ngenerated: x\n",
+            "images:\n  - name: img # c\n    newTag: v1.2.0 # c\n    digest: sha256:ab\n",
+            "image:\n  tag: 'v1.2.0' # c\n",
+            "pkgname=x\npkgver=1.2.0\npkgrel=1\nepoch=1\n",
+            "pkgbase = x\n\tpkgver = 1.2.0\n\tpkgrel = 1\n\npkgname = x\n",
+            "{\"version\": \"1.2.0\"}",
+        ];
+        let strategy = (
+            0..seeds.len(),
+            0..seeds.len(),
+            proptest::collection::vec((any::<usize>(), any::<char>()), 0..6),
+            any::<usize>(),
+        );
+        let mut runner = proptest::test_runner::TestRunner::default();
+        let result = runner.run(&strategy, |(a, b, edits, cut)| {
+            let mut live = seeds[a].to_string();
+            for (at, c) in edits {
+                let mut at = at % (live.len() + 1);
+                while !live.is_char_boundary(at) {
+                    at -= 1;
+                }
+                live.insert(at, c);
+            }
+            let mut cut = cut % (live.len() + 1);
+            while !live.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let live = live[..cut].to_string();
+            let files = vec![Some(live.clone()), Some(seeds[b].to_string())];
+            let target = vec![Some(seeds[b].to_string()), Some(live)];
+            for c in &codecs {
+                let _ = c.holds(&files, "v1.2.0");
+                let _ = c.derive(&Derive {
+                    paths: &["a".into(), "b".into()],
+                    live: &files,
+                    target: &target,
+                    target_version: "1.1.0",
+                    current_version: Some("1.2.0"),
+                });
+            }
+            Ok(())
+        });
+        assert!(result.is_ok(), "{result:?}");
+    }
+
     #[test]
     fn names_and_paths() {
         assert!(valid_repo_path("apps/myapp/kustomization.yaml"));
