@@ -26,6 +26,8 @@ command -v makepkg >/dev/null 2>&1 || need+=(pacman-package-manager)
 # The Docker Engine API for smoke tests (podman system service, containers run by runc) and
 # the static busybox the test images are built from.
 command -v podman >/dev/null 2>&1 || need+=(podman)
+# skopeo: what consumers run to read a tag (the tests check effects with it).
+command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 [ -x /usr/sbin/runc ] || need+=(runc)
 [ -x /bin/busybox ] || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then

@@ -44,8 +44,13 @@ pub fn client() -> Result<reqwest::Client, reqwest::Error> {
             }
         }))
         .build()?;
-    CLIENTS_BUILT.fetch_add(1, Ordering::Relaxed);
-    Ok(CLIENT.get_or_init(|| built).clone())
+    // Two threads may build at once; only the one kept counts.
+    Ok(CLIENT
+        .get_or_init(|| {
+            CLIENTS_BUILT.fetch_add(1, Ordering::Relaxed);
+            built
+        })
+        .clone())
 }
 
 /// Send a request through the shared client: the one place a request leaves bagboy, and the
@@ -107,6 +112,61 @@ pub fn is_loopback_host(host: &str) -> bool {
         Ok(ip) => ip.is_loopback(),
         Err(_) => bare.eq_ignore_ascii_case("localhost"),
     }
+}
+
+/// Whether a server on a loopback address answers plain HTTP where HTTPS was meant: what
+/// Docker does for `127.0.0.0/8` (insecure by default) without trying TLS first. One short
+/// request (`GET /v2/`) on a fresh connection, bounded to a second; `false` on any doubt.
+pub fn loopback_speaks_plain_http(host_port: &str) -> bool {
+    use std::io::{Read as _, Write as _};
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse::<u16>() {
+            Ok(port) => (h, port),
+            Err(_) => (host_port, 443),
+        },
+        _ => (host_port, 443),
+    };
+    if !is_loopback_host(host) {
+        return false;
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let ip: std::net::IpAddr = if bare.eq_ignore_ascii_case("localhost") {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    } else {
+        match bare.parse() {
+            Ok(ip) => ip,
+            Err(_) => return false,
+        }
+    };
+    let limit = Duration::from_secs(1);
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&(ip, port).into(), limit) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(limit));
+    let _ = s.set_write_timeout(Some(limit));
+    if s.write_all(b"GET /v2/ HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 5];
+    s.read_exact(&mut head).is_ok() && &head == b"HTTP/"
+}
+
+/// Whether a transport error is TLS meeting a server that speaks plain HTTP.
+pub fn is_plain_http_answer(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if text.contains("InvalidContentType")
+            || text.contains("corrupt message")
+            || text.contains("wrong version number")
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// Whether a credential may travel to `url`: over HTTPS, or over plain HTTP only to a
@@ -283,6 +343,36 @@ mod tests {
         let first = p.backoff(0);
         assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
         assert!(p.backoff(20) <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn tls_meeting_plain_http_is_recognised_and_loopback_is_probed() {
+        use std::io::{Read as _, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for s in listener.incoming().flatten().take(2) {
+                let mut s = s;
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}");
+            }
+        });
+        assert!(loopback_speaks_plain_http(&format!("127.0.0.1:{port}")));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt
+            .block_on(
+                client()
+                    .unwrap()
+                    .get(format!("https://127.0.0.1:{port}/v2/"))
+                    .send(),
+            )
+            .unwrap_err();
+        assert!(is_plain_http_answer(&err), "{err:?}");
+        assert!(!loopback_speaks_plain_http("example.com:443"));
     }
 
     #[test]

@@ -433,3 +433,60 @@ fn a_promotion_killed_mid_shift_is_undone_or_finished_by_recover() {
     assert_eq!(current[0]["version"], "v1.3.0");
     drop((w.blue, w.green));
 }
+
+/// Traffic through HAProxy and the registry's `latest` name the same release (or the test
+/// says which disagree).
+fn agree(w: &World, version: &str, what: &str) {
+    let spread = w.hp.spread(50);
+    assert_eq!(
+        spread.get(version),
+        Some(&50),
+        "{what}: traffic {spread:?}, expected all on {version}"
+    );
+    assert_eq!(
+        latest(w).as_deref(),
+        Some(w.digests[version].as_str()),
+        "{what}: `latest` is not {version}"
+    );
+}
+
+#[test]
+fn blue_green_as_a_sequence_traffic_and_registries_never_disagree() {
+    let mut w = world(haproxy);
+    agree(&w, "v1.2.0", "recorded");
+    let r = run(w.p.path(), &["promote", "--version", "v1.3.0", "--yes"]);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    agree(&w, "v1.3.0", "promote v1.3.0");
+    let r = run(w.p.path(), &["rollback", "--yes"]);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    agree(&w, "v1.2.0", "rollback");
+    // Again: nothing older is good, so it refuses; it never rolls forward onto v1.3.0.
+    let dry = run(w.p.path(), &["rollback", "--dry-run"]);
+    assert!(!dry.stdout.contains("→ v1.3.0"), "{}", dry.show());
+    let r = run(w.p.path(), &["rollback", "--yes"]);
+    assert_eq!(r.code, Some(2), "{}", r.show());
+    assert!(r.stderr.contains("no earlier good version"), "{}", r.show());
+    agree(&w, "v1.2.0", "second rollback");
+    // The next release goes to green (idle again) and is promoted.
+    *w.green.version.lock().unwrap() = "v1.4.0".into();
+    let m = w
+        .layout
+        .add_image("v1.4.0", b"{\"version\":\"1.4.0\"}", b"layer 1.4.0")
+        .unwrap();
+    w.digests.insert("v1.4.0", m.digest.to_string());
+    let r = run(
+        w.p.path(),
+        &["record", "--version", "v1.4.0", "--environment", "green"],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert!(r.stdout.contains("staged"), "{}", r.show());
+    agree(&w, "v1.2.0", "record v1.4.0 on green");
+    let r = run(w.p.path(), &["promote", "--version", "v1.4.0", "--yes"]);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    agree(&w, "v1.4.0", "promote v1.4.0");
+    // And rolled back once more: to v1.2.0 on blue, in one switch.
+    let r = run(w.p.path(), &["rollback", "--yes"]);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    agree(&w, "v1.2.0", "rollback from v1.4.0");
+    drop((w.blue, w.green));
+}

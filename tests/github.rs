@@ -366,6 +366,29 @@ fn mock_github_pr_comment_shows_a_broken_config_then_the_plan_in_the_same_commen
         "{}",
         c[0].body
     );
+
+    // A value that used to crash the run (a duration beyond what a Duration holds): the
+    // comment still says the plan could not be computed, and why; it never keeps the old plan.
+    p.write(
+        "bagboy.yaml",
+        &format!(
+            "{good}deployment:\n  health_checks:\n    - url: http://127.0.0.1:9/health\n      timeout: \"99999999999999999999s\"\n"
+        ),
+    );
+    let r = run(
+        gh(p.path(), &mock),
+        &["rollback", "--dry-run", "--comment-pr", "5"],
+    );
+    assert_eq!(r.code, Some(2), "{}", r.show());
+    let c = comments_on(&mock, 5);
+    assert_eq!(c.len(), 1);
+    assert!(
+        c[0].body.contains("could not compute the plan")
+            && c[0].body.contains("timeout")
+            && !c[0].body.contains("bagboy rollback plan: `v1.2.0`"),
+        "{}",
+        c[0].body
+    );
 }
 
 /// A project whose only registry is the mock's GitHub Releases; v1.0.0..v1.2.0 published and

@@ -276,7 +276,7 @@ fn malformed_histories_exit_2_with_position_and_leave_file_alone() {
             "deployments:\n  - version: \"v1.1.0\"\n    timestamp: \"2026-01-02T00:00:00Z\"\n    status: deployed\n  - version: \"v1.0.0\"\n    timestamp: \"2026-01-01T00:00:00Z\"\n    status: deployed\n",
             ":5:5: v1.0.0 is `deployed`, but so is v1.1.0 at line 2",
         ),
-        ("bad semver", "deployments:\n  - version: \"one\"\n    timestamp: \"2026-01-01T00:00:00Z\"\n    status: deployed\n", ":2:14: `version` \"one\" is not a semver version"),
+        ("bad version", "deployments:\n  - version: \"one\"\n    timestamp: \"2026-01-01T00:00:00Z\"\n    status: deployed\n", ":2:14: `version` \"one\" is not a version: it holds no digit"),
     ];
     for (name, body, expected) in cases {
         let p = Project::new();
@@ -301,7 +301,10 @@ fn malformed_histories_exit_2_with_position_and_leave_file_alone() {
 #[test]
 fn every_problem_is_reported_at_once() {
     let p = Project::new();
-    p.write_history("deployments:\n  - version: 1.2\n    timestamp: \"x\"\n    status: live\n");
+    // `1.2` is a version (two-part); `1.2 beta` is not (a space).
+    p.write_history(
+        "deployments:\n  - version: 1.2 beta\n    timestamp: \"x\"\n    status: live\n",
+    );
     let out = p.bagboy().args(["versions", "list"]).output().unwrap();
     let (_, stderr) = text(&out);
     assert!(

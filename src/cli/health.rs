@@ -63,6 +63,9 @@ fn samples_markdown(samples: &[Sample]) -> String {
 }
 
 pub fn health(ctx: &Context, args: &HealthArgs) -> Result<(), Error> {
+    if args.judge {
+        return super::judge::health(ctx, args);
+    }
     if !args.record {
         return health_with(ctx, args, &super::rollback::listeners());
     }
@@ -119,8 +122,13 @@ pub fn auto(ctx: &Context, args: &RollbackArgs, events: &Fanout) -> Result<(), E
     let verdict_line = match &report.decision {
         Decision::Healthy { .. } => format!("{}: healthy; nothing to roll back", report.current),
         Decision::Inconclusive { .. } => format!(
-            "{}: inconclusive (checks could not be evaluated); nothing was changed",
-            report.current
+            "{}: inconclusive ({}); nothing was changed",
+            report.current,
+            if report.judge.is_some() {
+                "the judge is marginal or lacks data, or checks could not be evaluated: hold"
+            } else {
+                "checks could not be evaluated"
+            }
         ),
         Decision::Trigger { severity, .. } if *severity == Severity::Low => format!(
             "{}: some checks failed, below every threshold; not rolling back",
@@ -144,6 +152,10 @@ pub fn auto(ctx: &Context, args: &RollbackArgs, events: &Fanout) -> Result<(), E
                 super::text::md_code(&report.current),
                 samples_markdown(&report.samples)
             ));
+            if let Some(j) = &report.judge {
+                ctx.out
+                    .raw(&format!("```text\n{}```\n", super::judge::text(j)));
+            }
             for r in &reasons {
                 ctx.out.line(&format!("- {}", super::text::md_text(r)));
             }
@@ -154,6 +166,9 @@ pub fn auto(ctx: &Context, args: &RollbackArgs, events: &Fanout) -> Result<(), E
         }
         ReportFormat::Text => {
             ctx.out.raw(&samples_text(&report.samples));
+            if let Some(j) = &report.judge {
+                ctx.out.raw(&super::judge::text(j));
+            }
             for r in &reasons {
                 ctx.out.line(&format!("  - {}", clean(r)));
             }
@@ -172,9 +187,8 @@ pub fn auto(ctx: &Context, args: &RollbackArgs, events: &Fanout) -> Result<(), E
                 Exit::Inconclusive,
             ))
         }
-        (Decision::Trigger { severity, .. }, Some(prepared)) => {
-            // Critical: no prompt (the release is down). High: ask on a terminal.
-            let yes = args.yes || *severity == Severity::Critical;
+        (Decision::Trigger { .. }, Some(prepared)) => {
+            let yes = args.yes || report.without_asking();
             if args.format == ReportFormat::Json {
                 if !yes {
                     return Err(Error::refused_with_hint(

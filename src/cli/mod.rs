@@ -2,6 +2,7 @@
 
 mod audit;
 mod health;
+mod judge;
 mod output;
 mod promote;
 mod render;
@@ -198,8 +199,15 @@ pub struct HealthArgs {
     #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     pub format: ListFormat,
     /// Write the results onto that history entry's `health_checks:`
-    #[arg(long)]
+    #[arg(long, conflicts_with = "judge")]
     pub record: bool,
+    /// Judge the release against a baseline with `deployment.rollback.judge` (Mann-Whitney
+    /// per metric, weighted score): exit 0 pass, 5 fail, 6 marginal or not enough data
+    #[arg(long)]
+    pub judge: bool,
+    /// With --judge: compare with this release [default: the judge's `baseline:`]
+    #[arg(long, value_name = "V", requires = "judge")]
+    pub baseline: Option<String>,
 }
 
 #[derive(Debug, Args)]

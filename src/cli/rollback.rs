@@ -315,14 +315,8 @@ fn post_comment(
     if let Err(e) = crate::github::comment::append_step_summary(summary) {
         tracing::warn!("GITHUB_STEP_SUMMARY could not be written: {e}");
     }
-    let posted = ops::runtime().and_then(|rt| {
-        rt.block_on(async {
-            let api = crate::github::Api::new(&repo).map_err(comment_failed)?;
-            crate::github::comment::post(&api, number, comment_key, markdown)
-                .await
-                .map_err(comment_failed)
-        })
-    });
+    let posted = crate::github::comment::publish(&repo, number, comment_key, markdown)
+        .map_err(comment_failed);
     match posted {
         Ok(p) => {
             let verb = match p {

@@ -126,55 +126,33 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<(), Error> {
 /// Blue-green: which environment is live and which idle, observed from the balancer (HAProxy
 /// only: `versions list` never runs the `command` balancer), with what each runs.
 fn traffic_line(ctx: &Context, h: &crate::history::History) -> Option<String> {
-    use crate::registry::traffic::{self, Color};
-    let d = &ctx.ws.config.deployment;
-    let t = d
-        .traffic
-        .as_ref()
-        .filter(|_| d.strategy.as_deref() == Some("blue-green"))?;
+    use crate::registry::traffic::Color;
+    let state = crate::ops::promote::traffic_state(&ctx.ws, h)?;
     let runs = |c: Color| {
-        h.deployments
-            .iter()
-            .filter(|d| d.environment() == Some(c.as_str()))
-            .max_by_key(|d| d.timestamp.at())
-            .map(|d| clean(d.version.as_str()).into_owned())
+        state
+            .runs(c)
+            .map(|v| clean(v).into_owned())
             .unwrap_or_else(|| "nothing recorded".into())
     };
-    let switch = traffic::open(t);
-    if switch.runs_a_program() {
-        return None;
-    }
-    let rt = crate::ops::runtime().ok()?;
-    Some(match rt.block_on(switch.weights()) {
+    Some(match &state.weights {
         Ok(w) => {
-            let state = |c: Color| match (w.live(), w.of(c)) {
+            let role = |c: Color| match (w.live(), w.of(c)) {
                 (Some(l), _) if l == c => "live",
                 (_, 0) => "idle",
                 _ => "split",
             };
             format!(
-                "traffic ({}): blue {} ({}, runs {}), green {} ({}, runs {})",
-                clean(&switch.describe()),
-                state(Color::Blue),
-                w.shown()
-                    .split(" / ")
-                    .next()
-                    .unwrap_or_default()
-                    .trim_start_matches("blue "),
+                "traffic ({}): blue {} ({}%, runs {}), green {} ({}%, runs {})",
+                clean(&state.balancer),
+                role(Color::Blue),
+                w.percent(Color::Blue),
                 runs(Color::Blue),
-                state(Color::Green),
-                w.shown()
-                    .split(" / ")
-                    .nth(1)
-                    .unwrap_or_default()
-                    .trim_start_matches("green "),
+                role(Color::Green),
+                w.percent(Color::Green),
                 runs(Color::Green),
             )
         }
-        Err(e) => format!(
-            "traffic: the balancer could not be read ({})",
-            clean(&e.to_string())
-        ),
+        Err(e) => format!("traffic: the balancer could not be read ({})", clean(e)),
     })
 }
 

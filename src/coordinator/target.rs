@@ -11,15 +11,28 @@ pub fn choose_target(
 ) -> Result<usize, Error> {
     match version {
         Some(v) => {
-            let parsed = Version::parse(v).map_err(|e| {
-                Error::refused(format!("--version {v} is not a semver version: {e}"))
-            })?;
-            history.find_target(&parsed).ok_or_else(|| {
+            let missing = |why: String| {
+                let near = crate::history::nearest_versions(
+                    v,
+                    history.deployments.iter().map(|d| &d.version),
+                );
                 Error::refused_with_hint(
-                    format!("version {v} is not in {history_name}"),
-                    "see the recorded versions with `bagboy versions list`",
+                    why,
+                    if near.is_empty() {
+                        "see the recorded versions with `bagboy versions list`".to_string()
+                    } else {
+                        format!(
+                            "did you mean {}? (`bagboy versions list` shows them all)",
+                            near.join(", ")
+                        )
+                    },
                 )
-            })
+            };
+            let parsed = Version::parse(v)
+                .map_err(|e| missing(format!("--version {v} is not a version: {e}")))?;
+            history
+                .find_target(&parsed)
+                .ok_or_else(|| missing(format!("version {v} is not in {history_name}")))
         }
         None => history.default_target().ok_or_else(|| {
             Error::refused_with_hint(

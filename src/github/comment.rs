@@ -138,6 +138,22 @@ pub async fn post(
 }
 
 /// Append `markdown` to `$GITHUB_STEP_SUMMARY`, when set.
+/// Post (or update) bagboy's one comment on pull request `number` of `repo`, on the
+/// process's runtime: what `rollback --dry-run --comment-pr` calls.
+pub fn publish(
+    repo: &str,
+    number: u64,
+    project: &str,
+    markdown: &str,
+) -> Result<Posted, super::GithubError> {
+    let rt = crate::ops::runtime()
+        .map_err(|e| super::GithubError::Setup(format!("starting the async runtime: {e}")))?;
+    rt.block_on(async {
+        let api = Api::new(repo)?;
+        post(&api, number, project, markdown).await
+    })
+}
+
 pub fn append_step_summary(markdown: &str) -> std::io::Result<bool> {
     use std::io::Write as _;
     let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) else {

@@ -60,6 +60,8 @@ pub struct Deployment {
     pub validation: Validation,
     /// `traffic:` (blue-green): the balancer, the two environments, the gradual steps.
     pub traffic: Option<Traffic>,
+    /// `rollback.judge`: the statistical comparison with a baseline release.
+    pub judge: Option<super::judge::Judge>,
 }
 
 /// How traffic reaches the two environments.
@@ -568,7 +570,7 @@ impl Deployment {
                 w,
                 r,
                 "deployment.rollback",
-                &["auto_trigger", "validation"],
+                &["auto_trigger", "validation", "judge"],
             ) {
                 if let Some(v) = get(r, "auto_trigger") {
                     for item in p.list("auto_trigger", v) {
@@ -579,6 +581,9 @@ impl Deployment {
                 }
                 if let Some(v) = get(r, "validation") {
                     d.validation = validation(p, w, v);
+                }
+                if let Some(v) = get(r, "judge") {
+                    d.judge = super::judge::parse(p, v);
                 }
             }
         }

@@ -5,6 +5,7 @@
 //! exist) is *inconclusive*: never a pass and never a failure.
 
 pub mod config;
+pub mod judge;
 mod run;
 
 use std::time::Duration;

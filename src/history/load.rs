@@ -125,17 +125,9 @@ impl Problems {
         };
         let parsed = Version::parse(&s.text);
         match (s.kind, parsed) {
-            (ScalarKind::Str, Ok(v)) => Some(v),
-            (ScalarKind::Float | ScalarKind::Int, _) => {
-                self.push(
-                    node.loc,
-                    format!(
-                        "`{key}` {} is a number in YAML; write a full semver string in quotes, e.g. \"v{}.0\"",
-                        s.text, s.text
-                    ),
-                );
-                None
-            }
+            // `version: 3.10` is a number to YAML but a version to its writer: the text as
+            // written is the version (never the float 3.1).
+            (ScalarKind::Str | ScalarKind::Float | ScalarKind::Int, Ok(v)) => Some(v),
             (ScalarKind::Bool, _) => {
                 self.push(
                     node.loc,
@@ -147,8 +139,8 @@ impl Problems {
                 self.push(
                     node.loc,
                     format!(
-                        "`{key}` \"{}\" is not a semver version (optional leading v): {e}",
-                        s.text
+                        "`{key}` \"{}\" is not a version: {e}",
+                        s.text.escape_debug()
                     ),
                 );
                 None

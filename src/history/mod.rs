@@ -12,7 +12,10 @@ use sha2::{Digest as _, Sha256};
 
 pub use load::{is_digest, is_git_oid, is_tag, Problem, Problems};
 pub use lock::{Holder, Lock, LockError};
-pub use model::{Deployment, History, Package, Status, Timestamp, Version};
+pub use model::{
+    edit_distance, nearest_versions, Deployment, History, Package, Status, Timestamp, Version,
+    VersionError,
+};
 pub use save::to_yaml;
 
 use crate::yaml::ParseError;

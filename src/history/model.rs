@@ -118,21 +118,140 @@ impl fmt::Display for Status {
     }
 }
 
-/// A release version: semver with an optional leading `v`, written back as the user wrote it.
+/// A release version as registries accept it: semver with or without `v`, two-part (`3.10`),
+/// CalVer with leading zeros (`2024.04.05`), four-part, font-style (`0.921`), pre-releases
+/// (`1.0.0-rc.1`, `2.0b3`). Written back exactly as the user wrote it.
+///
+/// Ordering: semver's when both are semver; otherwise Homebrew-style segment comparison
+/// (numbers numerically, so `3.10 > 3.9` and `2024.04.05 == 2024.4.5` in order; pre-release
+/// words `alpha < beta < pre < rc` below the release; a missing segment counts as 0), and the
+/// text itself as the last tie-break so that order and equality agree.
 #[derive(Clone, Debug)]
 pub struct Version {
     raw: String,
-    semver: semver::Version,
+    semver: Option<semver::Version>,
+}
+
+/// Why a string is not a version.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VersionError {
+    #[error("it is empty")]
+    Empty,
+    #[error("it is longer than 128 characters")]
+    TooLong,
+    #[error("it must start with a letter or digit after an optional `v`")]
+    BadStart,
+    #[error("`{0}` is not allowed in a version (letters, digits, `.`, `-`, `_`, `+`, `~`, `,`)")]
+    BadChar(char),
+    #[error("it holds no digit")]
+    NoDigit,
+}
+
+/// One segment of a version, for ordering.
+#[derive(Debug, PartialEq, Eq)]
+enum Segment<'a> {
+    /// A pre-release word (`alpha`, `a`, `beta`, `b`, `pre`, `rc`, `dev`): below a release.
+    Pre(u8, &'a str),
+    Num(u128),
+    Word(&'a str),
+}
+
+impl Segment<'_> {
+    fn rank(&self) -> u8 {
+        match self {
+            Segment::Pre(..) => 0,
+            Segment::Word(_) => 1,
+            Segment::Num(_) => 2,
+        }
+    }
+}
+
+fn segments(bare: &str) -> Vec<Segment<'_>> {
+    let mut out = Vec::new();
+    for part in bare.split(|c: char| !c.is_ascii_alphanumeric()) {
+        let mut rest = part;
+        while !rest.is_empty() {
+            let digits = rest.starts_with(|c: char| c.is_ascii_digit());
+            let end = rest
+                .find(|c: char| c.is_ascii_digit() != digits)
+                .unwrap_or(rest.len());
+            let (tok, tail) = rest.split_at(end);
+            rest = tail;
+            out.push(if digits {
+                Segment::Num(tok.parse().unwrap_or(u128::MAX))
+            } else {
+                let lower = tok.to_ascii_lowercase();
+                match lower.as_str() {
+                    "dev" => Segment::Pre(0, tok),
+                    "alpha" | "a" => Segment::Pre(1, tok),
+                    "beta" | "b" => Segment::Pre(2, tok),
+                    "pre" | "preview" => Segment::Pre(3, tok),
+                    "rc" | "c" => Segment::Pre(4, tok),
+                    _ => Segment::Word(tok),
+                }
+            });
+        }
+    }
+    out
+}
+
+fn compare_segments(a: &str, b: &str) -> Ordering {
+    let (x, y) = (segments(a), segments(b));
+    let n = x.len().max(y.len());
+    for i in 0..n {
+        let ord = match (x.get(i), y.get(i)) {
+            (Some(p), Some(q)) => match (p, q) {
+                (Segment::Num(m), Segment::Num(k)) => m.cmp(k),
+                (Segment::Pre(m, s), Segment::Pre(k, t)) => m.cmp(k).then_with(|| s.cmp(t)),
+                (Segment::Word(s), Segment::Word(t)) => s.cmp(t),
+                (p, q) => p.rank().cmp(&q.rank()),
+            },
+            // A missing segment is a release `0`: `1.0` == `1.0.0` in order, `1.0-rc1` < `1.0`,
+            // `1.0.1` > `1.0`.
+            (Some(p), None) => match p {
+                Segment::Num(0) => Ordering::Equal,
+                Segment::Pre(..) => Ordering::Less,
+                _ => Ordering::Greater,
+            },
+            (None, Some(q)) => match q {
+                Segment::Num(0) => Ordering::Equal,
+                Segment::Pre(..) => Ordering::Greater,
+                _ => Ordering::Less,
+            },
+            (None, None) => Ordering::Equal,
+        };
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+    Ordering::Equal
 }
 
 impl Version {
-    pub fn parse(s: &str) -> Result<Version, semver::Error> {
+    pub fn parse(s: &str) -> Result<Version, VersionError> {
         let trimmed = s.trim();
         let bare = trimmed.strip_prefix(['v', 'V']).unwrap_or(trimmed);
-        let semver = semver::Version::parse(bare)?;
+        if bare.is_empty() {
+            return Err(VersionError::Empty);
+        }
+        if trimmed.len() > 128 {
+            return Err(VersionError::TooLong);
+        }
+        if !bare.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Err(VersionError::BadStart);
+        }
+        if let Some(c) = bare
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || ".-_+~,".contains(*c)))
+        {
+            return Err(VersionError::BadChar(c));
+        }
+        if !bare.chars().any(|c| c.is_ascii_digit()) {
+            return Err(VersionError::NoDigit);
+        }
         Ok(Version {
             raw: trimmed.to_string(),
-            semver,
+            semver: semver::Version::parse(bare).ok(),
         })
     }
 
@@ -140,19 +259,62 @@ impl Version {
         &self.raw
     }
 
-    pub fn semver(&self) -> &semver::Version {
-        &self.semver
+    /// The version as semver, when it is one (npm's and cargo's versions always are).
+    pub fn semver(&self) -> Option<&semver::Version> {
+        self.semver.as_ref()
     }
 
-    /// The version without a leading `v` (what formulas declare).
+    /// The version without a leading `v` (what formulas, manifests and npm declare).
     pub fn bare(&self) -> String {
-        self.semver.to_string()
+        self.raw
+            .strip_prefix(['v', 'V'])
+            .unwrap_or(&self.raw)
+            .to_string()
     }
+}
+
+/// The recorded versions nearest to `asked` (a typo such as `v1.1.O`, a missing `v`), best
+/// first, at most three.
+pub fn nearest_versions<'a>(
+    asked: &str,
+    recorded: impl Iterator<Item = &'a Version>,
+) -> Vec<String> {
+    let bare = |s: &str| {
+        s.trim()
+            .strip_prefix(['v', 'V'])
+            .unwrap_or(s.trim())
+            .to_ascii_lowercase()
+    };
+    let a = bare(asked);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut scored: Vec<(usize, String)> = recorded
+        .filter(|v| seen.insert(v.as_str().to_string()))
+        .map(|v| (edit_distance(&a, &bare(v.as_str())), v.as_str().to_string()))
+        .filter(|(d, v)| *d <= 2.max(v.len() / 3))
+        .collect();
+    scored.sort();
+    scored.into_iter().take(3).map(|(_, v)| v).collect()
+}
+
+/// Levenshtein distance over characters.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 impl PartialEq for Version {
     fn eq(&self, other: &Self) -> bool {
-        self.semver == other.semver
+        self.cmp(other) == Ordering::Equal
     }
 }
 impl Eq for Version {}
@@ -163,7 +325,13 @@ impl PartialOrd for Version {
 }
 impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.semver.cmp(&other.semver)
+        match (&self.semver, &other.semver) {
+            (Some(a), Some(b)) => a.cmp(b),
+            _ => {
+                let (a, b) = (self.bare(), other.bare());
+                compare_segments(&a, &b).then_with(|| a.cmp(&b))
+            }
+        }
     }
 }
 impl fmt::Display for Version {
@@ -388,7 +556,7 @@ impl History {
                 .ok_or_else(|| "there is no earlier good version to roll back to".to_string()),
             v => {
                 let version =
-                    Version::parse(v).map_err(|e| format!("`{v}` is not a semver version: {e}"))?;
+                    Version::parse(v).map_err(|e| format!("`{v}` is not a version: {e}"))?;
                 self.find_version(&version)
                     .ok_or_else(|| format!("version {v} is not in the history"))
             }
@@ -412,13 +580,97 @@ impl History {
             None => 0,
         };
         let current_version = current.map(|c| &self.deployments[c].version);
+        // A version once rolled back from is bad in every entry that names it (a promotion's
+        // superseded staged entry of the same release included): a second rollback goes
+        // further back, never forward onto it.
+        let rolled_back: Vec<&Version> = self
+            .deployments
+            .iter()
+            .filter(|d| d.effective_status() == Some(Status::RolledBackFrom))
+            .map(|d| &d.version)
+            .collect();
         order[start..].iter().copied().find(|i| {
             let d = &self.deployments[*i];
             !d.effective_status().is_some_and(Status::is_failure)
                 && d.effective_status() != Some(Status::RollingBack)
                 && d.effective_status() != Some(Status::Staged)
                 && d.effective_status() != Some(Status::RolledBackFrom)
+                && !rolled_back.contains(&&d.version)
                 && Some(&d.version) != current_version
         })
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    fn v(s: &str) -> Version {
+        Version::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn every_version_a_registry_accepts_parses_and_keeps_its_text() {
+        for s in [
+            "v1.2.3",
+            "1.2.3",
+            "3.10",
+            "0.8",
+            "2.9",
+            "0.921",
+            "2.400",
+            "2024.04.05",
+            "1.2.3.4",
+            "1.0.0-rc.1",
+            "2.0b3",
+            "1.2.3+build.5",
+            "v2024.04.05",
+            "1.0,abc",
+        ] {
+            assert_eq!(v(s).as_str(), s);
+        }
+        assert_eq!(v("v2024.04.05").bare(), "2024.04.05");
+        for bad in ["", "v", "latest", "-1.0", "1.0 beta", "1.0/../x", "1.0\n2"] {
+            assert!(Version::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn versions_order_as_their_ecosystems_do() {
+        let ordered = [
+            "0.8",
+            "0.921",
+            "1.0.0-rc.1",
+            "1.0.0",
+            "1.2",
+            "2.9",
+            "2.400",
+            "3.9",
+            "3.10",
+            "2024.04.05",
+            "2024.10.01",
+        ];
+        for w in ordered.windows(2) {
+            assert!(v(w[0]) < v(w[1]), "{} < {}", w[0], w[1]);
+        }
+        // semver with and without `v` is the same release.
+        assert_eq!(v("v1.2.3"), v("1.2.3"));
+        assert!(v("v1.10.0") > v("v1.9.0"));
+        // Pre-release words below the release; CalVer zero padding is not a different order.
+        assert!(v("2.0b3") < v("2.0"));
+        assert!(v("2.0rc1") > v("2.0b3"));
+        assert_eq!(
+            v("2024.04.05").cmp(&v("2024.4.5")),
+            "2024.04.05".cmp("2024.4.5"),
+            "equal in order, told apart by text so that order and equality agree"
+        );
+    }
+
+    #[test]
+    fn a_typo_is_answered_with_the_nearest_recorded_versions() {
+        let recorded = [v("v1.1.0"), v("v1.2.0"), v("v2.0.0")];
+        let near = nearest_versions("v1.1.O", recorded.iter());
+        assert_eq!(near.first().map(String::as_str), Some("v1.1.0"), "{near:?}");
+        assert!(nearest_versions("9.9.9.9.9", recorded.iter()).is_empty());
     }
 }

@@ -107,12 +107,11 @@ impl HealthReport {
     }
 }
 
-fn entry_index(history: &History, version: Option<&str>) -> Result<usize, Error> {
+pub(super) fn entry_index(history: &History, version: Option<&str>) -> Result<usize, Error> {
     match version {
         Some(v) => {
-            let parsed = Version::parse(v).map_err(|e| {
-                Error::refused(format!("--version {v} is not a semver version: {e}"))
-            })?;
+            let parsed = Version::parse(v)
+                .map_err(|e| Error::refused(format!("--version {v} is not a version: {e}")))?;
             history
                 .find_version(&parsed)
                 .ok_or_else(|| Error::refused(format!("version {v} is not in the history")))
@@ -173,6 +172,24 @@ pub struct AutoReport {
     pub decision: Decision,
     /// The last known-good release a rollback goes to.
     pub target: Option<String>,
+    /// The statistical judge's verdict, when `deployment.rollback.judge` is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge: Option<crate::health::judge::JudgeReport>,
+}
+
+impl AutoReport {
+    /// Whether the rollback goes ahead without asking: a critical trigger (the release is
+    /// down; waiting for a person costs more than the rollback). A high one asks on a
+    /// terminal and needs `--yes` elsewhere.
+    pub fn without_asking(&self) -> bool {
+        matches!(
+            self.decision,
+            Decision::Trigger {
+                severity: Severity::Critical,
+                ..
+            }
+        )
+    }
 }
 
 /// How `rollback --auto` samples.
@@ -190,7 +207,10 @@ pub fn auto<'w>(
     window: Window,
     listener: &dyn Listener,
 ) -> Result<(AutoReport, Option<Prepared<'w>>), Error> {
-    checks_configured(ws)?;
+    let judging = ws.config.deployment.judge.is_some();
+    if !judging {
+        checks_configured(ws)?;
+    }
     let loaded = ws.store.load()?;
     let current_idx = entry_index(&loaded.history, None)?;
     let current = loaded.history.deployments[current_idx].version.to_string();
@@ -203,6 +223,7 @@ pub fn auto<'w>(
         })
         .unwrap_or(3);
     let rounds = match window.watch {
+        _ if ws.config.deployment.health_checks.is_empty() => 0,
         Some(w) => (w.as_millis() / window.interval.as_millis().max(1)) as usize + 1,
         None => consecutive.max(1),
     };
@@ -227,12 +248,27 @@ pub fn auto<'w>(
             break;
         }
     }
-    let decision = health::decide(&samples, triggers);
+    let mut decision = if samples.is_empty() {
+        Decision::Healthy {
+            reasons: Vec::new(),
+        }
+    } else {
+        health::decide(&samples, triggers)
+    };
+    // The judge is one more decider, over the window that ends now (after the sampling).
+    let judged = if judging {
+        let r = super::judge::judge_entry(ws, &loaded.history, current_idx, None)?;
+        decision = super::judge::combine(decision, super::judge::decision(&r));
+        Some(r)
+    } else {
+        None
+    };
     let mut report = AutoReport {
         current: current.clone(),
         samples,
         decision,
         target: None,
+        judge: judged,
     };
     let (severity, reasons) = match &report.decision {
         Decision::Trigger { severity, reasons } if *severity >= Severity::High => {
@@ -257,7 +293,16 @@ pub fn auto<'w>(
     // rollback: even if the rollback fails, automation cannot promote it again.
     if let Some(c) = prepared.loaded.history.current() {
         let bad = &mut prepared.loaded.history.deployments[c];
-        bad.health_checks = Some(as_history_node(&report.samples));
+        if !report.samples.is_empty() {
+            bad.health_checks = Some(as_history_node(&report.samples));
+        }
+        if let Some(j) = &report.judge {
+            bad.extra.retain(|(k, _)| k != "judge");
+            bad.extra.push((
+                "judge".into(),
+                super::judge::as_history_node(j, crate::history::Timestamp::now().as_str()),
+            ));
+        }
         bad.extra.retain(|(k, _)| k != "held");
         bad.extra.push((
             "held".into(),

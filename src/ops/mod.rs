@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod health;
+pub mod judge;
 pub mod promote;
 pub mod prune;
 pub mod record;

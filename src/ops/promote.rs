@@ -35,6 +35,42 @@ fn env_check(t: &Traffic, color: Color) -> Option<Check> {
     })
 }
 
+/// What the balancer says now, for `versions list`: read only from HAProxy's runtime API
+/// (a `command` balancer is never run for a listing: `None`).
+pub struct TrafficState {
+    pub balancer: String,
+    pub weights: Result<Weights, String>,
+    /// The newest version recorded on blue and on green.
+    pub blue_runs: Option<String>,
+    pub green_runs: Option<String>,
+}
+
+impl TrafficState {
+    pub fn runs(&self, c: Color) -> Option<&str> {
+        match c {
+            Color::Blue => self.blue_runs.as_deref(),
+            Color::Green => self.green_runs.as_deref(),
+        }
+    }
+}
+
+/// The blue-green state for a listing; `None` without blue-green or with a `command` balancer.
+pub fn traffic_state(ws: &Workspace, history: &History) -> Option<TrafficState> {
+    let t = blue_green(ws)?;
+    let switch = traffic::open(t);
+    if switch.runs_a_program() {
+        return None;
+    }
+    let rt = super::runtime().ok()?;
+    let runs = |c: Color| newest_on(history, c).map(|d| d.version.to_string());
+    Some(TrafficState {
+        balancer: switch.describe(),
+        weights: rt.block_on(switch.weights()).map_err(|e| e.to_string()),
+        blue_runs: runs(Color::Blue),
+        green_runs: runs(Color::Green),
+    })
+}
+
 /// The newest entry recorded on `color`.
 fn newest_on(history: &History, color: Color) -> Option<&Deployment> {
     history

@@ -42,12 +42,8 @@ pub fn record_with(
     req: &RecordRequest,
     listener: &dyn Listener,
 ) -> Result<Recorded, Error> {
-    let version = Version::parse(&req.version).map_err(|e| {
-        Error::refused(format!(
-            "--version {} is not a semver version: {e}",
-            req.version
-        ))
-    })?;
+    let version = Version::parse(&req.version)
+        .map_err(|e| Error::refused(format!("--version {} is not a version: {e}", req.version)))?;
     let super::Begun { lock, loaded, .. } =
         ws.begin("record", super::Access::WriteNew, listener)?;
     if let Some(why) = super::health::held(&loaded.history, &version).filter(|_| !req.force) {

@@ -9,6 +9,7 @@ pub mod github;
 pub mod haproxy;
 pub mod npm;
 pub mod podman;
+pub mod prometheus;
 pub mod proxy;
 pub mod push;
 pub mod registry;

@@ -47,11 +47,16 @@ pub fn same_version(a: &str, b: &str) -> bool {
     normalize_version(a) == normalize_version(b)
 }
 
-/// `Some(true)` when `target` is strictly older than `current`; semver first, and when either
-/// side is not semver any difference counts as older so a rollback still downgrades users.
+/// Whether `target` is strictly older than `current` in Homebrew's order (numbers compared
+/// numerically, `3.10 > 3.9`, `2024.04.05 < 2024.10.01`, pre-releases below releases); when
+/// either side is not a version bagboy can order, any difference counts as older so a
+/// rollback still downgrades users.
 pub fn is_older(target: &str, current: &str) -> bool {
     let (t, c) = (normalize_version(target), normalize_version(current));
-    match (semver::Version::parse(t), semver::Version::parse(c)) {
+    match (
+        crate::history::Version::parse(t),
+        crate::history::Version::parse(c),
+    ) {
         (Ok(t), Ok(c)) => t.cmp(&c) == Ordering::Less,
         _ => t != c,
     }

@@ -429,10 +429,17 @@ impl NpmRegistry {
             .deprecate_message
             .clone()
             .unwrap_or_else(|| consumers::DEFAULT_MESSAGE.into());
-        let target_semver = input.target.version.semver();
+        // npm's versions are semver: a release whose version is not has no npm version.
+        let Some(target_semver) = input.target.version.semver() else {
+            refusals.push(format!(
+                "{}: {} is not a semver version, so no npm version of {name} can be it",
+                self.name, input.target.version
+            ));
+            return Ok((steps, refusals, None));
+        };
         let from = input
             .current
-            .map(|c| c.version.semver())
+            .and_then(|c| c.version.semver())
             .filter(|c| *c != target_semver);
         let cv = from.map(|c| c.to_string());
         let versions = doc["versions"].as_object();

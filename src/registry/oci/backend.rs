@@ -125,6 +125,8 @@ impl BackendError for TagError {
                 | OciError::DockerConfig { .. }
                 | OciError::CredentialHelper { .. }
                 | OciError::ImmutableTag { .. }
+                // The config says HTTPS to a registry that speaks plain HTTP.
+                | OciError::PlainHttp { .. }
         )
     }
 }
@@ -226,7 +228,14 @@ impl TagStore {
                 let names = client.list_tags(repo).await?;
                 let candidates: Vec<String> = names
                     .into_iter()
-                    .filter(|t| Version::parse(t).map(|v| &v == version).unwrap_or(true))
+                    // A tag that is another full semver version names another release:
+                    // skipped. Anything else (`latest`, `1.2`, `1`, a CalVer) may float here.
+                    .filter(|t| {
+                        Version::parse(t)
+                            .ok()
+                            .filter(|v| v.semver().is_some())
+                            .is_none_or(|v| &v == version)
+                    })
                     .collect();
                 let mut out = Vec::new();
                 for chunk in candidates.chunks(8) {

@@ -146,7 +146,10 @@ impl OciClient {
         options: ClientOptions,
         credential: Option<Credential>,
     ) -> Result<OciClient, OciError> {
-        let scheme = if options.insecure { "http" } else { "https" };
+        // Docker treats 127.0.0.0/8 as an insecure registry by default: a loopback registry
+        // that answers plain HTTP is spoken to in plain HTTP without `insecure: true`.
+        let plain = options.insecure || crate::http::loopback_speaks_plain_http(host);
+        let scheme = if plain { "http" } else { "https" };
         let invalid = |reason: String| OciError::InvalidReference {
             input: host.to_string(),
             reason,
@@ -754,6 +757,10 @@ impl OciClient {
                 debug!(method = %call.method, url = %call.ctx.url, status = resp.status().as_u16(), "registry response");
                 Ok(resp)
             }
+            Err(e) if crate::http::is_plain_http_answer(&e) => Err(OciError::PlainHttp {
+                ctx: Box::new(call.ctx.clone()),
+                registry: self.host.clone(),
+            }),
             Err(e) => Err(OciError::Transport {
                 ctx: Box::new(call.ctx.clone()),
                 kind: transport_kind(&e),
@@ -814,12 +821,14 @@ impl OciClient {
                 cred.source()
             ),
             None => format!(
-                "no credentials found for {registry}: set BAGBOY_REGISTRY_USERNAME and BAGBOY_REGISTRY_PASSWORD, \
+                "no credentials found for {registry}: set BAGBOY_REGISTRY_HOST={registry} with \
+                 BAGBOY_REGISTRY_USERNAME and BAGBOY_REGISTRY_PASSWORD (without the host they are not used), \
                  or run `docker login {registry}` (bagboy reads Docker config.json: credHelpers, auths, credsStore)"
             ),
             Some(cred) => format!(
                 "the credentials from {} were rejected; bagboy takes credentials from \
-                 BAGBOY_REGISTRY_USERNAME/BAGBOY_REGISTRY_PASSWORD, then Docker config.json (credHelpers, auths, credsStore)",
+                 BAGBOY_REGISTRY_USERNAME/BAGBOY_REGISTRY_PASSWORD (for the host in BAGBOY_REGISTRY_HOST), \
+                 then Docker config.json (credHelpers, auths, credsStore)",
                 cred.source()
             ),
         };

@@ -99,6 +99,12 @@ pub enum OciError {
         actual: Digest,
     },
 
+    #[error("{ctx}: the registry answered plain HTTP to an HTTPS request; if {registry} is meant to be spoken to without TLS, set `insecure: true` on it in bagboy.yaml (skopeo's --tls-verify=false)")]
+    PlainHttp {
+        ctx: Box<RequestContext>,
+        registry: String,
+    },
+
     #[error("cannot reach {ctx}: {kind}")]
     Transport {
         ctx: Box<RequestContext>,
@@ -164,6 +170,7 @@ impl OciError {
             | OciError::NotFound { ctx, .. }
             | OciError::DigestMismatch { ctx, .. }
             | OciError::Transport { ctx, .. }
+            | OciError::PlainHttp { ctx, .. }
             | OciError::BadResponse { ctx, .. } => Some(ctx),
             _ => None,
         }
