@@ -532,7 +532,6 @@ fn aur_restores_pkgbuild_with_a_raised_epoch_and_the_srcinfo_makepkg_prints() {
         p.expect(0, &["record", "--version", &format!("v{v}")]);
     }
     let dry = p.expect(0, &["rollback", "--version", "v1.1.0", "--dry-run"]);
-    eprintln!("DRYAUR\n{}", dry.stdout);
     assert!(dry.stdout.contains("epoch 0 → 1"), "{}", dry.show());
     assert!(dry.stdout.contains("must keep `epoch=1`"), "{}", dry.show());
 
