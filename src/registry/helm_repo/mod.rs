@@ -15,7 +15,7 @@ use crate::registry::{self as registry, Env, Registry, RegistryError};
 
 pub static HELM_REPO: registry::Kind = registry::Kind {
     name: "helm-repo",
-    aliases: &["helm"],
+    aliases: &[],
     registry_is_path: false,
     recorded: true,
     check: check_options,
