@@ -681,6 +681,7 @@ impl Registry for GitRegistry {
                     restore.current_version.as_deref(),
                 )
                 || message.len() > 300
+                || message.contains(['\n', '\r'])
             {
                 return Err("the commit message is not one bagboy writes".into());
             }
