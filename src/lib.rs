@@ -1,5 +1,6 @@
 //! bagboy: roll every registry of a release back to a known-good version.
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod coordinator;
@@ -16,6 +17,8 @@ pub mod monitor;
 pub mod ops;
 pub mod plan;
 pub mod registry;
+pub mod release_file;
+pub mod suggest;
 pub mod validate;
 pub mod yaml;
 

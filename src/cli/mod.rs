@@ -1,6 +1,7 @@
 //! The command line: clap types, dispatch, and every line bagboy prints.
 
 mod audit;
+mod check;
 mod health;
 mod judge;
 mod output;
@@ -112,6 +113,8 @@ pub enum Command {
     /// Read and check the audit log (`.bagboy/audit.jsonl`)
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Check the config, the history, credentials and that every registry answers; exit 0 / 2
+    Check(CheckArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -253,6 +256,20 @@ pub struct RecordArgs {
     /// `staged` until `bagboy promote` switches traffic to it
     #[arg(long, value_name = "COLOR", value_parser = ["blue", "green"])]
     pub environment: Option<String>,
+    /// Record what a release tool's file names (still observed live): goreleaser[=DIR]
+    /// (default dist) or cargo-dist[=FILE] (default target/distrib/dist-manifest.json)
+    #[arg(long, value_name = "TOOL[=PATH]", value_parser = crate::release_file::Source::parse)]
+    pub from: Option<crate::release_file::Source>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
+    /// Print the `registries:` block matching a release tool's file: goreleaser[=DIR] or
+    /// cargo-dist[=FILE]
+    #[arg(long, value_name = "TOOL[=PATH]", value_parser = crate::release_file::Source::parse)]
+    pub from: Option<crate::release_file::Source>,
 }
 
 #[derive(Debug, Args)]
@@ -427,6 +444,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Apply(a) => rollback::apply(&Context::new(&cli)?, a),
         Command::Health(a) => health::health(&Context::new(&cli)?, a),
         Command::Record(a) => rollback::record(&Context::new(&cli)?, a),
+        // Not through `Context`: a config with problems is what check reports, not an error.
+        Command::Check(a) => check::run(&cli, a),
         Command::Promote(a) => promote::promote(&Context::new(&cli)?, a),
         Command::Recover(a) => rollback::recover(&Context::new(&cli)?, a),
         Command::Unlock(a) => rollback::unlock(&Context::new(&cli)?, a),

@@ -460,6 +460,7 @@ fn record_with(ctx: &Context, args: &RecordArgs, events: &Fanout) -> Result<(), 
         notes: args.notes.clone(),
         force: args.force,
         environment: args.environment.clone(),
+        from: args.from.clone(),
     };
     let recorded = ops::record::record(&ctx.ws, &req, events)?;
     for w in &recorded.warnings {
@@ -495,24 +496,11 @@ fn record_with(ctx: &Context, args: &RecordArgs, events: &Fanout) -> Result<(), 
     }
     s.push('\n');
     for p in &entry.packages {
-        let what = match (&p.digest, &p.tap_commit) {
-            (Some(d), _) => format!(
-                "{} tags: {}",
-                super::output::short_digest(d),
-                p.tags.join(", ")
-            ),
-            (None, Some(c)) => format!(
-                "{} at {}",
-                p.formula.as_deref().unwrap_or("-"),
-                super::output::short_commit(c)
-            ),
-            _ => String::new(),
-        };
         s.push_str(&format!(
             "  {} {}  {}\n",
             clean(&p.format),
             clean(&p.registry),
-            clean(&what)
+            clean(&crate::registry::describe(p))
         ));
     }
     ctx.out.raw(&s);

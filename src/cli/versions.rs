@@ -191,6 +191,10 @@ pub fn deployment_json(d: &Deployment, current: bool) -> Value {
 }
 
 fn package_json(p: &Package) -> Value {
+    let record: serde_json::Map<String, Value> = crate::registry::record_fields(p)
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
     json!({
         "format": p.format,
         "registry": p.registry,
@@ -199,6 +203,7 @@ fn package_json(p: &Package) -> Value {
         "tags": p.tags,
         "formula": p.formula,
         "tap_commit": p.tap_commit,
+        "record": record,
     })
 }
 
@@ -220,27 +225,30 @@ impl RegistryDiff<'_> {
                 b.and_then(f).unwrap_or_else(|| "-".into()),
             )
         };
-        for (name, (x, y)) in [
-            ("digest", field(|p| p.digest.clone())),
-            ("tap_commit", field(|p| p.tap_commit.clone())),
-            ("formula", field(|p| p.formula.clone())),
-            ("status", field(|p| p.status.map(|s| s.to_string()))),
-        ] {
-            if x != y {
-                out.push((name.to_string(), x, y));
+        // Every field of every backend's record, in the order the records give them.
+        let fa = a.map(crate::registry::record_fields).unwrap_or_default();
+        let fb = b.map(crate::registry::record_fields).unwrap_or_default();
+        let mut keys: Vec<&String> = Vec::new();
+        for (k, _) in fa.iter().chain(fb.iter()) {
+            if !keys.contains(&k) {
+                keys.push(k);
             }
         }
-        let ta: Vec<&String> = a.map(|p| p.tags.iter().collect()).unwrap_or_default();
-        let tb: Vec<&String> = b.map(|p| p.tags.iter().collect()).unwrap_or_default();
-        if ta != tb {
-            let join = |t: &[&String]| {
-                if t.is_empty() {
-                    "-".to_string()
-                } else {
-                    t.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-                }
-            };
-            out.push(("tags".into(), join(&ta), join(&tb)));
+        let get = |f: &[(String, String)], k: &str| {
+            f.iter()
+                .find(|(x, _)| x == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| "-".into())
+        };
+        for k in keys {
+            let (x, y) = (get(&fa, k), get(&fb, k));
+            if x != y {
+                out.push((k.clone(), x, y));
+            }
+        }
+        let (x, y) = field(|p| p.status.map(|s| s.to_string()));
+        if x != y {
+            out.push(("status".into(), x, y));
         }
         out
     }

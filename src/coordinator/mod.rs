@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use futures_util::StreamExt;
 use serde::Serialize;
 
-pub use record::observe_release;
+pub use record::{observe_release, probe_all, resolve_tag};
 pub use recover::{RecoverReport, Recovered};
 pub use run::{Gate, Outcome, OutcomeKind, StepReport};
 pub use target::choose_target;

@@ -3,7 +3,7 @@
 use super::{errors_to_error, RollbackCoordinator};
 use crate::error::Error;
 use crate::history::Version;
-use crate::registry::Observation;
+use crate::registry::{Observation, Probe};
 
 /// Observe the configured registries for `version`: one package per registry.
 pub async fn observe_release(
@@ -46,4 +46,37 @@ pub async fn observe_release(
         return Err(errors_to_error("observing", errors));
     }
     Ok(packages)
+}
+
+/// The digest `tag` points at now in the configured `registry` (a release file's claims are
+/// checked against it); `None`: no such tag.
+pub async fn resolve_tag(
+    coordinator: &RollbackCoordinator<'_>,
+    registry: &str,
+    tag: &str,
+) -> Result<Option<String>, crate::registry::RegistryError> {
+    let cfg = coordinator
+        .config()
+        .find_registry(registry)
+        .ok_or_else(|| crate::registry::RegistryError::Invalid {
+            registry: registry.to_string(),
+            message: "not a registry of this run".into(),
+        })?;
+    coordinator.backend(cfg)?.resolve_tag(tag).await
+}
+
+/// `bagboy check`: each configured registry's credential source and one read-only request,
+/// all at once; a registry that cannot be opened says why.
+pub async fn probe_all(
+    coordinator: &RollbackCoordinator<'_>,
+) -> Vec<(String, String, Result<Probe, String>)> {
+    let config = coordinator.config();
+    let probes = config.registries.iter().map(|cfg| async move {
+        let probe = match coordinator.backend(cfg) {
+            Ok(b) => Ok(b.probe().await),
+            Err(e) => Err(e.to_string()),
+        };
+        (cfg.format.clone(), cfg.registry.clone(), probe)
+    });
+    futures_util::future::join_all(probes).await
 }

@@ -181,12 +181,16 @@ fn validation(p: &mut Problems, w: &mut Vec<Problem>, node: &Node) -> Validation
                         v.backwards = Some(migrations(p, w, val));
                     }
                 }
-                _ => w.push(Problem {
-                    loc: k.loc,
-                    message: format!(
-                        "unknown validation `{key}` ignored (known: verify_dependencies, run_smoke_tests, check_backwards_compatibility)"
-                    ),
-                }),
+                _ => w.push(crate::suggest::unknown_key(
+                    k.loc,
+                    "validation",
+                    key,
+                    &[
+                        "verify_dependencies",
+                        "run_smoke_tests",
+                        "check_backwards_compatibility",
+                    ],
+                )),
             }
         }
     }
@@ -421,13 +425,7 @@ fn known(p: &mut Problems, w: &mut Vec<Problem>, node: &Node, what: &str, keys: 
     };
     for (key, k, _) in entries {
         if !keys.contains(&key) {
-            w.push(Problem {
-                loc: k.loc,
-                message: format!(
-                    "unknown {what} key `{key}` ignored (known: {})",
-                    keys.join(", ")
-                ),
-            });
+            w.push(crate::suggest::unknown_key(k.loc, what, key, keys));
         }
     }
     true
@@ -697,12 +695,16 @@ fn trigger(p: &mut Problems, w: &mut Vec<Problem>, node: &Node) -> Option<AutoTr
         }),
         "response_time_threshold" => duration(p, key, v).map(AutoTrigger::ResponseTime),
         other => {
-            w.push(Problem {
-                loc: k.loc,
-                message: format!(
-                    "unknown auto_trigger `{other}` ignored (known: health_check_failures, error_rate_threshold, response_time_threshold)"
-                ),
-            });
+            w.push(crate::suggest::unknown_key(
+                k.loc,
+                "auto_trigger",
+                other,
+                &[
+                    "health_check_failures",
+                    "error_rate_threshold",
+                    "response_time_threshold",
+                ],
+            ));
             None
         }
     }

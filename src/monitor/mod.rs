@@ -82,8 +82,15 @@ impl Settings {
                 }
                 "textfile" => {
                     out.textfile = p.string(key, v).map(PathBuf::from);
-                    if out.textfile.as_ref().is_some_and(|t| t.as_os_str().is_empty()) {
-                        p.push(v.loc, "`textfile` is empty: name a file (or leave the key out)");
+                    if out
+                        .textfile
+                        .as_ref()
+                        .is_some_and(|t| t.as_os_str().is_empty())
+                    {
+                        p.push(
+                            v.loc,
+                            "`textfile` is empty: name a file (or leave the key out)",
+                        );
                         out.textfile = None;
                     }
                     if let Some(t) = &out.textfile {
@@ -105,12 +112,12 @@ impl Settings {
                         }
                     }
                 }
-                _ => warnings.push(Problem {
-                    loc: k.loc,
-                    message: format!(
-                        "unknown monitoring key `{key}` ignored (known: webhooks, pushgateway, textfile)"
-                    ),
-                }),
+                _ => warnings.push(crate::suggest::unknown_key(
+                    k.loc,
+                    "monitoring",
+                    key,
+                    &["webhooks", "pushgateway", "textfile"],
+                )),
             }
         }
         out
@@ -146,10 +153,12 @@ fn webhook(p: &mut Problems, warnings: &mut Vec<Problem>, node: &Node) -> Option
                 }
             }
             "routing_key_env" => env = p.string(key, v),
-            _ => warnings.push(Problem {
-                loc: k.loc,
-                message: format!("unknown webhook key `{key}` ignored"),
-            }),
+            _ => warnings.push(crate::suggest::unknown_key(
+                k.loc,
+                "webhook",
+                key,
+                &["url", "format", "events", "routing_key_env"],
+            )),
         }
     }
     let Some(url) = url else {

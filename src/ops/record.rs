@@ -16,6 +16,8 @@ pub struct RecordRequest {
     pub force: bool,
     /// Blue-green: `blue` or `green`.
     pub environment: Option<String>,
+    /// `--from`: a release tool's file naming what the release published.
+    pub from: Option<crate::release_file::Source>,
 }
 
 /// What `record` wrote.
@@ -32,7 +34,79 @@ pub fn record(
     req: &RecordRequest,
     listener: &dyn Listener,
 ) -> Result<Recorded, Error> {
-    record_with(ws, RollbackCoordinator::new(&ws.config), req, listener)
+    let Some(source) = &req.from else {
+        return record_with(ws, RollbackCoordinator::new(&ws.config), req, listener);
+    };
+    // The file is read before anything else: a wrong file changes nothing.
+    let file = source.load()?;
+    file.check_version(&parse_version(req)?)?;
+    let merged = file.merge(&ws.config);
+    let coordinator = RollbackCoordinator::new(&merged.config);
+    record_inner(ws, coordinator, req, Some(&merged), listener)
+}
+
+fn parse_version(req: &RecordRequest) -> Result<Version, Error> {
+    Version::parse(&req.version)
+        .map_err(|e| Error::refused(format!("--version {} is not a version: {e}", req.version)))
+}
+
+/// Every digest the release file states is the one the registry serves for that tag.
+fn check_claims(
+    rt: &tokio::runtime::Runtime,
+    coordinator: &RollbackCoordinator<'_>,
+    version: &Version,
+    observed: &[crate::registry::Observation],
+    merged: &crate::release_file::Merged,
+) -> Result<(), Error> {
+    let mut wrong = Vec::new();
+    let mut errors = Vec::new();
+    for (registry, claim) in &merged.claims {
+        let observed_digest = observed
+            .iter()
+            .find(|o| &o.package.registry == registry)
+            .and_then(|o| o.package.digest.clone());
+        let version_tag = Version::parse(&claim.tag).is_ok_and(|v| &v == version);
+        let live = match observed_digest.filter(|_| version_tag) {
+            Some(d) => Some(d),
+            None => {
+                match rt.block_on(coordinator::resolve_tag(coordinator, registry, &claim.tag)) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        errors.push((registry.clone(), e));
+                        continue;
+                    }
+                }
+            }
+        };
+        let at = format!("{registry}:{}", claim.tag);
+        match live {
+            Some(d) if d == claim.digest => {}
+            Some(d) => wrong.push(format!(
+                "{at}: the file ({}) says {}, the registry serves {d}",
+                claim.artifact, claim.digest
+            )),
+            None => wrong.push(format!(
+                "{at}: the file ({}) says {}, the registry has no such tag",
+                claim.artifact, claim.digest
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(coordinator::errors_to_error(
+            "checking the release file",
+            errors,
+        ));
+    }
+    if wrong.is_empty() {
+        return Ok(());
+    }
+    Err(Error::refused_with_hint(
+        format!(
+            "the release file does not match the registries; nothing was recorded:\n  {}",
+            wrong.join("\n  ")
+        ),
+        "a record never trusts a file: push the release again, or record from the file that was published",
+    ))
 }
 
 /// [`record`] with a given coordinator (fake backends, in tests).
@@ -42,8 +116,17 @@ pub fn record_with(
     req: &RecordRequest,
     listener: &dyn Listener,
 ) -> Result<Recorded, Error> {
-    let version = Version::parse(&req.version)
-        .map_err(|e| Error::refused(format!("--version {} is not a version: {e}", req.version)))?;
+    record_inner(ws, coordinator, req, None, listener)
+}
+
+fn record_inner(
+    ws: &Workspace,
+    coordinator: RollbackCoordinator<'_>,
+    req: &RecordRequest,
+    merged: Option<&crate::release_file::Merged>,
+    listener: &dyn Listener,
+) -> Result<Recorded, Error> {
+    let version = parse_version(req)?;
     let super::Begun { lock, loaded, .. } =
         ws.begin("record", super::Access::WriteNew, listener)?;
     if let Some(why) = super::health::held(&loaded.history, &version).filter(|_| !req.force) {
@@ -54,7 +137,10 @@ pub fn record_with(
     }
     let rt = super::runtime()?;
     let observed = rt.block_on(coordinator::observe_release(&coordinator, &version))?;
-    let warnings: Vec<String> = observed
+    if let Some(m) = merged {
+        check_claims(rt, &coordinator, &version, &observed, m)?;
+    }
+    let mut warnings: Vec<String> = observed
         .iter()
         .flat_map(|o| {
             o.warnings
@@ -81,6 +167,14 @@ pub fn record_with(
     let mut entry = Deployment::new(version, status);
     entry.commit = req.commit.clone();
     entry.notes = req.notes.clone();
+    if let Some(m) = merged.filter(|m| !m.notes.is_empty()) {
+        let from = format!("recorded --from: {}", m.notes.join("; "));
+        entry.notes = Some(match entry.notes.take() {
+            Some(n) => format!("{n}\n{from}"),
+            None => from,
+        });
+        warnings.extend(m.notes.iter().cloned());
+    }
     entry.actor = super::actor();
     entry.packages = packages;
     if staged {

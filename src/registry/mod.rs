@@ -63,6 +63,79 @@ pub static KINDS: &[&Kind] = &[
     &gitops::GITOPS,
 ];
 
+/// What a package record holds, as `(field, value)` pairs for people: the fields the history
+/// format names (`digest`, `tags`, `formula`, `tap_commit`) and every backend's own record
+/// under `extra` (npm's packages, a release id, a git registry's commit), flattened to
+/// `key.sub` paths. One renderer for every backend, however new.
+pub fn record_fields(p: &Package) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if let Some(d) = &p.digest {
+        out.push(("digest".to_string(), d.clone()));
+    }
+    if !p.tags.is_empty() {
+        out.push(("tags".to_string(), p.tags.join(", ")));
+    }
+    if let Some(f) = &p.formula {
+        out.push(("formula".to_string(), f.clone()));
+    }
+    if let Some(c) = &p.tap_commit {
+        out.push(("tap_commit".to_string(), c.clone()));
+    }
+    fn flatten(prefix: &str, node: &crate::yaml::Node, out: &mut Vec<(String, String)>) {
+        use crate::yaml::Value;
+        match &node.value {
+            Value::Null => {}
+            Value::Scalar(s) => out.push((prefix.to_string(), s.text.clone())),
+            Value::Seq(items) => {
+                let scalars: Vec<&str> = items
+                    .iter()
+                    .filter_map(|i| i.as_scalar().map(|s| s.text.as_str()))
+                    .collect();
+                if scalars.len() == items.len() {
+                    out.push((prefix.to_string(), scalars.join(", ")));
+                } else {
+                    for (i, item) in items.iter().enumerate() {
+                        flatten(&format!("{prefix}[{i}]"), item, out);
+                    }
+                }
+            }
+            Value::Map(_) => {
+                for (k, _, v) in node.entries().into_iter().flatten() {
+                    flatten(&format!("{prefix}.{k}"), v, out);
+                }
+            }
+        }
+    }
+    for (k, v) in &p.extra {
+        flatten(k, v, &mut out);
+    }
+    out
+}
+
+/// A package record in one line: `record`'s output and `versions list`.
+pub fn describe(p: &Package) -> String {
+    let short = |s: &str| -> String {
+        if let Some(hex) = s.strip_prefix("sha256:") {
+            format!("sha256:{}", hex.chars().take(12).collect::<String>())
+        } else if s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            s.chars().take(10).collect()
+        } else {
+            s.to_string()
+        }
+    };
+    let fields = record_fields(p);
+    let mut parts: Vec<String> = fields
+        .iter()
+        .filter(|(k, _)| k != "version")
+        .take(6)
+        .map(|(k, v)| format!("{}: {}", k.rsplit('.').next().unwrap_or(k), short(v)))
+        .collect();
+    if fields.len() > 6 {
+        parts.push(format!("(+{} more)", fields.len() - 6));
+    }
+    parts.join("; ")
+}
+
 /// The kind named `name` (canonical or alias).
 pub fn kind(name: &str) -> Option<&'static Kind> {
     KINDS
@@ -160,6 +233,15 @@ pub struct Verified {
     pub warnings: Vec<String>,
     /// What was checked, for the plan (`12 blobs of 2 manifests present`).
     pub summary: String,
+}
+
+/// What `bagboy check` found out about one registry, without changing it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Probe {
+    /// Where the credential was found (an env var name, a file), `None`: anonymous.
+    pub credential: Option<String>,
+    /// `Some(Ok(what answered))`, `Some(Err(why not))`, or `None`: this backend has no probe.
+    pub reached: Option<Result<String, String>>,
 }
 
 /// What `undo` knows about a step it is asked to reverse.
@@ -274,6 +356,27 @@ pub trait Registry: Send + Sync {
         &'a self,
         version: &'a Version,
     ) -> BoxFuture<'a, Result<Observation, RegistryError>>;
+
+    /// The digest `tag` points at now, `None` when there is no such tag: for checking the
+    /// digests a release file (`record --from`) states. Registries without tags refuse.
+    fn resolve_tag<'a>(
+        &'a self,
+        _tag: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, RegistryError>> {
+        let registry = self.name().to_string();
+        Box::pin(async move {
+            Err(RegistryError::Invalid {
+                registry,
+                message: "this registry has no tags to check".into(),
+            })
+        })
+    }
+
+    /// `bagboy check`: where this registry's credential comes from (never the secret) and
+    /// whether it answers one read-only request.
+    fn probe(&self) -> BoxFuture<'_, Probe> {
+        Box::pin(async { Probe::default() })
+    }
 
     /// The package to record for the target after the plan's steps succeeded: by default the
     /// target's own record, deployed. `None` for what is not a registry of a release (traffic).

@@ -45,10 +45,12 @@ impl Options {
         for (key, k, v) in cfg.options() {
             match key {
                 "demote_bad_release" => o.demote_bad_release = p.boolean(key, v).unwrap_or(false),
-                _ => w.push(Problem {
-                    loc: k.loc,
-                    message: format!("unknown github-release key `{key}` ignored"),
-                }),
+                _ => w.push(crate::suggest::unknown_key(
+                    k.loc,
+                    "github-release",
+                    key,
+                    &["format", "registry", "demote_bad_release"],
+                )),
             }
         }
         if crate::github::parse_repo(&cfg.registry).is_none() {
@@ -252,6 +254,23 @@ impl Registry for GithubReleases {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn probe(&self) -> BoxFuture<'_, crate::registry::Probe> {
+        Box::pin(async move {
+            let reached = self
+                .latest()
+                .await
+                .map(|l| match l {
+                    Some(_) => format!("read the latest release of {}", self.api.repository()),
+                    None => format!("{} answered: no release yet", self.api.repository()),
+                })
+                .map_err(|e| e.to_string());
+            crate::registry::Probe {
+                credential: self.api.has_token().then(|| "GITHUB_TOKEN".to_string()),
+                reached: Some(reached),
+            }
+        })
     }
 
     fn plan<'a>(

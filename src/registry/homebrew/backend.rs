@@ -60,10 +60,12 @@ impl Options {
                         p.push(v.loc, e.to_string());
                     }
                 }
-                _ => warnings.push(Problem {
-                    loc: k.loc,
-                    message: format!("unknown registry key `{key}` ignored"),
-                }),
+                _ => warnings.push(crate::suggest::unknown_key(
+                    k.loc,
+                    "registry",
+                    key,
+                    &["format", "registry", "remote", "branch", "formula", "cask"],
+                )),
             }
         }
         p.finish(o, warnings)
@@ -184,6 +186,27 @@ impl Registry for BrewRegistry {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn probe(&self) -> BoxFuture<'_, crate::registry::Probe> {
+        Box::pin(async move {
+            // The token goes to github.com only (the git runner scopes it there).
+            let credential = super::tap_url(&self.spec)
+                .ok()
+                .filter(|u| u.starts_with("https://github.com/"))
+                .filter(|_| std::env::var("GITHUB_TOKEN").is_ok_and(|t| !t.is_empty()))
+                .map(|_| "GITHUB_TOKEN (for github.com)".to_string());
+            // Fetching into bagboy's cache is the read: nothing outside the cache is written.
+            let reached = self
+                .tap()
+                .await
+                .map(|t| format!("fetched {} ({})", t.url_display(), t.branch()))
+                .map_err(|e| e.to_string());
+            crate::registry::Probe {
+                credential,
+                reached: Some(reached),
+            }
+        })
     }
 
     fn plan<'a>(

@@ -84,10 +84,19 @@ impl Options {
                 "dist_tags" => o.dist_tags = p.string_list(key, v),
                 "deprecate_bad" => o.deprecate_bad = p.boolean(key, v).unwrap_or(false),
                 "deprecate_message" => o.deprecate_message = p.string(key, v),
-                _ => w.push(Problem {
-                    loc: k.loc,
-                    message: format!("unknown npm key `{key}` ignored"),
-                }),
+                _ => w.push(crate::suggest::unknown_key(
+                    k.loc,
+                    "npm",
+                    key,
+                    &[
+                        "format",
+                        "registry",
+                        "packages",
+                        "dist_tags",
+                        "deprecate_bad",
+                        "deprecate_message",
+                    ],
+                )),
             }
         }
         if o.packages.is_empty() {
@@ -596,6 +605,27 @@ impl Registry for NpmRegistry {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn probe(&self) -> BoxFuture<'_, crate::registry::Probe> {
+        Box::pin(async move {
+            let credential = self
+                .token
+                .as_ref()
+                .and_then(|_| npmrc::token_source(&self.base));
+            let reached = match self.opts.packages.first() {
+                Some(name) => self
+                    .packument(name)
+                    .await
+                    .map(|_| format!("GET {name} on {} answered", self.name))
+                    .map_err(|e| e.to_string()),
+                None => Err("no package configured to read".into()),
+            };
+            crate::registry::Probe {
+                credential,
+                reached: Some(reached),
+            }
+        })
     }
 
     fn plan<'a>(

@@ -53,6 +53,18 @@ pub fn token_for(registry: &reqwest::Url) -> Option<SecretString> {
     token_in(&String::from_utf8_lossy(&text), registry)
 }
 
+/// Where the token for `registry` is written (`//host/:_authToken` in ~/.npmrc), for
+/// `bagboy check`; never the token.
+pub fn token_source(registry: &reqwest::Url) -> Option<String> {
+    token_for(registry)?;
+    let path = user_npmrc()?;
+    Some(format!(
+        "`{}:_authToken` in {}",
+        nerf(registry),
+        path.display()
+    ))
+}
+
 pub fn token_in(npmrc: &str, registry: &reqwest::Url) -> Option<SecretString> {
     let want = nerf(registry);
     let mut best: Option<(usize, String)> = None;

@@ -66,10 +66,12 @@ impl Options {
                         }
                     }
                 }
-                _ => warnings.push(Problem {
-                    loc: k.loc,
-                    message: format!("unknown registry key `{key}` ignored"),
-                }),
+                _ => warnings.push(crate::suggest::unknown_key(
+                    k.loc,
+                    "registry",
+                    key,
+                    &["format", "registry", "insecure", "move_tags"],
+                )),
             }
         }
         p.finish(o, warnings)
@@ -523,6 +525,38 @@ impl Registry for TagRegistry {
 
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn resolve_tag<'a>(
+        &'a self,
+        tag: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, RegistryError>> {
+        Box::pin(async move { Ok(self.store.resolve(tag).await?.map(|d| d.to_string())) })
+    }
+
+    fn probe(&self) -> BoxFuture<'_, crate::registry::Probe> {
+        Box::pin(async move {
+            match &self.store {
+                TagStore::Remote { client, .. } => crate::registry::Probe {
+                    credential: client.credential_source(),
+                    reached: Some(
+                        client
+                            .ping()
+                            .await
+                            .map(|()| format!("GET /v2/ on {} answered", client.host()))
+                            .map_err(|e| e.to_string()),
+                    ),
+                },
+                TagStore::Layout(l) => crate::registry::Probe {
+                    credential: None,
+                    reached: Some(
+                        l.tags()
+                            .map(|t| format!("OCI layout with {} tags", t.len()))
+                            .map_err(|e| e.to_string()),
+                    ),
+                },
+            }
+        })
     }
 
     fn plan<'a>(

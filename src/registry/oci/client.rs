@@ -176,6 +176,11 @@ impl OciClient {
         &self.host
     }
 
+    /// Where the credential this client sends came from (never the secret itself).
+    pub fn credential_source(&self) -> Option<String> {
+        self.credential.as_ref().map(|c| c.source().to_string())
+    }
+
     /// `GET /v2/`: checks reachability and credentials. For diagnostics only.
     pub async fn ping(&self) -> Result<(), OciError> {
         let url = self.url("v2/")?;
