@@ -360,6 +360,12 @@ fn scoop_manifest_is_restored_byte_for_byte_as_a_new_commit() {
         package(release(&h, "v1.1.0"), "scoop")["scoop"]["commit"],
         commits[1].as_str()
     );
+    let check = p.expect(0, &["check"]);
+    assert!(
+        check.stdout.contains("fetched") && check.stdout.contains("acme/scoop-bucket"),
+        "check reaches the bucket read-only: {}",
+        check.show()
+    );
 
     let dry = p.expect(
         0,

@@ -470,6 +470,26 @@ impl Registry for GitRegistry {
         &self.name
     }
 
+    fn probe(&self) -> BoxFuture<'_, registry::Probe> {
+        Box::pin(async move {
+            // The token goes to github.com only (the git runner scopes it there).
+            let credential = super::repo_url(&self.spec)
+                .filter(|u| u.starts_with("https://github.com/"))
+                .filter(|_| std::env::var("GITHUB_TOKEN").is_ok_and(|t| !t.is_empty()))
+                .map(|_| "GITHUB_TOKEN (for github.com)".to_string());
+            // Fetching into bagboy's cache is the read: nothing outside the cache is written.
+            let reached = self
+                .repo()
+                .await
+                .map(|r| format!("fetched {} ({})", r.url_display(), r.branch()))
+                .map_err(|e| e.to_string());
+            registry::Probe {
+                credential,
+                reached: Some(reached),
+            }
+        })
+    }
+
     fn plan<'a>(
         &'a self,
         input: PlanInput<'a>,
