@@ -87,6 +87,20 @@ impl Error {
     /// A next step for the user, when there is an obvious one.
     pub fn hint(&self) -> Option<String> {
         match self {
+            Error::History(HistoryError::NotFound { .. })
+                if !["bagboy.yaml", "bagboy.yml"]
+                    .iter()
+                    .any(|f| std::path::Path::new(f).exists())
+                    && std::env::var_os("BAGBOY_CONFIG").is_none()
+                    && !std::env::args().any(|a| a == "--config" || a.starts_with("--config=")) =>
+            {
+                Some(format!(
+                    "there is no bagboy.yaml in {}: run bagboy from the project's directory, or pass --config PATH",
+                    std::env::current_dir()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_else(|_| "this directory".into())
+                ))
+            }
             Error::History(HistoryError::NotFound { .. }) => Some(
                 "record a release first with `bagboy record --version V`, or point --history at the file".into(),
             ),

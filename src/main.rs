@@ -12,11 +12,46 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let color = cli.color.enabled(std::io::stderr().is_terminal());
     init_tracing(&cli, color);
+    on_interrupt();
+    let json = cli.log_format == LogFormat::Json;
     match bagboy::cli::run(cli) {
         Ok(()) => ExitCode::from(Exit::Success as u8),
+        Err(e) if json => {
+            // With --log-format json, the final error is a JSON log line too.
+            tracing::error!(
+                exit = e.exit() as u8,
+                hint = e.hint().unwrap_or_default(),
+                "{e}"
+            );
+            ExitCode::from(e.exit() as u8)
+        }
         Err(e) => {
             render_error(&e, color);
             ExitCode::from(e.exit() as u8)
+        }
+    }
+}
+
+/// Ctrl-C (or SIGTERM): say what state things are left in, then die of the signal as before.
+/// Everything in the handler is async-signal-safe: one `write` of a fixed text, then the
+/// default action re-raised.
+fn on_interrupt() {
+    extern "C" fn handler(sig: libc::c_int) {
+        const MSG: &[u8] = b"\nbagboy: interrupted. A rollback, apply, promote or recover that was changing registries left its journal under .bagboy/journal/: run `bagboy recover` to finish or undo it (nothing else is needed otherwise).\n";
+        // SAFETY: write(2), signal(2) and raise(3) are async-signal-safe.
+        unsafe {
+            libc::write(2, MSG.as_ptr().cast(), MSG.len());
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig);
+        }
+    }
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installing a handler that only calls async-signal-safe functions.
+        unsafe {
+            libc::signal(
+                sig,
+                handler as extern "C" fn(libc::c_int) as libc::sighandler_t,
+            );
         }
     }
 }

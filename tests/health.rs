@@ -349,6 +349,22 @@ fn auto(extra_checks: &str) -> Auto {
 fn auto_rolls_back_to_the_last_known_good_release_after_three_failures_and_holds_the_bad_one() {
     let a = auto("");
     a.healthy.store(false, Ordering::SeqCst);
+    // A preview first: the decision and the plan, and nothing changes.
+    let before = a.p.history();
+    let latest = a.reg.tag_digest("acme/app", "latest");
+    let dry = run_in(
+        &a.p,
+        &[],
+        &["rollback", "--auto", "--dry-run", "--interval", "100ms"],
+    );
+    assert_eq!(dry.code, Some(0), "{}", dry.show());
+    assert!(
+        dry.stdout.contains("critical") && dry.stdout.contains("nothing was changed"),
+        "{}",
+        dry.show()
+    );
+    assert_eq!(a.p.history(), before);
+    assert_eq!(a.reg.tag_digest("acme/app", "latest"), latest);
     let run = run_in(&a.p, &[], &["rollback", "--auto", "--interval", "100ms"]);
     assert_eq!(run.code, Some(0), "{}", run.show());
     assert!(run.stdout.contains("critical"), "{}", run.show());

@@ -113,7 +113,7 @@ pub fn auto(ctx: &Context, args: &RollbackArgs, events: &Fanout) -> Result<(), E
         watch: args.watch,
         interval: args.interval,
     };
-    let (report, prepared) = ops::health::auto(&ctx.ws, window, events)?;
+    let (report, prepared) = ops::health::auto(&ctx.ws, window, args.dry_run, events)?;
     let reasons = match &report.decision {
         Decision::Healthy { reasons }
         | Decision::Inconclusive { reasons }
@@ -186,6 +186,20 @@ pub fn auto(ctx: &Context, args: &RollbackArgs, events: &Fanout) -> Result<(), E
                 "the health checks were inconclusive; nothing was changed".into(),
                 Exit::Inconclusive,
             ))
+        }
+        // A preview: what --auto would decide, and the plan it would run; nothing changes.
+        (Decision::Trigger { .. }, Some(prepared)) if args.dry_run => {
+            if args.format == ReportFormat::Json {
+                ctx.out.line(&pretty(&serde_json::json!({
+                    "auto": json_report(),
+                    "plan": super::render::plan_json(&prepared.plan),
+                })));
+            } else {
+                ctx.out.line("");
+                super::rollback::print_plan(ctx, &prepared.plan, args.format);
+                ctx.out.line("(dry-run: nothing was changed)");
+            }
+            Ok(())
         }
         (Decision::Trigger { .. }, Some(prepared)) => {
             let yes = args.yes || report.without_asking();

@@ -29,8 +29,8 @@ pub use output::Output;
     about = "Roll every registry of a release back to a known-good version",
     long_about = "Roll every registry of a release back to a known-good version.\n\n\
 bagboy keeps a deployment history (.bagboy/deployment-history.yml), plans a rollback per \
-registry (Docker/OCI tags, OCI layouts, Homebrew taps), previews it, applies it with \
-compensation on failure, and records the outcome.",
+registry (Docker/OCI tags, OCI layouts, Homebrew taps, npm dist-tags, GitHub Releases, \
+blue-green traffic), previews it, applies it with compensation on failure, and records the outcome.",
     after_help = "Exit codes: 0 success, 1 failed and undone, 2 bad usage or input (nothing changed), \
 3 partly applied (run `bagboy recover`), 4 locked, or the history or a registry changed underneath, \
 5 a health check failed, 6 a health check could not be evaluated (nothing changed)."
@@ -169,7 +169,9 @@ pub struct RollbackArgs {
     pub force: bool,
     /// Roll back only if the health checks and `auto_trigger` thresholds say so, to the last
     /// known-good release (critical triggers roll back without a prompt)
-    #[arg(long, conflicts_with_all = ["version", "dry_run"])]
+    /// (with --dry-run: what it would decide and the plan it would run; `command` checks are
+    /// not run)
+    #[arg(long, conflicts_with = "version")]
     pub auto: bool,
     /// With --auto: sample over this window (e.g. 5m) [default: as many rounds as the
     /// consecutive-failure limit]

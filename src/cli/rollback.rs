@@ -23,6 +23,15 @@ impl Listener for Progress {
     fn on(&self, event: &Event<'_>) {
         match event {
             Event::StepStarted { registry, step } => {
+                // On a terminal, what is in flight shows at once (a slow registry is visible).
+                if self.tty {
+                    eprintln!(
+                        "  … {} {} {}",
+                        clean(registry),
+                        clean(&step.reference),
+                        step.action
+                    );
+                }
                 tracing::debug!(registry, reference = %step.reference, "applying");
             }
             Event::StepFinished {
@@ -186,6 +195,10 @@ pub fn rollback(ctx: &Context, args: &RollbackArgs, comment_key: &str) -> Result
     };
     if let (true, Some(pr)) = (args.dry_run, &args.comment_pr) {
         return dry_run_commented(ctx, args, req, pr, comment_key);
+    }
+    if args.auto && args.dry_run {
+        // A preview of the decision: no audit, no metrics, no webhook.
+        return super::health::auto(ctx, args, &listeners());
     }
     if args.dry_run {
         return rollback_with(ctx, args, req, &listeners());

@@ -172,6 +172,11 @@ fn read_holder(path: &Path) -> Result<Holder, LockError> {
 
 /// A lock is stale when its holder ran on this host and that process is gone (or its pid now
 /// belongs to a process that started at another time). Locks from other hosts are never stale.
+/// Whether the holder is a process on this host that is gone (its lock will be taken over).
+pub fn holder_is_gone(h: &Holder) -> bool {
+    h.host == host_name() && is_stale(h)
+}
+
 fn is_stale(h: &Holder) -> bool {
     if h.host != host_name() {
         return false;

@@ -128,7 +128,11 @@ fn body(r: &Record, sent: &[Sent]) -> Value {
         "target": r.target(),
         "current": r.current(),
         "plan_sha256": plan_sha256,
-        "outcome": r.outcome.as_ref().map(|o| serde_json::to_value(&o.kind).unwrap_or_default())
+        "outcome": r.outcome.as_ref().map(|o| match (&o.kind, r.operation.as_str()) {
+            // A promotion that went through is a promotion, not a rollback.
+            (crate::coordinator::OutcomeKind::RolledBack, "promote") => json!("promoted"),
+            (kind, _) => serde_json::to_value(kind).unwrap_or_default(),
+        })
             .or_else(|| r.recovered.as_ref().map(|x| serde_json::to_value(x.result).unwrap_or_default())),
         "steps": steps,
         "pruned": r.pruned,

@@ -205,6 +205,7 @@ pub struct Window {
 pub fn auto<'w>(
     ws: &'w Workspace,
     window: Window,
+    dry_run: bool,
     listener: &dyn Listener,
 ) -> Result<(AutoReport, Option<Prepared<'w>>), Error> {
     let judging = ws.config.deployment.judge.is_some();
@@ -228,6 +229,18 @@ pub fn auto<'w>(
         None => consecutive.max(1),
     };
     let rt = super::runtime()?;
+    // A preview runs no program from the config: `command:` checks are left out (and said).
+    let checks: Vec<crate::health::config::Check> = ws
+        .config
+        .deployment
+        .health_checks
+        .iter()
+        .filter(|c| {
+            !(dry_run && matches!(c.kind, crate::health::config::CheckKind::Command { .. }))
+        })
+        .cloned()
+        .collect();
+    let skipped = ws.config.deployment.health_checks.len() - checks.len();
     let mut samples = Vec::new();
     let started = Instant::now();
     for i in 0..rounds {
@@ -237,7 +250,7 @@ pub fn auto<'w>(
                 std::thread::sleep(wait);
             }
         }
-        samples.push(rt.block_on(health::sample(&ws.config.deployment.health_checks)));
+        samples.push(rt.block_on(health::sample(&checks)));
         // Argo's failure limit: once it is reached, more samples change nothing.
         let tail_failing = samples
             .iter()
@@ -263,6 +276,16 @@ pub fn auto<'w>(
     } else {
         None
     };
+    if skipped > 0 {
+        let (Decision::Healthy { reasons }
+        | Decision::Inconclusive { reasons }
+        | Decision::Trigger { reasons, .. }) = &mut decision;
+        {
+            reasons.push(format!(
+                "{skipped} `command` check(s) not run: a dry-run runs no program from the config"
+            ));
+        }
+    }
     let mut report = AutoReport {
         current: current.clone(),
         samples,
@@ -288,7 +311,7 @@ pub fn auto<'w>(
         version: Some(target_version),
         ..Request::default()
     };
-    let mut prepared = rollback::prepare(ws, &req, false, None, listener)?;
+    let mut prepared = rollback::prepare(ws, &req, dry_run, None, listener)?;
     // The evidence and the hold go on the bad entry in the same write that starts the
     // rollback: even if the rollback fails, automation cannot promote it again.
     if let Some(c) = prepared.loaded.history.current() {

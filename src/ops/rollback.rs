@@ -90,10 +90,15 @@ pub fn prepare_with<'w>(
     let mut extra_warnings = Vec::new();
     if lock.is_some() {
         // Checked by `begin`.
-    } else if ws.store.lock_path().exists() {
-        extra_warnings.push(
-            "another bagboy holds the lock now (a rollback may be running): this preview may be out of date when it ends".to_string(),
-        );
+    } else if let Some(h) = crate::history::lock::holder_of(&ws.store.lock_path())
+        .ok()
+        .flatten()
+        .filter(|h| !crate::history::lock::holder_is_gone(h))
+    {
+        extra_warnings.push(format!(
+            "another bagboy holds the lock now (pid {} on {}: `{}`): this preview may be out of date when it ends",
+            h.pid, h.host, h.command
+        ));
     } else if let Err(e) = ws.check_settled(&loaded.history) {
         // A preview lists every problem instead of stopping at the first.
         extra_refusals.push(match e.hint() {
@@ -301,7 +306,7 @@ pub(crate) fn execute_gated(
     let run = rt.block_on(coordinator.execute(&plan, &journal, listener, gate));
     super::log_http_stats();
     let mut errors = run.errors;
-    let mut reports = run.reports;
+    let reports = run.reports;
 
     // 3. Write the outcome back.
     let mut final_history = working;
@@ -386,7 +391,7 @@ pub(crate) fn execute_gated(
         }
     }
     drop(lock);
-    reports.sort_by(|a, b| (&a.registry, &a.reference).cmp(&(&b.registry, &b.reference)));
+    // In the order the steps ran (traffic first, then the registries as they finished).
     let outcome = Outcome {
         kind,
         steps: reports,

@@ -102,7 +102,6 @@ impl BackendError for TapError {
                 | TapError::NotFound { .. }
                 | TapError::NoVersion { .. }
                 | TapError::NoBranch { .. }
-                | TapError::Unreachable { .. }
                 | TapError::Ambiguous { .. }
                 | TapError::NotRuby { .. }
         )
