@@ -153,7 +153,6 @@ impl RepoError {
                 | RepoError::InvalidCommit { .. }
                 | RepoError::NoCommit { .. }
                 | RepoError::NoBranch { .. }
-                | RepoError::Unreachable { .. }
         )
     }
 }

@@ -61,7 +61,8 @@ impl Manifest {
     /// `"version"` of a manifest, if it is a JSON object with one.
     pub fn version(text: &str) -> Option<String> {
         // Some Windows editors save a byte order mark; Scoop reads through it.
-        let doc: serde_json::Value = serde_json::from_str(text.trim_start_matches('\u{feff}')).ok()?;
+        let doc: serde_json::Value =
+            serde_json::from_str(text.trim_start_matches('\u{feff}')).ok()?;
         doc.get("version")?.as_str().map(str::to_owned)
     }
 }
