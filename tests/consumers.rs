@@ -234,3 +234,103 @@ fn a_plain_http_registry_on_loopback_needs_no_insecure_flag() {
     assert_eq!(r.code, Some(0), "{}", r.show());
     assert!(!r.stderr.contains("InvalidContentType"), "{}", r.show());
 }
+
+#[test]
+fn a_release_that_moved_from_cask_to_formula_is_said_and_recorded_by_kind() {
+    use support::tap::{cask, git};
+    let tap = TestTap::new();
+    let p = Project::new();
+    std::fs::create_dir_all(p.path().join("docker-config")).unwrap();
+    p.write(
+        "bagboy.yaml",
+        &format!(
+            "name: crush\nregistries:\n  - format: brew\n    registry: acme/homebrew-tap\n    remote: \"{}\"\n    branch: main\n",
+            tap.url()
+        ),
+    );
+    let run = |args: &[&str]| Run::of(isolated(p.path()).args(args).output().unwrap());
+    tap.commit_file(
+        "Casks/crush.rb",
+        &cask("crush", "0.1.3"),
+        "crush 0.1.3 (cask)",
+    );
+    tap.push();
+    assert_eq!(run(&["record", "--version", "0.1.3"]).code, Some(0));
+    // The next release is a formula; the cask is gone.
+    let work = tap.root().join("work");
+    git(&work, &["rm", "--quiet", "Casks/crush.rb"]);
+    tap.commit_file(
+        "Formula/crush.rb",
+        &goreleaser_formula("crush", "0.1.4"),
+        "crush 0.1.4 (formula)",
+    );
+    tap.push();
+    let r = run(&["record", "--version", "0.1.4"]);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    let h = p.history();
+    assert!(
+        h.contains("kind: \"cask\"") && h.contains("kind: \"formula\""),
+        "{h}"
+    );
+    // Rolled back to 0.1.3: the cask comes back, and the plan says the formula stays.
+    let dry = run(&["rollback", "--dry-run"]);
+    assert_eq!(dry.code, Some(0), "{}", dry.show());
+    assert!(
+        dry.stdout.contains("also has formula crush") && dry.stdout.contains("0.1.4"),
+        "{}",
+        dry.show()
+    );
+    let r = run(&["rollback", "--yes"]);
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    let restored = tap
+        .file_in_fresh_clone("Casks/crush.rb")
+        .expect("cask back");
+    assert!(restored.contains("version \"0.1.3\""), "{restored}");
+}
+
+#[test]
+fn a_tap_with_a_formula_and_a_cask_of_one_name_and_no_key_is_refused() {
+    use support::tap::cask;
+    let tap = TestTap::new();
+    let p = Project::new();
+    std::fs::create_dir_all(p.path().join("docker-config")).unwrap();
+    p.write(
+        "bagboy.yaml",
+        &format!(
+            "name: myapp\nregistries:\n  - format: brew\n    registry: acme/homebrew-tap\n    remote: \"{}\"\n    branch: main\n",
+            tap.url()
+        ),
+    );
+    let run = |args: &[&str]| Run::of(isolated(p.path()).args(args).output().unwrap());
+    for v in ["1.0.0", "1.1.0"] {
+        tap.commit_file(
+            FORMULA,
+            &goreleaser_formula("myapp", v),
+            &format!("formula {v}"),
+        );
+        tap.commit_file("Casks/myapp.rb", &cask("myapp", v), &format!("cask {v}"));
+        tap.push();
+    }
+    let r = run(&["record", "--version", "1.1.0"]);
+    assert_eq!(r.code, Some(2), "{}", r.show());
+    assert!(
+        r.stderr.contains("Formula/myapp.rb") && r.stderr.contains("Casks/myapp.rb"),
+        "{}",
+        r.show()
+    );
+    // A history written before (or by hand): the rollback refuses too, naming both files.
+    let head = support::tap::git(&tap.root().join("work"), &["rev-parse", "HEAD"]);
+    p.write_history(&format!(
+        "deployments:\n- version: \"1.1.0\"\n  timestamp: 2026-02-02T00:00:00Z\n  status: deployed\n  packages:\n  - format: brew\n    registry: acme/homebrew-tap\n    formula: myapp\n    tap_commit: {head}\n- version: \"1.0.0\"\n  timestamp: 2026-02-01T00:00:00Z\n  status: superseded\n"
+    ));
+    let before = tap.head();
+    let r = run(&["rollback", "--yes"]);
+    assert_eq!(r.code, Some(2), "{}", r.show());
+    assert!(
+        r.stderr.contains("Formula/myapp.rb") && r.stderr.contains("Casks/myapp.rb")
+            || r.stdout.contains("Formula/myapp.rb") && r.stdout.contains("Casks/myapp.rb"),
+        "{}",
+        r.show()
+    );
+    assert_eq!(tap.head(), before, "nothing pushed");
+}

@@ -268,6 +268,7 @@ impl Registry for BrewRegistry {
                         .into(),
                 );
             }
+            let warnings = plan.warnings.clone();
             step.data = json!({ "restore": plan, "message": message });
             Ok(PlanOutcome {
                 plan: RegistryPlan {
@@ -277,7 +278,7 @@ impl Registry for BrewRegistry {
                     notes,
                 },
                 refusals: Vec::new(),
-                warnings: Vec::new(),
+                warnings,
             })
         })
     }
@@ -420,6 +421,9 @@ impl Registry for BrewRegistry {
             pkg.status = Some(Status::Deployed);
             pkg.formula = Some(name.clone());
             pkg.tap_commit = Some(commit);
+            // Which kind this release was: a name can move between cask and formula.
+            pkg.extra
+                .push(("kind".into(), crate::yaml::Node::str(loc.kind.to_string())));
             if !super::same_version(&declared, &v) {
                 // A cask's `4.70.0,224270`: the record keeps what the tap says.
                 pkg.extra

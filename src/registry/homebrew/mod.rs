@@ -88,6 +88,10 @@ pub struct RestorePlan {
     /// `(live scheme, desired scheme)` when the plan sets or keeps a `version_scheme`.
     pub version_scheme: Option<(Option<u32>, u32)>,
     pub notes: Vec<String>,
+    /// What the restore leaves different from the target (a file of the other kind the target
+    /// did not have): shown as plan warnings.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// A pushed restore. `commit == parent` means nothing had to be pushed.
@@ -539,6 +543,31 @@ impl Tap {
         };
         let live = self.file_at(&base, &path)?;
 
+        // A release that moved between cask and formula: the other kind's file at the head,
+        // which the target did not have, still serves the bad version to its users.
+        let mut warnings = Vec::new();
+        let other = match at_target.kind {
+            Kind::Cask => Kind::Formula,
+            Kind::Formula => Kind::Cask,
+        };
+        let other_live = self
+            .try_locate(&req.name, &base, Some(other))?
+            .filter(|l| l.kind == other);
+        let other_at_target = self
+            .try_locate(&req.name, &target, Some(other))?
+            .filter(|l| l.kind == other);
+        if let (Some(o), None) = (&other_live, &other_at_target) {
+            let declared = self
+                .file_at(&base, &o.path)?
+                .as_deref()
+                .and_then(declared_version)
+                .unwrap_or_else(|| "its version".into());
+            warnings.push(format!(
+                "{} also has {other} {} ({}, at {declared}), which {} did not have: it is left as it is, so its users keep {declared} on `brew upgrade`; the {} restored here reaches only the {}'s users",
+                self.registry, req.name, o.path, req.target_version, at_target.kind, at_target.kind
+            ));
+        }
+
         let mut notes = Vec::new();
         let mut desired = target_content.clone();
         let mut scheme = None;
@@ -649,6 +678,7 @@ impl Tap {
             diff: if unchanged { String::new() } else { diff },
             version_scheme: scheme,
             notes,
+            warnings,
         })
     }
 
