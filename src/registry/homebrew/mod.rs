@@ -564,7 +564,7 @@ impl Tap {
                 .unwrap_or_else(|| "its version".into());
             warnings.push(format!(
                 "{} also has {other} {} ({}, at {declared}), which {} did not have: it is left as it is, so its users keep {declared} on `brew upgrade`; the {} restored here reaches only the {}'s users",
-                self.registry, req.name, o.path, req.target_version, at_target.kind, at_target.kind
+                self.registry(), req.name, o.path, req.target_version, at_target.kind, at_target.kind
             ));
         }
 
