@@ -738,8 +738,8 @@ fn writing_workflows_share_the_history_group_and_commit_the_journal_always() {
         }
     }
     assert_eq!(
-        writers, 4,
-        "record, rollback, auto-rollback and prune write"
+        writers, 5,
+        "record, release, rollback, auto-rollback and prune write"
     );
 
     // examples/ci is linted as well as examples/github (tests/github.rs lints the latter).

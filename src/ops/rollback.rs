@@ -306,7 +306,7 @@ pub(crate) fn execute_gated(
     let run = rt.block_on(coordinator.execute(&plan, &journal, listener, gate));
     super::log_http_stats();
     let mut errors = run.errors;
-    let reports = run.reports;
+    let mut reports = run.reports;
 
     // 3. Write the outcome back.
     let mut final_history = working;
@@ -391,7 +391,20 @@ pub(crate) fn execute_gated(
         }
     }
     drop(lock);
-    // In the order the steps ran (traffic first, then the registries as they finished).
+    // In the order the runner launched them: the plan's order (traffic first), not by name.
+    let position = |registry: &str, reference: &str| {
+        plan.registries
+            .iter()
+            .enumerate()
+            .find_map(|(r, rp)| {
+                (rp.registry == registry)
+                    .then(|| rp.steps.iter().position(|s| s.reference == reference))
+                    .flatten()
+                    .map(|i| (r, i))
+            })
+            .unwrap_or((usize::MAX, usize::MAX))
+    };
+    reports.sort_by_key(|r| position(&r.registry, &r.reference));
     let outcome = Outcome {
         kind,
         steps: reports,
