@@ -918,3 +918,28 @@ fn bad_values_exit_2_at_their_position_and_unknown_keys_warn() {
     assert_eq!(r.code, Some(2), "{}", r.show());
     assert!(r.stderr.contains("not an AUR package name"), "{}", r.show());
 }
+
+#[test]
+fn credentials_never_reach_output() {
+    let p = Project::new(
+        &["  - format: scoop\n    registry: acme/scoop-bucket\n    remote: \"https://bot:hunter2pass@127.0.0.1:9/acme/scoop-bucket.git\"\n".into()],
+        "",
+    );
+    let out = isolated(p.dir.path())
+        .env("GITHUB_TOKEN", "ghp_TOPSECRET0123456789")
+        .args(["-vvv", "record", "--version", "v1.0.0"])
+        .output()
+        .expect("bagboy");
+    let r = Run::of(out);
+    assert_eq!(r.code, Some(1), "unreachable: {}", r.show());
+    let all = r.show();
+    assert!(
+        !all.contains("ghp_TOPSECRET") && !all.contains("hunter2pass"),
+        "{all}"
+    );
+    assert!(
+        all.contains("https://***@127.0.0.1:9/acme/scoop-bucket.git")
+            && all.contains("Scoop bucket acme/scoop-bucket"),
+        "the error names the registry and the masked remote: {all}"
+    );
+}

@@ -316,6 +316,33 @@ mod tests {
     }
 
     #[test]
+    fn kustomize_digest_follows_the_target() {
+        let r = Reference {
+            file: "k.yaml".into(),
+            target: Target::Kustomize("app".into()),
+        };
+        let derive = |live: &str, target: &str| {
+            r.derive(&Derive {
+                paths: &["k.yaml".into()],
+                live: &[Some(live.into())],
+                target: &[Some(target.into())],
+                target_version: "v1",
+                current_version: None,
+            })
+            .map(|d| d.files)
+            .unwrap_or_default()
+        };
+        let plain = "images:\n- name: app\n  newTag: v2\n- name: db\n  newTag: \"7\"\n";
+        let pinned = "images:\n- name: app\n  newTag: v1\n  digest: sha256:aa\n- name: db\n  newTag: \"7\"\n";
+        // The target pinned a digest: it is added to the live entry.
+        assert_eq!(derive(plain, pinned), vec![Some(pinned.to_string())]);
+        // The target had none: the live digest goes.
+        let live = pinned.replace("v1", "v2");
+        let target = plain.replace("v2", "v1");
+        assert_eq!(derive(&live, &target), vec![Some(target.clone())]);
+    }
+
+    #[test]
     fn values_path() {
         let v = "image:\n  repository: acme/myapp\n  tag: \"1.4.0\"  # x\nother:\n  tag: keep\n";
         let r = Reference {
