@@ -9,6 +9,8 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // A shell asking for completions (`COMPLETE=<shell>`): answered, then exit.
+    bagboy::cli::complete::handle();
     let cli = Cli::parse();
     let color = cli.color.enabled(std::io::stderr().is_terminal());
     init_tracing(&cli, color);

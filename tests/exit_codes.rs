@@ -129,6 +129,10 @@ fn exit_5_and_6_health() {
         ),
     );
     assert_eq!(run(&p, &["health"]).code, Some(5));
+    // Coloured when asked (or on a terminal): red for the failing check and the verdict.
+    let coloured = run(&p, &["--color", "always", "health"]);
+    assert!(coloured.stdout.contains("\x1b[31m"), "{}", coloured.show());
+    assert!(!run(&p, &["health"]).stdout.contains('\x1b'));
     p.write(
         "bagboy.yaml",
         &format!(

@@ -241,6 +241,11 @@ fn ctrl_c_during_the_run_leaves_a_journal_that_recover_finishes() {
     term.keys(&["C-c"]);
     let done = term.wait_for("[exit ");
     assert!(!done.contains("[exit 0]"), "{done}");
+    // Said on the terminal: what state things are in and what to run.
+    assert!(
+        done.contains("interrupted") && done.contains("bagboy recover"),
+        "{done}"
+    );
     let journals: Vec<_> = std::fs::read_dir(p.path().join(".bagboy/journal"))
         .unwrap()
         .flatten()
@@ -286,4 +291,35 @@ fn prune_asks_on_a_terminal_and_cron_does_not() {
         .unwrap();
     assert!(out.status.success(), "{:?}", text(&out));
     assert!(text(&out).0.contains("removed v1.1.0"), "{:?}", text(&out));
+}
+
+#[test]
+fn bash_completes_recorded_versions_and_configured_registries() {
+    let (p, _tap) = project();
+    let bin = assert_cmd::cargo::cargo_bin("bagboy");
+    let dir = bin.parent().unwrap().display().to_string();
+    // A real bash in a real terminal, with the script `bagboy completions bash` prints.
+    let script = p.path().join("bagboy.bash");
+    let out = p.bagboy().args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    std::fs::write(&script, &out.stdout).unwrap();
+    let term = Term::start(
+        p.path(),
+        &[("PATH", format!("{dir}:/usr/bin:/bin"))],
+        &format!(
+            "bash --norc --noprofile -i -c 'source {}; PS1=\"$ \"; exec bash --norc --noprofile -i' ; true",
+            script.display()
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    term.keys(&["source ", &script.display().to_string(), "Enter"]);
+    term.keys(&["bagboy rollback --version v1.", "Tab", "Tab"]);
+    let screen = term.wait_for("v1.0.0");
+    assert!(
+        screen.contains("v1.1.0") && screen.contains("v1.2.0"),
+        "{screen}"
+    );
+    term.keys(&["C-u", "bagboy rollback --registry ", "Tab", "Tab"]);
+    let screen = term.wait_for("brew");
+    assert!(screen.contains("acme/homebrew-tap"), "{screen}");
 }

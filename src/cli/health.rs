@@ -15,7 +15,16 @@ fn mark(v: Verdict) -> &'static str {
     }
 }
 
-fn samples_text(samples: &[Sample]) -> String {
+/// The mark of a verdict, coloured on a terminal: green pass, red fail, yellow unknown.
+fn painted(out: &super::Output, v: Verdict) -> String {
+    match v {
+        Verdict::Passing => out.green(mark(v)),
+        Verdict::Failing => out.red(mark(v)),
+        Verdict::Inconclusive => out.yellow(mark(v)),
+    }
+}
+
+fn samples_text(out: &super::Output, samples: &[Sample]) -> String {
     let mut s = String::new();
     for (n, sample) in samples.iter().enumerate() {
         if samples.len() > 1 {
@@ -33,7 +42,7 @@ fn samples_text(samples: &[Sample]) -> String {
                 .unwrap_or_default();
             s.push_str(&format!(
                 "  {} {:<10} {}  {}{latency}\n",
-                mark(r.status),
+                painted(out, r.status),
                 r.kind,
                 clean(&r.target),
                 clean(&r.detail)
@@ -81,14 +90,16 @@ fn health_with(ctx: &Context, args: &HealthArgs, events: &Fanout) -> Result<(), 
             .out
             .line(&serde_json::to_string_pretty(&report).unwrap_or_else(|_| "{}".into())),
         ListFormat::Text => {
-            ctx.out.raw(&samples_text(&report.samples));
+            ctx.out.raw(&samples_text(&ctx.out, &report.samples));
             ctx.out.line(&format!(
                 "{}: {}",
                 clean(&report.version),
                 match report.verdict {
-                    Verdict::Passing => "healthy",
-                    Verdict::Failing => "UNHEALTHY",
-                    Verdict::Inconclusive => "inconclusive (a check could not be evaluated)",
+                    Verdict::Passing => ctx.out.green("healthy"),
+                    Verdict::Failing => ctx.out.red("UNHEALTHY"),
+                    Verdict::Inconclusive => ctx
+                        .out
+                        .yellow("inconclusive (a check could not be evaluated)"),
                 }
             ));
         }
@@ -165,7 +176,7 @@ pub fn auto(ctx: &Context, args: &RollbackArgs, events: &Fanout) -> Result<(), E
             ));
         }
         ReportFormat::Text => {
-            ctx.out.raw(&samples_text(&report.samples));
+            ctx.out.raw(&samples_text(&ctx.out, &report.samples));
             if let Some(j) = &report.judge {
                 ctx.out.raw(&super::judge::text(j));
             }

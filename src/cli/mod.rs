@@ -2,6 +2,7 @@
 
 mod audit;
 mod check;
+pub mod complete;
 mod health;
 mod judge;
 mod output;
@@ -15,6 +16,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap_complete::engine::ArgValueCandidates;
 
 use crate::config::Config;
 use crate::error::Error;
@@ -150,7 +152,7 @@ pub enum ReportFormat {
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// Target version [default: the newest good entry before the current one]
-    #[arg(long, value_name = "V")]
+    #[arg(long, value_name = "V", add = ArgValueCandidates::new(complete::versions))]
     pub version: Option<String>,
     /// Print the exact plan from the live registries; change nothing
     #[arg(long)]
@@ -159,7 +161,7 @@ pub struct RollbackArgs {
     #[arg(long, short = 'y')]
     pub yes: bool,
     /// Only these registries (a format such as `docker`, or a registry as in bagboy.yaml)
-    #[arg(long, value_name = "FORMAT|REGISTRY")]
+    #[arg(long, value_name = "FORMAT|REGISTRY", add = ArgValueCandidates::new(complete::registries))]
     pub registry: Vec<String>,
     /// Output format of the plan and the outcome
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
@@ -199,7 +201,7 @@ fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
 #[derive(Debug, Args)]
 pub struct HealthArgs {
     /// Check this release [default: the current one]
-    #[arg(long, value_name = "V")]
+    #[arg(long, value_name = "V", add = ArgValueCandidates::new(complete::versions))]
     pub version: Option<String>,
     #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     pub format: ListFormat,
@@ -277,7 +279,7 @@ pub struct CheckArgs {
 #[derive(Debug, Args)]
 pub struct PromoteArgs {
     /// The staged release to promote
-    #[arg(long, value_name = "V")]
+    #[arg(long, value_name = "V", add = ArgValueCandidates::new(complete::versions))]
     pub version: String,
     /// Print the plan (every traffic step and the registries); change nothing
     #[arg(long)]
@@ -351,8 +353,10 @@ before it (after a rollback: the release rolled back from); `target` the release
 )]
 pub struct CompareArgs {
     /// A version, `current`, `previous` or `target`
+    #[arg(add = ArgValueCandidates::new(complete::versions_and_names))]
     pub a: String,
     /// A version, `current`, `previous` or `target`
+    #[arg(add = ArgValueCandidates::new(complete::versions_and_names))]
     pub b: String,
     /// Output format (markdown fits a pull request or an issue)
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
@@ -420,9 +424,14 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     let _span = tracing::info_span!("bagboy", op = %crate::ops::operation_id()).entered();
     match &cli.command {
         Command::Completions { shell } => {
-            let mut cmd = Cli::command();
+            // The dynamic registration: the shell asks bagboy itself (`COMPLETE=<shell>
+            // bagboy -- ...`), so `--version` offers the recorded versions and `--registry`
+            // the configured registries of the project the user is in.
             let mut buf = Vec::new();
-            clap_complete::generate(*shell, &mut cmd, "bagboy", &mut buf);
+            complete::registration(*shell, &mut buf).map_err(|source| Error::Io {
+                context: "writing the completion script".into(),
+                source,
+            })?;
             Output::new(false).raw(&String::from_utf8_lossy(&buf));
             Ok(())
         }
