@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # git (taps), htpasswd (bcrypt users for registry auth), openssl (token-server keys), ruby
 # (`ruby -c` on every formula bagboy restores), the Prometheus Pushgateway (metrics) and
 # Prometheus (health-check queries), tmux (the interactive path in a real terminal), HAProxy
-# (blue-green traffic through its runtime API).
+# (blue-green traffic through its runtime API), pacman's tools (AUR).
 need=()
 [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 command -v git >/dev/null 2>&1 || need+=(git)
@@ -21,6 +21,8 @@ command -v tmux >/dev/null 2>&1 || need+=(tmux)
 command -v pgrep >/dev/null 2>&1 || need+=(procps)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+# pacman's `vercmp` and `makepkg --printsrcinfo` (the AUR backend's ordering and .SRCINFO).
+command -v makepkg >/dev/null 2>&1 || need+=(pacman-package-manager)
 # The Docker Engine API for smoke tests (podman system service, containers run by runc) and
 # the static busybox the test images are built from.
 command -v podman >/dev/null 2>&1 || need+=(podman)

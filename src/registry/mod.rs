@@ -5,10 +5,15 @@
 //! classification and its `Registry` implementation; [`KINDS`] is the one line per backend
 //! where they are opened.
 
+pub mod aur;
 pub mod github_release;
+pub mod gitops;
+pub mod gitrepo;
+pub mod helm_repo;
 pub mod homebrew;
 pub mod npm;
 pub mod oci;
+pub mod scoop;
 pub mod traffic;
 
 use std::future::Future;
@@ -52,6 +57,10 @@ pub static KINDS: &[&Kind] = &[
     &npm::NPM,
     &github_release::GITHUB_RELEASE,
     &traffic::TRAFFIC,
+    &scoop::SCOOP,
+    &aur::AUR,
+    &helm_repo::HELM_REPO,
+    &gitops::GITOPS,
 ];
 
 /// What a package record holds, as `(field, value)` pairs for people: the fields the history

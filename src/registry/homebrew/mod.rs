@@ -7,10 +7,11 @@ pub mod ruby;
 mod verify;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+
+use super::gitrepo::{self, Change, Flavor, Outcome, Repo, RepoError};
 
 pub use backend::{BrewRegistry, Options, BREW, RESTORE_FILE};
 pub use formula::{
@@ -18,18 +19,19 @@ pub use formula::{
     version_scheme, with_version_scheme, without_version_scheme,
 };
 pub use git::mask_userinfo;
-use git::{Git, GitFailure};
+pub use gitrepo::{cache_root, cache_root_from, Author};
 
 /// Where a tap lives, as written in `bagboy.yaml`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TapSpec {
-    /// `owner/repo` (GitHub) or any git URL.
-    pub registry: String,
-    /// Overrides the URL derived from `registry` (e.g. `file:///srv/git/tap.git`).
-    pub remote: Option<String>,
-    /// Default: the remote's default branch, else `main`.
-    pub branch: Option<String>,
-}
+pub type TapSpec = gitrepo::RepoSpec;
+
+/// How a tap is kept in the cache (`taps/<registry>-<url hash>`, as before the git registries).
+const TAP: Flavor = Flavor {
+    what: "tap",
+    cache_dir: "taps",
+    prefix: "",
+    default_branch: "main",
+    branch_over_remote: false,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -51,55 +53,6 @@ impl std::fmt::Display for Kind {
 pub struct Located {
     pub kind: Kind,
     pub path: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Author {
-    pub name: String,
-    pub email: String,
-}
-
-impl Author {
-    /// `Name <email>`.
-    pub fn parse(s: &str) -> Option<Author> {
-        let (name, rest) = s.trim().split_once('<')?;
-        let email = rest.strip_suffix('>')?.trim();
-        let name = name.trim();
-        (!name.is_empty() && !email.is_empty() && !email.contains(['<', '>'])).then(|| Author {
-            name: name.to_owned(),
-            email: email.to_owned(),
-        })
-    }
-
-    /// `$BAGBOY_GIT_AUTHOR`, else git's `user.name`/`user.email`, else `bagboy <bagboy@localhost>`.
-    pub fn resolve(tap: &Tap) -> Author {
-        if let Some(a) = std::env::var("BAGBOY_GIT_AUTHOR")
-            .ok()
-            .and_then(|s| Author::parse(&s))
-        {
-            return a;
-        }
-        let get = |key| {
-            tap.git
-                .run(&["config", "--get", key])
-                .ok()
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-        };
-        match (get("user.name"), get("user.email")) {
-            (Some(name), Some(email)) => Author { name, email },
-            _ => Author {
-                name: "bagboy".into(),
-                email: "bagboy@localhost".into(),
-            },
-        }
-    }
-}
-
-impl std::fmt::Display for Author {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} <{}>", self.name, self.email)
-    }
 }
 
 /// What the caller wants restored.
@@ -230,147 +183,111 @@ pub enum TapError {
     },
 }
 
-/// `$BAGBOY_CACHE_DIR`, else `$XDG_CACHE_HOME/bagboy`, else `~/.cache/bagboy`.
-pub fn cache_root() -> Option<PathBuf> {
-    cache_root_from(|k| std::env::var_os(k))
-}
-
-/// [`cache_root`] over an arbitrary environment, so it can be tested without mutating the process.
-pub fn cache_root_from(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
-    let non_empty = |k: &str| env(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    non_empty("BAGBOY_CACHE_DIR")
-        .or_else(|| non_empty("XDG_CACHE_HOME").map(|p| p.join("bagboy")))
-        .or_else(|| non_empty("HOME").map(|p| p.join(".cache").join("bagboy")))
-}
-
 /// `owner/repo` → `https://github.com/owner/repo.git`; URLs and scp-like addresses pass through.
 pub fn tap_url(spec: &TapSpec) -> Result<String, TapError> {
-    if let Some(remote) = spec.remote.as_deref().filter(|r| !r.trim().is_empty()) {
-        // Never an option to git, whatever the config says.
-        if remote.trim().starts_with('-') {
-            return Err(TapError::InvalidTap {
-                tap: remote.trim().to_owned(),
-            });
+    gitrepo::repo_url(spec).ok_or_else(|| TapError::InvalidTap {
+        tap: spec
+            .remote
+            .as_deref()
+            .filter(|r| !r.trim().is_empty())
+            .unwrap_or(&spec.registry)
+            .trim()
+            .to_owned(),
+    })
+}
+
+impl From<RepoError> for TapError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::InvalidRemote { registry, .. } => TapError::InvalidTap { tap: registry },
+            RepoError::InvalidCommit {
+                registry, commit, ..
+            } => TapError::InvalidCommit {
+                tap: registry,
+                commit,
+            },
+            RepoError::Unreachable {
+                registry,
+                url,
+                stderr,
+                ..
+            } => TapError::Unreachable {
+                tap: registry,
+                url,
+                stderr,
+            },
+            RepoError::NoBranch {
+                registry,
+                url,
+                branch,
+                ..
+            } => TapError::NoBranch {
+                tap: registry,
+                url,
+                branch,
+            },
+            RepoError::NoCommit {
+                registry, commit, ..
+            } => TapError::NoCommit {
+                tap: registry,
+                commit,
+            },
+            RepoError::NotText {
+                registry,
+                path,
+                commit,
+                ..
+            } => TapError::NotText {
+                tap: registry,
+                path,
+                commit,
+            },
+            RepoError::Conflict {
+                registry,
+                path,
+                their_commit,
+                ..
+            } => TapError::Conflict {
+                tap: registry,
+                path,
+                their_commit,
+            },
+            RepoError::Git {
+                registry,
+                command,
+                stderr,
+                ..
+            } => TapError::Git {
+                tap: registry,
+                command,
+                stderr,
+            },
+            RepoError::Cache {
+                registry,
+                path,
+                source,
+                ..
+            } => TapError::Cache {
+                tap: registry,
+                path,
+                source,
+            },
         }
-        return Ok(remote.trim().to_owned());
-    }
-    let r = spec.registry.trim();
-    if r.contains("://") || (r.contains('@') && r.contains(':')) {
-        return Ok(r.to_owned());
-    }
-    let parts: Vec<&str> = r.split('/').collect();
-    let ok_part = |p: &str| {
-        !p.is_empty()
-            && p != "."
-            && p != ".."
-            && !p.starts_with('-')
-            && p.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    };
-    match parts.as_slice() {
-        [owner, repo] if ok_part(owner) && ok_part(repo) => {
-            let repo = repo.strip_suffix(".git").unwrap_or(repo);
-            Ok(format!("https://github.com/{owner}/{repo}.git"))
-        }
-        _ => Err(TapError::InvalidTap { tap: r.to_owned() }),
     }
 }
 
-/// Take `<dir>.lock` exclusively (flock), waiting up to the timeout for another bagboy. Taps
-/// opened twice in one process share the lock.
-fn lock_cache(registry: &str, dir: &Path) -> Result<std::sync::Arc<std::fs::File>, TapError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::io::AsRawFd;
-    type Held = std::collections::HashMap<PathBuf, std::sync::Weak<std::fs::File>>;
-    static HELD: std::sync::Mutex<Option<Held>> = std::sync::Mutex::new(None);
-    let path = dir.with_extension("lock");
-    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(file) = held
-        .get_or_insert_with(Default::default)
-        .get(&path)
-        .and_then(std::sync::Weak::upgrade)
-    {
-        return Ok(file);
-    }
-    let cache_err = |source| TapError::Cache {
-        tap: registry.to_owned(),
-        path: path.clone(),
-        source,
-    };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(cache_err)?;
-    }
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(cache_err)?;
-    let deadline = std::time::Instant::now() + git::timeout();
-    loop {
-        // SAFETY: flock on a descriptor this function owns.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
-            let file = std::sync::Arc::new(file);
-            held.get_or_insert_with(Default::default)
-                .insert(path.clone(), std::sync::Arc::downgrade(&file));
-            return Ok(file);
-        }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EWOULDBLOCK) || std::time::Instant::now() > deadline {
-            return Err(cache_err(
-                if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                    std::io::Error::other("another bagboy has held the tap cache for too long")
-                } else {
-                    err
-                },
-            ));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
-fn sanitize(registry: &str) -> String {
-    let s: String = registry
-        .trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.is_empty() {
-        "_".into()
-    } else {
-        s
-    }
-}
-
-fn is_hex_commit(c: &str) -> bool {
-    (4..=64).contains(&c.len()) && c.chars().all(|c| c.is_ascii_hexdigit())
-}
-
-static INDEX_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// A tap cloned (bare) into the local cache and fetched at open.
+/// A tap cloned (bare) into the local cache and fetched at open: the shared git repository
+/// machinery ([`Repo`]) plus what Homebrew names mean in it.
 #[derive(Debug)]
 pub struct Tap {
-    registry: String,
-    url_display: String,
-    branch: String,
-    git: Git,
-    /// Held while the tap is open: one bagboy at a time uses a cache directory.
-    _cache_lock: std::sync::Arc<std::fs::File>,
+    repo: Repo,
 }
 
-enum Outcome {
-    Pushed { parent: String, commit: String },
-    AlreadyThere { head: String },
+impl std::ops::Deref for Tap {
+    type Target = Repo;
+    fn deref(&self) -> &Repo {
+        &self.repo
+    }
 }
 
 impl Tap {
@@ -383,210 +300,57 @@ impl Tap {
         Tap::open_with_token(spec, cache_root, token.as_ref())
     }
 
-    /// Clone into `cache_root/taps/<registry>` or fetch the existing cache; a cache that git
-    /// cannot use is thrown away and cloned again, since it holds nothing of the user's.
+    /// Clone into `cache_root/taps/<registry>` or fetch the existing cache.
     pub fn open_with_token(
         spec: &TapSpec,
         cache_root: &Path,
         token: Option<&SecretString>,
     ) -> Result<Tap, TapError> {
-        let registry = spec.registry.trim().to_owned();
-        let url = tap_url(spec)?;
-        // Keyed by the remote URL too: two configs naming the same tap with different
-        // remotes (a checkout's and the real one) never share a cache, so a rollback can
-        // never push to a remote that another run set.
-        let url_key = {
-            use sha2::Digest as _;
-            hex::encode(&sha2::Sha256::digest(url.as_bytes())[..8])
-        };
-        let taps = cache_root.join("taps");
-        let dir = taps.join(format!("{}-{url_key}", sanitize(&registry)));
-        let cache_lock = lock_cache(&registry, &dir)?;
-        let git = Git::new(&dir, token);
-        let url_display = git.scrub(&url);
-        let mut tap = Tap {
-            registry,
-            url_display,
-            branch: String::new(),
-            git,
-            _cache_lock: cache_lock,
-        };
-        tap.ensure_cache(&url, &dir, false)?;
-
-        let listing = tap
-            .git
-            .run(&["ls-remote", "--symref", "origin"])
-            .map_err(|f| TapError::Unreachable {
-                tap: tap.registry.clone(),
-                url: tap.url_display.clone(),
-                stderr: f.stderr,
-            })?;
-        let default_branch = listing.lines().find_map(|l| {
-            l.strip_prefix("ref: refs/heads/")
-                .and_then(|r| r.strip_suffix("\tHEAD"))
-                .map(str::to_owned)
-        });
-        tap.branch = spec
-            .branch
-            .clone()
-            .filter(|b| !b.trim().is_empty())
-            .or(default_branch)
-            .unwrap_or_else(|| "main".into());
-        let wanted = format!("refs/heads/{}", tap.branch);
-        if !listing
-            .lines()
-            .any(|l| l.split('\t').nth(1) == Some(wanted.as_str()))
-        {
-            return Err(TapError::NoBranch {
-                tap: tap.registry.clone(),
-                url: tap.url_display.clone(),
-                branch: tap.branch.clone(),
-            });
-        }
-        if tap.fetch().is_err() {
-            tracing::warn!(tap = %tap.registry, "tap cache unusable, cloning again");
-            tap.ensure_cache(&url, &dir, true)?;
-            tap.fetch()?;
-        }
-        Ok(tap)
-    }
-
-    fn ensure_cache(&self, url: &str, dir: &Path, fresh: bool) -> Result<(), TapError> {
-        let cache_err = |source| TapError::Cache {
-            tap: self.registry.clone(),
-            path: dir.to_owned(),
-            source,
-        };
-        let usable = !fresh
-            && dir.is_dir()
-            && self
-                .git
-                .run(&["rev-parse", "--is-bare-repository"])
-                .is_ok_and(|s| s.trim() == "true");
-        // The directory is keyed by the URL; a cache whose origin is anything else was not
-        // made by this bagboy for this remote and is cloned again.
-        let same_origin = usable
-            && self
-                .git
-                .run(&["config", "--get", "remote.origin.url"])
-                .is_ok_and(|u| u.trim() == url);
-        if same_origin {
-            return Ok(());
-        }
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(cache_err)?;
-        }
-        std::fs::create_dir_all(dir).map_err(cache_err)?;
-        self.git
-            .run(&["init", "--bare", "--quiet"])
-            .map_err(|f| self.git_err(f))?;
-        self.git
-            .run(&["remote", "add", "--", "origin", url])
-            .map_err(|f| self.git_err(f))?;
-        Ok(())
-    }
-
-    /// Our cache's equivalent of `reset --hard origin/<branch>`: force the tracking ref to the
-    /// remote head, whatever it was before.
-    fn fetch(&self) -> Result<String, TapError> {
-        let refspec = format!("+refs/heads/{b}:refs/remotes/origin/{b}", b = self.branch);
-        self.git
-            .run(&["fetch", "--progress", "--no-tags", "origin", &refspec])
-            .map_err(|f| TapError::Unreachable {
-                tap: self.registry.clone(),
-                url: self.url_display.clone(),
-                stderr: f.stderr,
-            })?;
-        self.head()
-    }
-
-    fn git_err(&self, f: GitFailure) -> TapError {
-        TapError::Git {
-            tap: self.registry.clone(),
-            command: f.command,
-            stderr: f.stderr,
-        }
-    }
-
-    pub fn registry(&self) -> &str {
-        &self.registry
-    }
-
-    pub fn branch(&self) -> &str {
-        &self.branch
-    }
-
-    /// The tap URL with any credentials masked.
-    pub fn url_display(&self) -> &str {
-        &self.url_display
+        tap_url(spec)?;
+        Ok(Tap {
+            repo: Repo::open_with_token(spec, cache_root, TAP, token)?,
+        })
     }
 
     /// The remote branch head as last fetched.
     pub fn head(&self) -> Result<String, TapError> {
-        let r = format!("refs/remotes/origin/{}^{{commit}}", self.branch);
-        self.git
-            .run(&["rev-parse", "--verify", "--quiet", &r])
-            .map(|s| s.trim().to_owned())
-            .map_err(|f| self.git_err(f))
+        Ok(self.repo.head()?)
     }
 
     /// Full id of `commit`, refusing anything that is not a hex id present in the tap.
     pub fn resolve_commit(&self, commit: &str) -> Result<String, TapError> {
-        if !is_hex_commit(commit) {
-            return Err(TapError::InvalidCommit {
-                tap: self.registry.clone(),
-                commit: commit.to_owned(),
-            });
-        }
-        self.git
-            .run(&[
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                &format!("{commit}^{{commit}}"),
-            ])
-            .map(|s| s.trim().to_owned())
-            .map_err(|_| TapError::NoCommit {
-                tap: self.registry.clone(),
-                commit: commit.to_owned(),
-            })
-    }
-
-    fn check_name(&self, name: &str) -> Result<(), TapError> {
-        validate_name(name)
-    }
-
-    /// `Some((mode, blob))` when `path` is a file at `commit`.
-    fn entry(&self, commit: &str, path: &str) -> Result<Option<(String, String)>, TapError> {
-        let out = self
-            .git
-            .run(&["ls-tree", "--full-tree", commit, "--", path])
-            .map_err(|f| self.git_err(f))?;
-        Ok(out.lines().find_map(|l| {
-            let (meta, p) = l.split_once('\t')?;
-            let mut m = meta.split_whitespace();
-            let (mode, kind, oid) = (m.next()?, m.next()?, m.next()?);
-            (p == path && kind == "blob").then(|| (mode.to_owned(), oid.to_owned()))
-        }))
+        Ok(self.repo.resolve_commit(commit)?)
     }
 
     /// File content at a commit; `None` when the file does not exist there.
     pub fn file_at(&self, commit: &str, path: &str) -> Result<Option<String>, TapError> {
-        let commit = self.resolve_commit(commit)?;
-        let Some((_, blob)) = self.entry(&commit, path)? else {
-            return Ok(None);
+        Ok(self.repo.file_at(commit, path)?)
+    }
+
+    fn git_err(&self, f: crate::git::GitFailure) -> TapError {
+        self.repo.git_err(f).into()
+    }
+
+    /// Change `path` from `expected` to `new` (`None` = absent) on the remote branch (see
+    /// [`Repo::replace`]).
+    fn replace_and_push(
+        &self,
+        path: &str,
+        expected: Option<&str>,
+        new: Option<&str>,
+        message: &str,
+        author: &Author,
+    ) -> Result<Outcome, TapError> {
+        let change = Change {
+            path: path.to_owned(),
+            expected: expected.map(str::to_owned),
+            new: new.map(str::to_owned),
         };
-        let bytes = self
-            .git
-            .run_bytes(&["cat-file", "blob", &blob])
-            .map_err(|f| self.git_err(f))?;
-        String::from_utf8(bytes)
-            .map(Some)
-            .map_err(|_| TapError::NotText {
-                tap: self.registry.clone(),
-                path: path.to_owned(),
-                commit,
-            })
+        Ok(self.repo.replace(&[change], message, author)?)
+    }
+
+    fn check_name(&self, name: &str) -> Result<(), TapError> {
+        validate_name(name)
     }
 
     /// Whether `path` is where Homebrew would look for `name`: any depth under `Formula/`,
@@ -653,7 +417,7 @@ impl Tap {
         };
         self.try_locate(name, &commit, prefer)?
             .ok_or_else(|| TapError::NotFound {
-                tap: self.registry.clone(),
+                tap: self.registry().to_owned(),
                 name: name.to_owned(),
                 commit,
             })
@@ -675,7 +439,7 @@ impl Tap {
             (Some(Kind::Cask), _, Some(c)) => Some(c.clone()),
             (None, Some(f), Some(c)) => {
                 return Err(TapError::Ambiguous {
-                    tap: self.registry.clone(),
+                    tap: self.registry().to_owned(),
                     name: name.to_owned(),
                     formula: f.path.clone(),
                     cask: c.path.clone(),
@@ -753,7 +517,7 @@ impl Tap {
                 .find_commit_for_version(&req.name, &req.target_version, req.prefer)?
                 .map(|(c, _)| c)
                 .ok_or_else(|| TapError::NoVersion {
-                    tap: self.registry.clone(),
+                    tap: self.registry().to_owned(),
                     name: req.name.clone(),
                     version: req.target_version.clone(),
                 })?,
@@ -762,7 +526,7 @@ impl Tap {
         let target_content =
             self.file_at(&target, &at_target.path)?
                 .ok_or_else(|| TapError::NotFound {
-                    tap: self.registry.clone(),
+                    tap: self.registry().to_owned(),
                     name: req.name.clone(),
                     commit: target.clone(),
                 })?;
@@ -800,7 +564,7 @@ impl Tap {
                 .unwrap_or_else(|| "its version".into());
             warnings.push(format!(
                 "{} also has {other} {} ({}, at {declared}), which {} did not have: it is left as it is, so its users keep {declared} on `brew upgrade`; the {} restored here reaches only the {}'s users",
-                self.registry, req.name, o.path, req.target_version, at_target.kind, at_target.kind
+                self.registry(), req.name, o.path, req.target_version, at_target.kind, at_target.kind
             ));
         }
 
@@ -902,7 +666,7 @@ impl Tap {
             .header(&format!("a/{path}"), &format!("b/{path}"))
             .to_string();
         Ok(RestorePlan {
-            tap: self.registry.clone(),
+            tap: self.registry().to_owned(),
             name: req.name.clone(),
             kind,
             path,
@@ -920,7 +684,7 @@ impl Tap {
 
     fn not_ruby(&self, path: &str, commit: &str, e: ruby::RubyError) -> TapError {
         TapError::NotRuby {
-            tap: self.registry.clone(),
+            tap: self.registry().to_owned(),
             path: path.to_owned(),
             commit: commit.to_owned(),
             error: e.to_string(),
@@ -1026,158 +790,6 @@ impl Tap {
             Outcome::Pushed { commit, .. } => Ok(commit),
             Outcome::AlreadyThere { head } => Ok(head),
         }
-    }
-
-    /// Change `path` from `expected` to `new` (`None` = absent) on the remote branch. Other
-    /// people's commits on other files are kept by building on the fresh head; a change to
-    /// this file is a conflict. Two push attempts at most, never forced.
-    fn replace_and_push(
-        &self,
-        path: &str,
-        expected: Option<&str>,
-        new: Option<&str>,
-        message: &str,
-        author: &Author,
-    ) -> Result<Outcome, TapError> {
-        let mut last_rejection = None;
-        for _attempt in 0..2 {
-            let head = self.fetch()?;
-            let current = self.file_at(&head, path)?;
-            if current.as_deref() == new {
-                return Ok(Outcome::AlreadyThere { head });
-            }
-            if current.as_deref() != expected {
-                return Err(TapError::Conflict {
-                    tap: self.registry.clone(),
-                    path: path.to_owned(),
-                    their_commit: self.last_change(&head, path).unwrap_or(head),
-                });
-            }
-            let commit = self.build_commit(&head, path, new, message, author)?;
-            let dest = format!("{commit}:refs/heads/{}", self.branch);
-            match self.git.run(&["push", "--progress", "origin", &dest]) {
-                Ok(_) => {
-                    let tracking = format!("refs/remotes/origin/{}", self.branch);
-                    self.git
-                        .run(&["update-ref", &tracking, &commit])
-                        .map_err(|f| self.git_err(f))?;
-                    tracing::info!(tap = %self.registry, %path, %commit, "pushed");
-                    return Ok(Outcome::Pushed {
-                        parent: head,
-                        commit,
-                    });
-                }
-                Err(f) => {
-                    // Only a moved remote is worth another try; anything else (auth, hooks,
-                    // protected branch) is reported as is.
-                    let moved = self.fetch().map(|h| h != head).unwrap_or(false);
-                    if !moved {
-                        return Err(self.git_err(f));
-                    }
-                    tracing::info!(tap = %self.registry, "tap moved during push; rebuilding");
-                    last_rejection = Some(f);
-                }
-            }
-        }
-        let head = self.head()?;
-        match last_rejection {
-            Some(_) => Err(TapError::Conflict {
-                tap: self.registry.clone(),
-                path: path.to_owned(),
-                their_commit: head,
-            }),
-            None => Err(TapError::Git {
-                tap: self.registry.clone(),
-                command: "git push".into(),
-                stderr: "push did not happen".into(),
-            }),
-        }
-    }
-
-    fn last_change(&self, head: &str, path: &str) -> Option<String> {
-        self.git
-            .run(&["log", "-1", "--format=%H", head, "--", path])
-            .ok()
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-    }
-
-    /// A commit on `parent` differing only in `path`, built in a private index so the cache
-    /// needs no work tree and an interrupted run leaves nothing half-staged.
-    fn build_commit(
-        &self,
-        parent: &str,
-        path: &str,
-        content: Option<&str>,
-        message: &str,
-        author: &Author,
-    ) -> Result<String, TapError> {
-        let index = self.git.git_dir().join(format!(
-            "bagboy-index-{}-{}",
-            std::process::id(),
-            INDEX_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let result = self.build_commit_in(&index, parent, path, content, message, author);
-        let _ = std::fs::remove_file(&index);
-        result
-    }
-
-    fn build_commit_in(
-        &self,
-        index: &Path,
-        parent: &str,
-        path: &str,
-        content: Option<&str>,
-        message: &str,
-        author: &Author,
-    ) -> Result<String, TapError> {
-        let idx = [("GIT_INDEX_FILE", index.as_os_str())];
-        let run = |args: &[&str], stdin: Option<&[u8]>| {
-            self.git
-                .run_with(args, stdin, &idx)
-                .map(|s| s.trim().to_owned())
-                .map_err(|f| self.git_err(f))
-        };
-        run(&["read-tree", parent], None)?;
-        match content {
-            Some(text) => {
-                let mode = self
-                    .entry(parent, path)?
-                    .map_or_else(|| "100644".to_owned(), |(m, _)| m);
-                let blob = run(&["hash-object", "-w", "--stdin"], Some(text.as_bytes()))?;
-                run(
-                    &[
-                        "update-index",
-                        "--add",
-                        "--cacheinfo",
-                        &format!("{mode},{blob},{path}"),
-                    ],
-                    None,
-                )?;
-            }
-            None => {
-                run(&["update-index", "--force-remove", "--", path], None)?;
-            }
-        }
-        let tree = run(&["write-tree"], None)?;
-        let who = [
-            ("GIT_AUTHOR_NAME", author.name.as_str()),
-            ("GIT_AUTHOR_EMAIL", author.email.as_str()),
-            ("GIT_COMMITTER_NAME", author.name.as_str()),
-            ("GIT_COMMITTER_EMAIL", author.email.as_str()),
-        ];
-        let env: Vec<(&str, &std::ffi::OsStr)> = who
-            .iter()
-            .map(|(k, v)| (*k, std::ffi::OsStr::new(*v)))
-            .collect();
-        self.git
-            .run_with(
-                &["commit-tree", &tree, "-p", parent, "-F", "-"],
-                Some(message.as_bytes()),
-                &env,
-            )
-            .map(|s| s.trim().to_owned())
-            .map_err(|f| self.git_err(f))
     }
 }
 
