@@ -449,7 +449,7 @@ fn history_remote(
             && b.chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
     };
-    if cfg.url.trim().is_empty() || cfg.url.starts_with('-') {
+    if !crate::git::is_safe_remote(&cfg.url) {
         p.push(node.loc, "`history_remote` needs `url:` (any git URL)");
         return None;
     }

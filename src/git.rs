@@ -376,6 +376,23 @@ fn objects_dir(repo: &Path) -> Option<PathBuf> {
     objects.is_dir().then_some(objects)
 }
 
+/// Whether `remote` is a git remote bagboy may hand to git: not an option (`-...`), no
+/// control characters, and not a remote-helper address (`ext::<command>`, `fd::<n>`, any
+/// `<transport>::...`), which would run a program or read a descriptor. URLs, scp-like
+/// addresses and paths pass (the transports git may then use are limited again at run time).
+pub fn is_safe_remote(remote: &str) -> bool {
+    let r = remote.trim();
+    if r.is_empty() || r.starts_with('-') || r.chars().any(char::is_control) {
+        return false;
+    }
+    match r.split_once("::") {
+        Some((transport, _)) => !transport
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c)),
+        None => true,
+    }
+}
+
 /// Output bagboy keeps from one git command (a formula is far smaller).
 const MAX_OUTPUT: usize = 64 << 20;
 

@@ -825,7 +825,10 @@ fn an_unreachable_tap_fails_with_exit_1_and_changes_nothing() {
         let refs = f.remote_refs();
         let hist = f.project.history_bytes();
         let (_, err) = f.expect(1, args);
-        assert!(err.contains("file:///nonexistent/tap.git"), "{args:?}: {err}");
+        assert!(
+            err.contains("file:///nonexistent/tap.git"),
+            "{args:?}: {err}"
+        );
         assert_eq!(f.remote_refs(), refs);
         assert_eq!(f.project.history_bytes(), hist);
     }

@@ -189,10 +189,15 @@ impl Common {
             match key {
                 "remote" => {
                     c.spec.remote = p.string(key, v);
-                    if c.spec.remote.as_deref().is_some_and(|r| {
-                        r.trim().is_empty() || r.trim().starts_with('-') || r.contains('\n')
-                    }) {
-                        p.push(v.loc, "`remote` must be a git URL");
+                    if c.spec
+                        .remote
+                        .as_deref()
+                        .is_some_and(|r| !crate::git::is_safe_remote(r))
+                    {
+                        p.push(
+                            v.loc,
+                            "`remote` must be a git URL, scp-like address or path (not an option, and not a remote helper such as `ext::` or `fd::`)",
+                        );
                     }
                 }
                 "branch" => {

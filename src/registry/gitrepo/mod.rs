@@ -174,8 +174,8 @@ pub fn cache_root_from(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Opti
 /// through. `None` when `registry` is neither.
 pub fn repo_url(spec: &RepoSpec) -> Option<String> {
     if let Some(remote) = spec.remote.as_deref().filter(|r| !r.trim().is_empty()) {
-        // Never an option to git, whatever the config says.
-        if remote.trim().starts_with('-') {
+        // Never an option to git or a remote helper, whatever the config says.
+        if !crate::git::is_safe_remote(remote) {
             return None;
         }
         return Some(remote.trim().to_owned());
@@ -777,6 +777,11 @@ mod tests {
             Some("file:///srv/t.git")
         );
         assert_eq!(repo_url(&spec("acme/x", Some("--upload-pack=x"))), None);
+        assert_eq!(
+            repo_url(&spec("acme/x", Some("ext::sh -c touch% /tmp/x"))),
+            None
+        );
+        assert_eq!(repo_url(&spec("acme/x", Some("fd::3"))), None);
         assert!(repo_url(&spec("a/b/c", None)).is_none());
         assert!(repo_url(&spec("../x", None)).is_none());
     }
