@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
+mod subset;
+
 /// Files larger than this are refused before they are read (override: `BAGBOY_MAX_FILE_BYTES`).
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -272,13 +274,44 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Node, ParseError> {
 /// `key` to `on_item` as soon as it is read instead of keeping it: the whole file is never held
 /// as a tree (the history's `deployments` go straight into the typed model, one at a time).
 /// The returned root has an empty sequence under `key`.
+///
+/// Text in the subset bagboy writes is read by a fast reader giving the same nodes; anything
+/// else goes to serde-saphyr. When the fast reader gives up part way, `restart` is called
+/// first: the items handed out so far come again.
 pub fn parse_streaming(
     path: &Path,
     bytes: &[u8],
     key: &str,
     mut on_item: Box<dyn FnMut(Node)>,
+    restart: &mut dyn FnMut(),
 ) -> Result<Node, ParseError> {
     let text = text_of(path, bytes)?;
+    match subset::parse_streaming(text, key, &mut *on_item) {
+        Ok(root) => return Ok(root),
+        Err(subset::OutOfSubset) => {
+            tracing::debug!(path = %path.display(), "not in the subset bagboy writes; full YAML parser");
+            restart();
+        }
+    }
+    streaming_full(path, text, key, on_item)
+}
+
+/// [`parse_streaming`] with serde-saphyr only (the reference the fast reader is tested against).
+pub fn parse_streaming_full(
+    path: &Path,
+    bytes: &[u8],
+    key: &str,
+    on_item: Box<dyn FnMut(Node)>,
+) -> Result<Node, ParseError> {
+    streaming_full(path, text_of(path, bytes)?, key, on_item)
+}
+
+fn streaming_full(
+    path: &Path,
+    text: &str,
+    key: &str,
+    mut on_item: Box<dyn FnMut(Node)>,
+) -> Result<Node, ParseError> {
     let bad_key = std::rc::Rc::new(std::cell::Cell::new(None::<Loc>));
     let src: std::rc::Rc<str> = std::rc::Rc::from(text);
     let sink: Box<dyn FnMut(Spanned<Raw>)> = {

@@ -362,6 +362,15 @@ pub struct Tap {
     git: Git,
     /// Held while the tap is open: one bagboy at a time uses a cache directory.
     _cache_lock: std::sync::Arc<std::fs::File>,
+    /// The tracking ref's commit, known until the next fetch or push moves it: a plan asks
+    /// for it many times, git is asked once.
+    head: std::sync::Mutex<Option<String>>,
+    /// Commits already resolved (`abc123` → full id): commits never change.
+    commits: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Files read at a commit, and where a name is defined at a commit: a plan asks the same
+    /// question of the same commit several times, and the answer never changes.
+    files: std::sync::Mutex<std::collections::HashMap<(String, String), Option<String>>>,
+    definitions: std::sync::Mutex<std::collections::HashMap<(String, String), Vec<Located>>>,
 }
 
 enum Outcome {
@@ -406,6 +415,10 @@ impl Tap {
             branch: String::new(),
             git,
             _cache_lock: cache_lock,
+            head: Default::default(),
+            commits: Default::default(),
+            files: Default::default(),
+            definitions: Default::default(),
         };
         tap.ensure_cache(&url, &dir, false)?;
 
@@ -485,6 +498,7 @@ impl Tap {
     /// Our cache's equivalent of `reset --hard origin/<branch>`: force the tracking ref to the
     /// remote head, whatever it was before.
     fn fetch(&self) -> Result<String, TapError> {
+        self.forget_head();
         let refspec = format!("+refs/heads/{b}:refs/remotes/origin/{b}", b = self.branch);
         self.git
             .run(&["fetch", "--progress", "--no-tags", "origin", &refspec])
@@ -519,11 +533,22 @@ impl Tap {
 
     /// The remote branch head as last fetched.
     pub fn head(&self) -> Result<String, TapError> {
+        if let Some(h) = self.head.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Ok(h);
+        }
         let r = format!("refs/remotes/origin/{}^{{commit}}", self.branch);
-        self.git
+        let head = self
+            .git
             .run(&["rev-parse", "--verify", "--quiet", &r])
             .map(|s| s.trim().to_owned())
-            .map_err(|f| self.git_err(f))
+            .map_err(|f| self.git_err(f))?;
+        *self.head.lock().unwrap_or_else(|p| p.into_inner()) = Some(head.clone());
+        Ok(head)
+    }
+
+    /// The tracking ref is about to move (fetch, push): ask git again next time.
+    fn forget_head(&self) {
+        *self.head.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Full id of `commit`, refusing anything that is not a hex id present in the tap.
@@ -534,7 +559,16 @@ impl Tap {
                 commit: commit.to_owned(),
             });
         }
-        self.git
+        if let Some(full) = self
+            .commits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(commit)
+        {
+            return Ok(full.clone());
+        }
+        let full = self
+            .git
             .run(&[
                 "rev-parse",
                 "--verify",
@@ -545,7 +579,15 @@ impl Tap {
             .map_err(|_| TapError::NoCommit {
                 tap: self.registry.clone(),
                 commit: commit.to_owned(),
-            })
+            })?;
+        self.remember_commit(commit, &full);
+        Ok(full)
+    }
+
+    fn remember_commit(&self, commit: &str, full: &str) {
+        let mut known = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+        known.insert(commit.to_owned(), full.to_owned());
+        known.insert(full.to_owned(), full.to_owned());
     }
 
     fn check_name(&self, name: &str) -> Result<(), TapError> {
@@ -566,16 +608,56 @@ impl Tap {
         }))
     }
 
-    /// File content at a commit; `None` when the file does not exist there.
+    /// File content at a commit; `None` when the file does not exist there. One git process:
+    /// the commit and the file are looked up in one `cat-file --batch`.
     pub fn file_at(&self, commit: &str, path: &str) -> Result<Option<String>, TapError> {
-        let commit = self.resolve_commit(commit)?;
-        let Some((_, blob)) = self.entry(&commit, path)? else {
-            return Ok(None);
-        };
-        let bytes = self
+        let key = (commit.to_owned(), path.to_owned());
+        if let Some(known) = self
+            .files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(known.clone());
+        }
+        let content = self.read_file_at(commit, path)?;
+        self.files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, content.clone());
+        Ok(content)
+    }
+
+    fn read_file_at(&self, commit: &str, path: &str) -> Result<Option<String>, TapError> {
+        if !is_hex_commit(commit) {
+            return Err(TapError::InvalidCommit {
+                tap: self.registry.clone(),
+                commit: commit.to_owned(),
+            });
+        }
+        let peeled = format!("{commit}^{{commit}}");
+        let file = format!("{commit}:{path}");
+        let mut found = self
             .git
-            .run_bytes(&["cat-file", "blob", &blob])
-            .map_err(|f| self.git_err(f))?;
+            .cat_file_batch(&[&peeled, &file])
+            .map_err(|f| self.git_err(f))?
+            .into_iter();
+        let commit = match found.next().flatten() {
+            Some(c) if c.kind == "commit" => {
+                self.remember_commit(commit, &c.oid);
+                c.oid
+            }
+            _ => {
+                return Err(TapError::NoCommit {
+                    tap: self.registry.clone(),
+                    commit: commit.to_owned(),
+                })
+            }
+        };
+        let bytes = match found.next().flatten() {
+            Some(o) if o.kind == "blob" => o.content,
+            _ => return Ok(None),
+        };
         String::from_utf8(bytes)
             .map(Some)
             .map_err(|_| TapError::NotText {
@@ -611,6 +693,24 @@ impl Tap {
 
     /// Every file defining `name` at `commit`, shallowest first.
     fn find_all(&self, name: &str, commit: &str) -> Result<Vec<Located>, TapError> {
+        let key = (name.to_owned(), commit.to_owned());
+        if let Some(known) = self
+            .definitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
+            return Ok(known.clone());
+        }
+        let found = self.list_definitions(name, commit)?;
+        self.definitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, found.clone());
+        Ok(found)
+    }
+
+    fn list_definitions(&self, name: &str, commit: &str) -> Result<Vec<Located>, TapError> {
         let root = format!("{name}.rb");
         let out = self
             .git
@@ -1028,6 +1128,7 @@ impl Tap {
             match self.git.run(&["push", "--progress", "origin", &dest]) {
                 Ok(_) => {
                     let tracking = format!("refs/remotes/origin/{}", self.branch);
+                    self.forget_head();
                     self.git
                         .run(&["update-ref", &tracking, &commit])
                         .map_err(|f| self.git_err(f))?;
