@@ -644,7 +644,12 @@ impl Emitter {
             }
             _ => {
                 self.out.push(' ');
-                self.out.push_str(&scalar_text(value));
+                match &value.value {
+                    Value::Scalar(s) if s.kind == ScalarKind::Str => {
+                        quote_into(&mut self.out, &s.text)
+                    }
+                    _ => self.out.push_str(&scalar_text(value)),
+                }
                 self.out.push('\n');
             }
         }
@@ -714,7 +719,7 @@ fn scalar_text(node: &Node) -> String {
 /// `"1"` would make two distinct keys collide, and the file unreadable.
 fn render_key(key: &Node) -> String {
     match &key.value {
-        Value::Scalar(s) if s.kind == ScalarKind::Str => quote_key(&s.text),
+        Value::Scalar(s) if s.kind == ScalarKind::Str => quote_key(&s.text).into_owned(),
         Value::Scalar(s) => s.text.clone(),
         Value::Null => "null".into(),
         // `parse` refuses collection keys, so only a hand-built tree can get here.
@@ -722,11 +727,11 @@ fn render_key(key: &Node) -> String {
     }
 }
 
-fn quote_key(key: &str) -> String {
+fn quote_key(key: &str) -> std::borrow::Cow<'_, str> {
     if is_plain_word(key) {
-        key.to_string()
+        std::borrow::Cow::Borrowed(key)
     } else {
-        quote(key)
+        std::borrow::Cow::Owned(quote(key))
     }
 }
 
@@ -737,9 +742,23 @@ fn quote_key(key: &str) -> String {
 /// a file bagboy cannot read again. NEL, LS, PS and BOM are escaped too, so that no reader can
 /// take them for line breaks or a byte-order mark.
 pub fn quote(s: &str) -> String {
-    use std::fmt::Write as _;
     let mut out = String::with_capacity(s.len() + 2);
+    quote_into(&mut out, s);
+    out
+}
+
+/// [`quote`], appended to `out`.
+fn quote_into(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
     out.push('"');
+    // Most strings (versions, digests, registries) need no escape: copied whole.
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -754,7 +773,6 @@ pub fn quote(s: &str) -> String {
         }
     }
     out.push('"');
-    out
 }
 
 /// Characters outside YAML's printable set, or that some reader treats as a break or BOM.

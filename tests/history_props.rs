@@ -662,11 +662,10 @@ fn streamed(text: &[u8], full: bool) -> Result<(Node, Vec<Node>), String> {
     let root = if full {
         yaml::parse_streaming_full(path, text, "deployments", sink)
     } else {
-        let restart = {
+        let mut restart = {
             let items = items.clone();
             move || items.borrow_mut().clear()
         };
-        let mut restart = restart;
         yaml::parse_streaming(path, text, "deployments", sink, &mut restart)
     };
     let root = root.map_err(|e| e.to_string())?;
