@@ -1205,7 +1205,8 @@ fn every_read_only_command_writes_sends_and_runs_nothing_with_every_feature_conf
     }
     // The dry-runs computed their plans (the preview is the point).
     let run = c.run(&["rollback", "--dry-run", "--format", "json"]);
-    let plan: Value = serde_json::from_str(&run.stdout).expect(&run.show());
+    let plan: Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|_| panic!("{}", run.show()));
     assert_eq!(plan["target"]["version"], "v1.0.0", "{plan:#}");
     let promote = c.run(&["promote", "--version", "v1.2.0", "--dry-run"]);
     assert_eq!(promote.code, Some(0), "{}", promote.show());

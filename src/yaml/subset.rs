@@ -140,8 +140,7 @@ impl<'t> Parser<'t, '_> {
         let mut entries: Vec<(Node, Node)> = Vec::new();
         let mut loc = None;
         let mut at = first;
-        loop {
-            let Some(line) = self.current else { break };
+        while let Some(line) = self.current {
             let start = match at.take() {
                 Some(s) => s,
                 None if line.indent == indent => {
