@@ -435,10 +435,10 @@ command (load the history, plan, one PUT per tag, write the history, journal eac
 skopeo: one `skopeo copy --all docker://repo@digest docker://repo:tag` per tag. curl loop: a
 sequential loop, one GET of the manifest per repository and one PUT per tag (no planning, no
 history, no undo). Neither runs above {SKOPEO_MAX_TAGS} tags (a process per tag per run:
-minutes). curl in
-parallel: one `curl --parallel --parallel-max {PARALLEL}` doing the reads bagboy does (every tag
-that takes part, the target's version tag by GET), then a second one doing the same PUTs: the
-HTTP work alone, with bagboy's default concurrency. Requests are bagboy's in the registry's
+minutes). curl in parallel: one `curl --parallel --parallel-max {PARALLEL}` doing the reads
+bagboy does (every tag that takes part, the target's version tag by GET), then a second one
+doing the same PUTs: the HTTP work alone, with bagboy's default concurrency; bagboy also
+journals every step (two fdatasyncs, before and after its PUT) and writes the history. Requests are bagboy's in the registry's
 access log for one rollback; the floor is one read of every tag that takes part (the target's
 version tag, whose GET also brings the manifest to put, its aliases, and the current release's
 own version tag, which the plan lists as left in place) and one PUT per moved tag.
