@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
+mod subset;
+
 /// Files larger than this are refused before they are read (override: `BAGBOY_MAX_FILE_BYTES`).
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -272,13 +274,44 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<Node, ParseError> {
 /// `key` to `on_item` as soon as it is read instead of keeping it: the whole file is never held
 /// as a tree (the history's `deployments` go straight into the typed model, one at a time).
 /// The returned root has an empty sequence under `key`.
+///
+/// Text in the subset bagboy writes is read by a fast reader giving the same nodes; anything
+/// else goes to serde-saphyr. When the fast reader gives up part way, `restart` is called
+/// first: the items handed out so far come again.
 pub fn parse_streaming(
     path: &Path,
     bytes: &[u8],
     key: &str,
     mut on_item: Box<dyn FnMut(Node)>,
+    restart: &mut dyn FnMut(),
 ) -> Result<Node, ParseError> {
     let text = text_of(path, bytes)?;
+    match subset::parse_streaming(text, key, &mut *on_item) {
+        Ok(root) => return Ok(root),
+        Err(subset::OutOfSubset) => {
+            tracing::debug!(path = %path.display(), "not in the subset bagboy writes; full YAML parser");
+            restart();
+        }
+    }
+    streaming_full(path, text, key, on_item)
+}
+
+/// [`parse_streaming`] with serde-saphyr only (the reference the fast reader is tested against).
+pub fn parse_streaming_full(
+    path: &Path,
+    bytes: &[u8],
+    key: &str,
+    on_item: Box<dyn FnMut(Node)>,
+) -> Result<Node, ParseError> {
+    streaming_full(path, text_of(path, bytes)?, key, on_item)
+}
+
+fn streaming_full(
+    path: &Path,
+    text: &str,
+    key: &str,
+    mut on_item: Box<dyn FnMut(Node)>,
+) -> Result<Node, ParseError> {
     let bad_key = std::rc::Rc::new(std::cell::Cell::new(None::<Loc>));
     let src: std::rc::Rc<str> = std::rc::Rc::from(text);
     let sink: Box<dyn FnMut(Spanned<Raw>)> = {
@@ -611,7 +644,12 @@ impl Emitter {
             }
             _ => {
                 self.out.push(' ');
-                self.out.push_str(&scalar_text(value));
+                match &value.value {
+                    Value::Scalar(s) if s.kind == ScalarKind::Str => {
+                        quote_into(&mut self.out, &s.text)
+                    }
+                    _ => self.out.push_str(&scalar_text(value)),
+                }
                 self.out.push('\n');
             }
         }
@@ -681,7 +719,7 @@ fn scalar_text(node: &Node) -> String {
 /// `"1"` would make two distinct keys collide, and the file unreadable.
 fn render_key(key: &Node) -> String {
     match &key.value {
-        Value::Scalar(s) if s.kind == ScalarKind::Str => quote_key(&s.text),
+        Value::Scalar(s) if s.kind == ScalarKind::Str => quote_key(&s.text).into_owned(),
         Value::Scalar(s) => s.text.clone(),
         Value::Null => "null".into(),
         // `parse` refuses collection keys, so only a hand-built tree can get here.
@@ -689,11 +727,11 @@ fn render_key(key: &Node) -> String {
     }
 }
 
-fn quote_key(key: &str) -> String {
+fn quote_key(key: &str) -> std::borrow::Cow<'_, str> {
     if is_plain_word(key) {
-        key.to_string()
+        std::borrow::Cow::Borrowed(key)
     } else {
-        quote(key)
+        std::borrow::Cow::Owned(quote(key))
     }
 }
 
@@ -704,9 +742,23 @@ fn quote_key(key: &str) -> String {
 /// a file bagboy cannot read again. NEL, LS, PS and BOM are escaped too, so that no reader can
 /// take them for line breaks or a byte-order mark.
 pub fn quote(s: &str) -> String {
-    use std::fmt::Write as _;
     let mut out = String::with_capacity(s.len() + 2);
+    quote_into(&mut out, s);
+    out
+}
+
+/// [`quote`], appended to `out`.
+fn quote_into(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
     out.push('"');
+    // Most strings (versions, digests, registries) need no escape: copied whole.
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -721,7 +773,6 @@ pub fn quote(s: &str) -> String {
         }
     }
     out.push('"');
-    out
 }
 
 /// Characters outside YAML's printable set, or that some reader treats as a break or BOM.

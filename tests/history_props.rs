@@ -646,3 +646,87 @@ fn typed_keys_in_unknown_fields_round_trip() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// (c) the fast reader of bagboy's own subset gives what the full parser gives
+
+/// Root and streamed items of `text`, by the fast-then-full reader or the full parser alone;
+/// positions included. `Err` carries the message (the fast path never decides an error).
+fn streamed(text: &[u8], full: bool) -> Result<(Node, Vec<Node>), String> {
+    let items = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let sink = {
+        let items = items.clone();
+        Box::new(move |n: Node| items.borrow_mut().push(n))
+    };
+    let path = Path::new("h.yml");
+    let root = if full {
+        yaml::parse_streaming_full(path, text, "deployments", sink)
+    } else {
+        let mut restart = {
+            let items = items.clone();
+            move || items.borrow_mut().clear()
+        };
+        yaml::parse_streaming(path, text, "deployments", sink, &mut restart)
+    };
+    let root = root.map_err(|e| e.to_string())?;
+    let items = items.take();
+    Ok((root, items))
+}
+
+fn same_as_full_parser(text: &[u8]) -> Result<(), TestCaseError> {
+    let fast = streamed(text, false);
+    let full = streamed(text, true);
+    prop_assert_eq!(&fast, &full, "--- text:\n{}", String::from_utf8_lossy(text));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config(2_000))]
+
+    /// Every history bagboy writes: the same nodes, positions included, so the same model and
+    /// the same errors with their line and column.
+    #[test]
+    fn fast_reader_matches_full_parser_on_written_histories(h in history()) {
+        same_as_full_parser(history::to_yaml(&h).as_bytes())?;
+    }
+
+    /// Near-misses: whatever the fast reader accepts, the full parser reads the same way.
+    #[test]
+    fn fast_reader_matches_full_parser_on_mutated_histories(bytes in mutated_history()) {
+        same_as_full_parser(&bytes)?;
+    }
+
+    #[test]
+    fn fast_reader_matches_full_parser_on_yamlish_text(text in yamlish()) {
+        same_as_full_parser(text.as_bytes())?;
+    }
+}
+
+/// The shape of the benchmark's histories (hand-written, not by bagboy's emitter) and a few
+/// near-misses, each compared node for node.
+#[test]
+fn fast_reader_matches_full_parser_on_hand_written_shapes() {
+    let entry = "  - version: \"v1.2.0\"\n    timestamp: \"2026-01-01T00:00:00Z\"\n    status: deployed\n    packages:\n      - format: oci-layout\n        registry: \"oci\"\n        tags: [\"v1.2.0\", \"latest\", \"1.2\"]\n    notes: \"r\"\n";
+    for text in [
+        format!("deployments:\n{entry}"),
+        format!("# c\ndeployments:\n\n{entry}  # trailing comment line\nextra: {{}}\n"),
+        format!("deployments:\n{entry}x:\n  - a\n  - \"b\"\n  - {{}}\n  - []\n"),
+        "deployments: []\n".to_string(),
+        "deployments: [\"a\"]\n".to_string(),
+        "deployments:\n- version: \"v1\"\n".to_string(),
+        "deployments:\n  - version: v1\n    notes: a b\n".to_string(),
+        "deployments:\n  - version: \"v1\"\n      notes: \"x\"\n".to_string(),
+        "deployments:\n  - version: \"v1\"\n    version: \"v2\"\n".to_string(),
+        "deployments:\n  -   version: \"v1\"\n      notes: \"é\"\n".to_string(),
+        "deployments:\n  - notes: \"é日本🚀\\u0085 \\\" \\\\ \\n\"\n    tags: [\"é\", b]\n"
+            .to_string(),
+        "deployments:\n  - x: true\n    y: True\n".to_string(),
+        "deployments:\n  - x:\n      deep:\n        - k: \"v\"\n          l: [a]\n".to_string(),
+        "deployments:\n  - x:\n    - a\n".to_string(),
+        "deployments:\n  - \"q k\": a\n    k2:b\n".to_string(),
+    ] {
+        let fast = streamed(text.as_bytes(), false);
+        let full = streamed(text.as_bytes(), true);
+        assert_eq!(fast, full, "{text}");
+    }
+}

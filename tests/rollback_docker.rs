@@ -658,7 +658,13 @@ fn minimal_requests(auth: Auth, creds: Option<(&str, &str)>, moving: &[&str]) ->
         .filter(|r| r.method == "GET" && r.is_manifest() && r.status == 200)
         .collect();
     assert_eq!(gets.len(), 1, "one manifest fetch:\n{all}");
-    assert!(gets[0].path.ends_with(&rel.v110), "by digest:\n{all}");
+    // The read of the target's version tag is the fetch: it resolves the tag and brings the
+    // manifest the PUTs re-put.
+    assert!(
+        gets[0].path.ends_with("/manifests/v1.1.0"),
+        "by the version tag:\n{all}"
+    );
+    let _ = &rel.v110;
     let puts = reqs
         .iter()
         .filter(|r| r.method == "PUT" && r.is_manifest() && r.status == 201)
@@ -685,8 +691,13 @@ fn minimal_requests(auth: Auth, creds: Option<(&str, &str)>, moving: &[&str]) ->
         distinct.len(),
         "no tag is asked about twice:\n{all}"
     );
-    // One HEAD per tag that takes part: the recorded tags and the current release's own.
-    assert_eq!(heads.len(), k + 2 + 2, "{all}");
+    assert!(
+        !heads.iter().any(|h| h.ends_with("/manifests/v1.1.0")),
+        "the version tag read by GET is not asked about again:\n{all}"
+    );
+    // One HEAD per other tag that takes part: the recorded `1.1` and moved tags, and the
+    // current release's own two (listed as left in place).
+    assert_eq!(heads.len(), k + 1 + 2, "{all}");
     assert!(
         token_requests <= 2,
         "one token per scope (pull, then pull,push), not one per request: {token_requests}"
@@ -718,6 +729,50 @@ fn rollback_requests_are_minimal() {
     eprintln!(
         "requests per rollback (k = 3): anonymous {anonymous}, htpasswd {basic}, token {token}"
     );
+}
+
+/// Several repositories on one registry: a rollback reads every tag that takes part once
+/// (the target's version tag by GET, which is also the manifest the PUTs re-put) and writes
+/// each moved tag once: the floor, nothing more.
+#[test]
+fn multi_repo_rollback_requests_are_the_floor() {
+    let reg = TestRegistry::start(Auth::None);
+    let paths = ["acme/a", "acme/b", "acme/c", "acme/d"];
+    let repos: Vec<Repo<'_>> = paths.iter().map(|path| Repo { reg: &reg, path }).collect();
+    let env = Env::new(&repos);
+    let moving = ["stable", "1"];
+    let rels = three_releases(&env, &repos, false, &moving);
+    let seen = reg.bagboy_requests().len();
+
+    let out = env.run(&["rollback", "--version", "v1.1.0", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    let reqs = requests_since(&reg, seen);
+    let all = describe(&reqs);
+    // Per repository: the recorded tags of v1.1.0 (v1.1.0, 1.1, latest, stable, 1) and the
+    // current release's own (v1.2.0, 1.2), read once each; latest, stable and 1 moved.
+    let reads_per_repo = 5 + 2;
+    let moved_per_repo = 1 + moving.len();
+    let floor = repos.len() * (reads_per_repo + moved_per_repo);
+    assert_eq!(reqs.len(), floor, "requests against the floor:\n{all}");
+    let mut distinct = BTreeSet::new();
+    for r in reqs.iter().filter(|r| r.method != "PUT") {
+        assert!(
+            distinct.insert(r.path.clone()),
+            "{} read twice:\n{all}",
+            r.path
+        );
+    }
+    for (repo, rel) in repos.iter().zip(&rels) {
+        for t in ["v1.1.0", "latest", "1.1", "stable", "1"] {
+            assert_eq!(
+                repo.digest(t).as_ref(),
+                Some(&rel.v110),
+                "{} {t}",
+                repo.path
+            );
+        }
+        assert_eq!(repo.digest("v1.2.0").as_ref(), Some(&rel.v120));
+    }
 }
 
 #[test]

@@ -189,29 +189,42 @@ impl RollbackCoordinator<'_> {
         let mut run = ApplyRun::default();
         // Fetch what the steps need first: a registry that cannot serve the target's manifest
         // fails here, before anything anywhere has changed.
+        let limit = self.config.rollback.concurrency.max(1);
         let mut backends = Vec::new();
+        let mut failures: Vec<Option<String>> = Vec::new();
         for (r, rp) in plan.registries.iter().enumerate() {
-            if !ids.iter().any(|(x, _)| *x == r) {
-                backends.push(None);
-                continue;
-            }
-            match self.backend_for(rp) {
-                Ok(b) => {
-                    if let Err(e) = b.prepare(&rp.steps).await {
-                        run.errors.push(format!("{}: {e}", rp.registry));
-                    }
-                    backends.push(Some(b));
+            let (backend, failure) = if !ids.iter().any(|(x, _)| *x == r) {
+                (None, None)
+            } else {
+                match self.backend_for(rp) {
+                    Ok(b) => (Some(b), None),
+                    Err(e) => (None, Some(format!("{}: {e}", rp.registry))),
                 }
-                Err(e) => {
-                    run.errors.push(format!("{}: {e}", rp.registry));
-                    backends.push(None);
-                }
+            };
+            backends.push(backend);
+            failures.push(failure);
+        }
+        // Registries are prepared side by side, at most `concurrency` at once; failures are
+        // still reported in plan order.
+        let prepared: Vec<(usize, Result<(), RegistryError>)> = futures_util::stream::iter(
+            backends
+                .iter()
+                .enumerate()
+                .filter_map(|(r, b)| b.as_ref().map(|b| (r, b))),
+        )
+        .map(|(r, b)| async move { (r, b.prepare(&plan.registries[r].steps).await) })
+        .buffered(limit)
+        .collect()
+        .await;
+        for (r, res) in prepared {
+            if let Err(e) = res {
+                failures[r] = Some(format!("{}: {e}", plan.registries[r].registry));
             }
         }
+        run.errors.extend(failures.into_iter().flatten());
         if !run.errors.is_empty() {
             return run;
         }
-        let limit = self.config.rollback.concurrency.max(1);
         let mut queue = ids.iter().copied();
         let mut in_flight = FuturesUnordered::new();
         let launch = |id: StepId| {

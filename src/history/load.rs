@@ -390,7 +390,11 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<History, super::HistoryError> 
             }
         })
     };
-    let root = yaml::parse_streaming(path, bytes, "deployments", sink)
+    let mut restart = {
+        let acc = acc.clone();
+        move || *acc.borrow_mut() = Default::default()
+    };
+    let root = yaml::parse_streaming(path, bytes, "deployments", sink, &mut restart)
         .map_err(super::HistoryError::Parse)?;
     let (p, deployments) = std::mem::take(&mut *acc.borrow_mut());
     from_streamed(&root, p, deployments).map_err(|problems| super::HistoryError::Invalid {

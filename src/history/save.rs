@@ -7,16 +7,15 @@ const HEADER: &str = "bagboy deployment history: newest first. Written by bagboy
 
 /// Render a history as YAML text.
 pub fn to_yaml(history: &History) -> String {
-    let mut history = history.clone();
-    history.sort_newest_first();
+    // Newest first, by index: a 100k-entry history is not copied to be sorted.
     let mut e = Emitter::new();
     e.comment(HEADER);
     if history.deployments.is_empty() {
         e.raw_line(0, "deployments: []");
     } else {
         e.raw_line(0, "deployments:");
-        for d in &history.deployments {
-            deployment(&mut e, d);
+        for i in history.newest_first() {
+            deployment(&mut e, &history.deployments[i]);
         }
     }
     for (k, v) in &history.extra {

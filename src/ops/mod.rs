@@ -232,4 +232,5 @@ pub(crate) fn append_note(existing: Option<&str>, note: &str) -> String {
 pub(crate) fn log_http_stats() {
     let (clients, requests) = crate::http::stats();
     tracing::debug!(clients, requests, "http");
+    tracing::debug!(processes = crate::git::spawned(), "git");
 }

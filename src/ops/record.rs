@@ -150,7 +150,8 @@ fn record_inner(
         .collect();
     let packages = observed.into_iter().map(|o| o.package).collect();
     super::log_http_stats();
-    let mut history = loaded.history.clone();
+    // Moved, not cloned: a 100k-entry history is large.
+    let mut history = loaded.history;
     // Blue-green: a release on the environment that is not live waits, staged, for promote.
     let live_env = history
         .current()

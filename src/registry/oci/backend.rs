@@ -152,6 +152,21 @@ impl TagStore {
         })
     }
 
+    /// Where `tag` points and, from a registry, the manifest itself: the one request that
+    /// proves the target's version tag also fetches what a rollback re-puts.
+    async fn resolve_fetching(
+        &self,
+        tag: &str,
+    ) -> Result<Option<(Digest, Option<Manifest>)>, TagError> {
+        Ok(match self {
+            TagStore::Remote { client, repo } => client
+                .get_manifest_opt(repo, tag)
+                .await?
+                .map(|m| (m.digest.clone(), Some(m))),
+            TagStore::Layout(l) => l.resolve(tag)?.map(|d| (d.digest, None)),
+        })
+    }
+
     async fn exists(&self, digest: &Digest) -> Result<bool, TagError> {
         Ok(match self {
             TagStore::Remote { client, repo } => {
@@ -335,9 +350,12 @@ impl TagRegistry {
         // Every tag resolved so far, so that no tag is asked about twice.
         let mut resolved: HashMap<String, Option<Digest>> = HashMap::new();
         for t in &own_tags {
-            let live = self.store.resolve(t).await?;
-            resolved.insert(t.clone(), live.clone());
-            if let Some(d) = live {
+            let live = self.store.resolve_fetching(t).await?;
+            resolved.insert(t.clone(), live.as_ref().map(|(d, _)| d.clone()));
+            if let Some((d, manifest)) = live {
+                if let Some(m) = manifest {
+                    self.manifests.lock().await.insert(d.to_string(), m);
+                }
                 own_live = Some((t.clone(), d));
                 break;
             }

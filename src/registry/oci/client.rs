@@ -249,6 +249,39 @@ impl OciClient {
         repo: &ImageRepo,
         reference: &str,
     ) -> Result<Manifest, OciError> {
+        match self.fetch_manifest(repo, reference, false).await? {
+            Some(m) => Ok(m),
+            // Not reached: without `missing_ok` a 404 is already an error.
+            None => {
+                let url = self.url(&format!("v2/{}/manifests/{reference}", repo.path()))?;
+                Err(OciError::NotFound {
+                    ctx: Box::new(
+                        self.call(Method::GET, url, Some(repo), Some(reference), None)
+                            .ctx,
+                    ),
+                    status: Some(404),
+                    detail: String::new(),
+                })
+            }
+        }
+    }
+
+    /// Like [`get_manifest`](Self::get_manifest), but `None` when the registry answers 404:
+    /// one request both resolves a tag and fetches what it points at.
+    pub async fn get_manifest_opt(
+        &self,
+        repo: &ImageRepo,
+        reference: &str,
+    ) -> Result<Option<Manifest>, OciError> {
+        self.fetch_manifest(repo, reference, true).await
+    }
+
+    async fn fetch_manifest(
+        &self,
+        repo: &ImageRepo,
+        reference: &str,
+        missing_ok: bool,
+    ) -> Result<Option<Manifest>, OciError> {
         self.check_repo(repo)?;
         let parsed = parse_reference(reference)?;
         let url = self.url(&format!("v2/{}/manifests/{reference}", repo.path()))?;
@@ -262,6 +295,9 @@ impl OciClient {
         call.accept = Some(MANIFEST_ACCEPT);
         let resp = self.execute(&call).await?;
         let status = resp.status();
+        if missing_ok && status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         if !status.is_success() {
             return Err(self.status_error(&call, resp).await);
         }
@@ -306,11 +342,11 @@ impl OciClient {
             }
         }
         debug!(registry = %self.host, repository = repo.path(), reference, %digest, media_type, "fetched manifest");
-        Ok(Manifest {
+        Ok(Some(Manifest {
             bytes,
             media_type,
             digest,
-        })
+        }))
     }
 
     /// Whether the registry still has blob `digest` (HEAD; `None` when it answers 404).
