@@ -9,7 +9,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    // A shell asking for completions (`COMPLETE=<shell>`): answered, then exit.
+    // A shell asking for completions (`BAGBOY_COMPLETE=<shell>`): answered, then exit.
     bagboy::cli::complete::handle();
     let cli = Cli::parse();
     let color = cli.color.enabled(std::io::stderr().is_terminal());

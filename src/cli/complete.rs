@@ -1,6 +1,6 @@
 //! Shell completion that knows the project: `--version` offers the versions the history
 //! records, `--registry` the configured registries and their formats. The shell asks bagboy
-//! itself (clap's dynamic completion: `COMPLETE=<shell> bagboy -- <words>`); what it reads is
+//! itself (clap's dynamic completion: `BAGBOY_COMPLETE=<shell> bagboy -- <words>`); what it reads is
 //! the local config and history only: no network, no shared-history fetch, no write.
 
 use clap::CommandFactory as _;
@@ -10,9 +10,9 @@ use crate::config::Config;
 use crate::history::Store;
 
 /// The environment variable the registration scripts set to ask for completions.
-pub const VAR: &str = "COMPLETE";
+pub const VAR: &str = "BAGBOY_COMPLETE";
 
-/// Answer a completion request when the shell asks (`COMPLETE` set): prints the candidates
+/// Answer a completion request when the shell asks (`BAGBOY_COMPLETE` set; a generic `COMPLETE` in the environment is left alone): prints the candidates
 /// and exits; otherwise returns and bagboy runs as usual.
 pub fn handle() {
     clap_complete::CompleteEnv::with_factory(super::Cli::command)

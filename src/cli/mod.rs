@@ -424,7 +424,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     let _span = tracing::info_span!("bagboy", op = %crate::ops::operation_id()).entered();
     match &cli.command {
         Command::Completions { shell } => {
-            // The dynamic registration: the shell asks bagboy itself (`COMPLETE=<shell>
+            // The dynamic registration: the shell asks bagboy itself (`BAGBOY_COMPLETE=<shell>
             // bagboy -- ...`), so `--version` offers the recorded versions and `--registry`
             // the configured registries of the project the user is in.
             let mut buf = Vec::new();
