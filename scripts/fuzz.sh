@@ -34,7 +34,7 @@ start=$(date +%s)
 
 # --- proptest, in rounds until the time is used -------------------------------------------
 # Run the test binary itself, not `cargo test`, so the build lock is free for other work.
-bin=$(cargo test --test history_props --no-run 2>&1 | sed -n 's/.*Executable.*(\(.*\)).*/\1/p' | tail -1)
+bin=$(cargo test --test it --no-run 2>&1 | sed -n 's/.*Executable.*(\(.*\)).*/\1/p' | tail -1)
 if [ -z "$bin" ]; then
     echo "could not build the proptest suite"
     exit 1
@@ -47,7 +47,7 @@ while [ "$(date +%s)" -lt "$prop_deadline" ]; do
     # A new seed every round, so rounds explore different inputs.
     seed="$RANDOM$RANDOM"
     if PROPTEST_CASES="$cases" PROPTEST_RNG_SEED="$seed" \
-        "$bin" -q >"$log_dir/proptest-$rounds.log" 2>&1; then
+        "$bin" -q history_props:: >"$log_dir/proptest-$rounds.log" 2>&1; then
         # 4 property functions run $cases each (the fixture test is not counted).
         prop_cases=$((prop_cases + 4 * cases))
         rm -f "$log_dir/proptest-$rounds.log"

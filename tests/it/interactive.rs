@@ -2,7 +2,7 @@
 //! a release, confirms showing `current → target` and the plan once, cancels cleanly, and a
 //! Ctrl-C during the run leaves a journal that `recover` finishes. Screens are snapshots.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

@@ -11,7 +11,7 @@
 //!
 //! `cargo test --test crash_safety -- --nocapture` prints the failure matrix and the kill points.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! fresh clone for the tap. Versions real projects use (two-part, CalVer with leading zeros,
 //! font-style) recorded, listed, compared, pruned and rolled back end to end (issue 24).
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! `format: npm` against a real npm registry (Verdaccio): record three releases of a package
 //! family, roll back through the binary, read the dist-tags and `deprecated` fields back.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 

@@ -3,7 +3,7 @@
 //! server, migrations in a real git repository, image-config differences, and immutable-tag
 //! answers from a scripted registry.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

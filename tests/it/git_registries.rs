@@ -3,7 +3,7 @@
 //! record, rollback, the files in a fresh clone; AUR against the real `vercmp` and `makepkg`;
 //! and a failing rollback across Docker and the four kinds that is undone everywhere.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! old fixed parser budget allowed) loads and `prune --keep 100` brings it back; one over the
 //! cap is refused with the command that gets it back under, which works.
 
-mod support;
+use crate::support;
 
 use std::fmt::Write as _;
 

@@ -1,6 +1,6 @@
 //! Integration tests for the OCI client and layout store against real `docker-registry` servers.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

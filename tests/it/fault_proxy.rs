@@ -1,6 +1,6 @@
 //! The fault-injecting proxy against a real `docker-registry`: forwarding, faults, numbering.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::path::Path;

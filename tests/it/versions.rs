@@ -1,6 +1,6 @@
 //! `bagboy versions list|compare|prune` and the history store, driven through the binary.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

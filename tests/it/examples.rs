@@ -1,7 +1,7 @@
 //! The examples users copy: every workflow's shell steps run for real against local servers,
 //! and every ```console block in the docs runs and matches its output.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! container removed afterwards. When the engine cannot run containers on this machine, the
 //! test says why and skips only this part.
 
-mod support;
+use crate::support;
 
 use support::cli::{isolated, Project, Run};
 use support::podman::Podman;

@@ -3,7 +3,7 @@
 //! `prometheus`) scraping a small exporter started here; DataDog against a mock server (the
 //! only stand-in: DataDog cannot run here, so those tests are named `mock_datadog_*`).
 
-mod support;
+use crate::support;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

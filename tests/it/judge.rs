@@ -2,7 +2,7 @@
 //! Prometheus scraping a small exporter started here: a series per version whose values change
 //! on every scrape (a deterministic xorshift around a known mean).
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! repository + a work clone acting as the release pipeline / "someone else") and, where the
 //! issue asks for it, a real `docker-registry`.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

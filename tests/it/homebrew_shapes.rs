@@ -5,7 +5,7 @@
 //! file must parse (`ruby -c` too when ruby is installed) and differ from the target only by
 //! `version_scheme`. Fixtures are written here with those shapes; no third-party file is copied.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -4,7 +4,7 @@
 //! defines (v2.9 `Brew Tap`, v2.10+ `Homebrew Formula`/`Homebrew Cask`). cargo-dist runs for
 //! real (`dist manifest`, installed by scripts/test.sh).
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 //! switches back in one step before the registry steps. Dry-runs change no weight. The same
 //! with the `command` balancer (a script driving the same HAProxy).
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

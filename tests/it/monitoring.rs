@@ -4,7 +4,7 @@
 //! bodies received by a local receiver for each format; a dead webhook that changes nothing.
 //! (The Slack and PagerDuty receivers are local stand-ins: those services cannot run here.)
 
-mod support;
+use crate::support;
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};

@@ -2,7 +2,7 @@
 //! per-callsite interest is process-wide, and a callsite first hit by a concurrent test on
 //! another thread (with no subscriber there) could hide this test's captured events.
 
-mod support;
+use crate::support;
 
 use bagboy::registry::oci::{ClientOptions, Credential, ImageRepo, OciClient};
 use support::{block_on, Auth, TestRegistry, TokenUser};

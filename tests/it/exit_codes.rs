@@ -1,7 +1,7 @@
 //! One test per exit code of docs/exit-codes.md, through the binary (3 needs an undo that
 //! fails too: `tests/homebrew_tap.rs` and `tests/crash_safety.rs` play it).
 
-mod support;
+use crate::support;
 
 use std::net::TcpListener;
 

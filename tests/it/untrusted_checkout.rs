@@ -3,7 +3,7 @@
 //! attack through the real binary against loopback servers that record what they receive,
 //! and checks the safe outcome (contract, "Untrusted checkouts"; issue: hostile input).
 
-mod support;
+use crate::support;
 
 use std::net::TcpListener;
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! Homebrew tap backend against real git repositories: plan, apply, undo, conflicts and refusals.
 
-mod support;
+use crate::support;
 
 use bagboy::registry::homebrew::{
     version_scheme, with_version_scheme, Author, Kind, RestoreRequest, Tap, TapError, TapSpec,

@@ -2,7 +2,7 @@
 //! on an OCI layout plus a Homebrew tap. Image digests are deterministic and kept; tap commit
 //! ids, timings and temp paths are filtered.
 
-mod support;
+use crate::support;
 
 use support::cli::{text, Project};
 use support::tap::TestTap;

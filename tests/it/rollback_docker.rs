@@ -2,7 +2,7 @@
 //! `docker-registry` instances. Every check of a registry's state goes through the harness's
 //! plain-HTTP client, never through bagboy's.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Output;

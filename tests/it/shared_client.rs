@@ -1,7 +1,7 @@
 //! One HTTP layer: a 50-registry rollback on one real `docker-registry` (through a counting
 //! proxy) builds one HTTP client, and pooled connections carry many requests each.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};

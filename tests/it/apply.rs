@@ -3,7 +3,7 @@
 //! a tag or the tap moved) exits 4 and a forged one (unrecorded digest, foreign content or
 //! registry) exits 2, with the registry, the tap and the history unchanged.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! against a mock of the GitHub REST API (GitHub cannot run here; the mock asserts methods,
 //! paths, headers and bodies). The rest of each project is real: an OCI layout on disk.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! holder while the first holds the lease, and a SIGKILLed holder's lease is taken over once
 //! it expires.
 
-mod support;
+use crate::support;
 
 use std::io::Read as _;
 use std::net::TcpListener;
