@@ -6,7 +6,6 @@
 use crate::support;
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -154,80 +153,12 @@ fn health_exits_0_5_6_for_passing_failing_and_inconclusive_checks() {
     assert!(p.history().contains("status: passing"), "{}", p.history());
 }
 
-struct Prometheus {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A real Prometheus scraping `target` every second.
-fn prometheus(target: &str) -> Prometheus {
-    let bin = "/usr/bin/prometheus";
-    assert!(
-        std::path::Path::new(bin).exists(),
-        "{bin} missing: apt-get install -y prometheus"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [\"{target}\"]\n"
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let prom = Prometheus {
-        child,
-        port,
-        _dir: dir,
-    };
-    // Ready once the exporter's series can be queried.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let url = format!("http://127.0.0.1:{port}/api/v1/query?query=app_error_ratio");
-        if let Ok(r) = reqwest::blocking::get(url) {
-            if let Ok(v) = r
-                .text()
-                .map(|t| serde_json::from_str::<Value>(&t).unwrap_or_default())
-            {
-                if v["data"]["result"]
-                    .as_array()
-                    .is_some_and(|a| !a.is_empty())
-                {
-                    return prom;
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    panic!("Prometheus did not scrape the exporter in time");
 }
 
 #[test]
@@ -237,7 +168,7 @@ fn a_real_prometheus_query_over_an_exporters_series() {
             .header("Content-Type", "text/plain; version=0.0.4")
             .body("# TYPE app_error_ratio gauge\napp_error_ratio{service=\"myapp\"} 0.2\n")
     });
-    let prom = prometheus(&exporter.host());
+    let prom = support::prometheus::Prometheus::start(&exporter.host(), "app_error_ratio");
     let check = |max: &str| {
         project(&format!(
             "    - prometheus: \"http://127.0.0.1:{}\"\n      query: 'max(app_error_ratio{{service=\"myapp\"}})'\n      max: {max}\n",
