@@ -118,6 +118,25 @@ pub fn is_loopback_host(host: &str) -> bool {
 /// Docker does for `127.0.0.0/8` (insecure by default) without trying TLS first. One short
 /// request (`GET /v2/`) on a fresh connection, bounded to a second; `false` on any doubt.
 pub fn loopback_speaks_plain_http(host_port: &str) -> bool {
+    // Asked once per host and port in a process (50 repositories on one registry: one probe).
+    static SEEN: OnceLock<std::sync::Mutex<std::collections::HashMap<String, bool>>> =
+        OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(known) = seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(host_port)
+    {
+        return *known;
+    }
+    let answer = probe_plain_http(host_port);
+    seen.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(host_port.to_string(), answer);
+    answer
+}
+
+fn probe_plain_http(host_port: &str) -> bool {
     use std::io::{Read as _, Write as _};
     let (host, port) = match host_port.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse::<u16>() {

@@ -477,11 +477,7 @@ impl Registry for GitRegistry {
 
     fn probe(&self) -> BoxFuture<'_, registry::Probe> {
         Box::pin(async move {
-            // The token goes to github.com only (the git runner scopes it there).
-            let credential = super::repo_url(&self.spec)
-                .filter(|u| u.starts_with("https://github.com/"))
-                .filter(|_| std::env::var("GITHUB_TOKEN").is_ok_and(|t| !t.is_empty()))
-                .map(|_| "GITHUB_TOKEN (for github.com)".to_string());
+            let credential = super::github_credential(super::repo_url(&self.spec).as_deref());
             // Fetching into bagboy's cache is the read: nothing outside the cache is written.
             let reached = self
                 .repo()

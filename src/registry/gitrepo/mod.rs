@@ -170,6 +170,14 @@ pub fn cache_root_from(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Opti
         .or_else(|| non_empty("HOME").map(|p| p.join(".cache").join("bagboy")))
 }
 
+/// Where a git repository's credential comes from, for `bagboy check`: `GITHUB_TOKEN`, sent
+/// only to github.com (the git runner scopes it there); `None` for any other host.
+pub fn github_credential(url: Option<&str>) -> Option<String> {
+    url.filter(|u| u.starts_with("https://github.com/"))
+        .filter(|_| std::env::var("GITHUB_TOKEN").is_ok_and(|t| !t.is_empty()))
+        .map(|_| "GITHUB_TOKEN (for github.com)".to_string())
+}
+
 /// `owner/repo` → `https://github.com/owner/repo.git`; URLs and scp-like addresses pass
 /// through. `None` when `registry` is neither.
 pub fn repo_url(spec: &RepoSpec) -> Option<String> {

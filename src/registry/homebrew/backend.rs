@@ -189,12 +189,9 @@ impl Registry for BrewRegistry {
 
     fn probe(&self) -> BoxFuture<'_, crate::registry::Probe> {
         Box::pin(async move {
-            // The token goes to github.com only (the git runner scopes it there).
-            let credential = super::tap_url(&self.spec)
-                .ok()
-                .filter(|u| u.starts_with("https://github.com/"))
-                .filter(|_| std::env::var("GITHUB_TOKEN").is_ok_and(|t| !t.is_empty()))
-                .map(|_| "GITHUB_TOKEN (for github.com)".to_string());
+            let credential = crate::registry::gitrepo::github_credential(
+                super::tap_url(&self.spec).ok().as_deref(),
+            );
             // Fetching into bagboy's cache is the read: nothing outside the cache is written.
             let reached = self
                 .tap()
