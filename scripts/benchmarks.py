@@ -11,15 +11,15 @@ user would otherwise run, back to back:
     `versions prune`, `rollback --dry-run` (time, peak RSS), against PyYAML loading the same
     file (the C loader when present), and a plot of time and memory against size;
   * startup (`bagboy --version`) and binary size;
-  * the operations (journal, connections: scripts/bench-ops.py) and npm
-    (scripts/bench-npm.sh) sections, by their own scripts.
+  * the operations (journal, connections: scripts/bench-ops.py), npm
+    (scripts/bench-npm.sh) and cargo (scripts/bench-cargo.sh) sections, by their own scripts.
 
   * git processes of a typical dry-run (OCI + Homebrew tap + npm when Verdaccio is there), by
     bagboy's own count (`crate::git`, logged at -vv).
 
 Usage: scripts/benchmarks.py [--quick] [--only SECTION,...]
-  --quick: fewer runs, no ops/npm sections.
-  --only rollback,history,startup,git,ops,npm: measure only these; every other section keeps
+  --quick: fewer runs, no ops/npm/cargo sections.
+  --only rollback,history,startup,git,ops,npm,cargo: measure only these; every other section keeps
     the numbers of the docs/benchmarks.md in place (and the doc says so). On a shared 2-core
     machine the full run takes long; a section you did not change need not be measured again.
 The binary is built into $CARGO_TARGET_DIR (default target/).
@@ -40,7 +40,7 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = "--quick" in sys.argv
 RUNS = 3 if QUICK else 5
-SECTIONS = ["rollback", "history", "startup", "git", "ops", "npm"]
+SECTIONS = ["rollback", "history", "startup", "git", "ops", "npm", "cargo"]
 ONLY = (sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv else SECTIONS)
 TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
 # Above this many tags a matrix row runs without skopeo (a process per tag per run: minutes).
@@ -427,6 +427,7 @@ def main():
     t_git = "git processes of a dry-run"
     t_ops = "Operations: journal and connections (scripts/bench-ops.py)"
     t_npm = "npm: a package family (scripts/bench-npm.sh)"
+    t_cargo = "cargo: a crate family (scripts/bench-cargo.sh)"
     sections = []
     if "rollback" in ONLY:
         sections.append((t_rollback, f"""Each repository holds two releases and TAGS tags (`latest` and aliases) on one of them; a run
@@ -493,7 +494,8 @@ in a local bare repository, three releases recorded) logs how many git processes
     else:
         sections.append((t_git, keep(t_git)))
     for name, title, cmd in [("ops", t_ops, [sys.executable, os.path.join(ROOT, "scripts/bench-ops.py")]),
-                             ("npm", t_npm, ["bash", os.path.join(ROOT, "scripts/bench-npm.sh"), "10", "5"])]:
+                             ("npm", t_npm, ["bash", os.path.join(ROOT, "scripts/bench-npm.sh"), "10", "5"]),
+                             ("cargo", t_cargo, ["bash", os.path.join(ROOT, "scripts/bench-cargo.sh"), "10", "5"])]:
         if name in ONLY and not QUICK:
             r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
             table = "\n".join(line for line in r.stdout.strip().splitlines() if not line.startswith("HEAD is now at"))

@@ -30,6 +30,10 @@ command -v podman >/dev/null 2>&1 || need+=(podman)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 [ -x /usr/sbin/runc ] || need+=(runc)
 [ -x /bin/busybox ] || need+=(busybox-static)
+# kellnr (below) builds OpenSSL from source: perl and make.
+command -v perl >/dev/null 2>&1 || need+=(perl)
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   SUDO=""
@@ -69,6 +73,17 @@ if ! command -v dist >/dev/null 2>&1; then
   "$(command -v pip || command -v pip3)" install --quiet astral-dev-toolchain-cargo-dist==0.33.0 \
     || "$(command -v pip || command -v pip3)" install --quiet --break-system-packages astral-dev-toolchain-cargo-dist==0.33.0
 fi
+
+# A real cargo registry for the cargo backend's tests: kellnr 6.6.0 from crates.io (a sparse
+# index, token auth, yank/unyank, SQLite in its own data directory). Newer releases do not
+# build with --locked against this crates index; the first build takes ~22 min on 2 cores.
+kdir=${BAGBOY_CARGO_REGISTRY_DIR:-/opt/bagboy-cargo-registry}
+if [ ! -x "$kdir/bin/kellnr" ]; then
+  echo "installing: kellnr 6.6.0 (cargo install) into $kdir" >&2
+  CARGO_TARGET_DIR=${BAGBOY_CARGO_REGISTRY_TARGET:-/tmp/cargoreg-target} \
+    cargo install --quiet --locked --root "$kdir" kellnr --version 6.6.0
+fi
+export BAGBOY_CARGO_REGISTRY_DIR="$kdir"
 
 # The Debian packages may start services (registry :5000, pushgateway :9091, prometheus :9090); the tests
 # never use them: every test starts its own on an ephemeral port.

@@ -32,7 +32,7 @@ pub use output::Output;
     long_about = "Roll every registry of a release back to a known-good version.\n\n\
 bagboy keeps a deployment history (.bagboy/deployment-history.yml), plans a rollback per \
 registry (Docker/OCI tags, OCI layouts, Homebrew taps, npm dist-tags, GitHub Releases, \
-Scoop buckets, AUR packages, Helm chart indexes, GitOps image tags, blue-green traffic), previews it, applies it with compensation on failure, and records the outcome.",
+Scoop buckets, AUR packages, Helm chart indexes, GitOps image tags, cargo crates, blue-green traffic), previews it, applies it with compensation on failure, and records the outcome.",
     after_help = "Exit codes: 0 success, 1 failed and undone, 2 bad usage or input (nothing changed), \
 3 partly applied (run `bagboy recover`), 4 locked, or the history or a registry changed underneath, \
 5 a health check failed, 6 a health check could not be evaluated (nothing changed)."

@@ -238,6 +238,7 @@ impl<'a> RollbackCoordinator<'a> {
                 target_package: target.package(b.name()),
                 current,
                 current_package: current.and_then(|c| c.package(b.name())),
+                deployments: &history.deployments,
                 settings: &self.config.rollback,
             };
             async move { (b.name().to_string(), b.plan(input).await) }

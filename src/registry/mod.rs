@@ -6,6 +6,7 @@
 //! where they are opened.
 
 pub mod aur;
+pub mod cargo;
 pub mod github_release;
 pub mod gitops;
 pub mod gitrepo;
@@ -61,6 +62,7 @@ pub static KINDS: &[&Kind] = &[
     &aur::AUR,
     &helm_repo::HELM_REPO,
     &gitops::GITOPS,
+    &cargo::CARGO,
 ];
 
 /// What a package record holds, as `(field, value)` pairs for people: the fields the history
@@ -183,6 +185,9 @@ pub struct PlanInput<'a> {
     pub target_package: Option<&'a Package>,
     pub current: Option<&'a Deployment>,
     pub current_package: Option<&'a Package>,
+    /// Every recorded deployment (a backend that undoes more than the current release, such
+    /// as cargo's yanks of every recorded version above the target, reads them here).
+    pub deployments: &'a [Deployment],
     pub settings: &'a RollbackSettings,
 }
 

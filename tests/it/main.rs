@@ -26,6 +26,7 @@ mod oci_client;
 mod oci_client_secrets;
 mod record_from;
 mod rollback_brew;
+mod rollback_cargo;
 mod rollback_docker;
 mod rollback_npm;
 mod shared_client;

@@ -2,6 +2,7 @@
 // Each test binary uses a different subset of the harness.
 #![allow(dead_code, unused_imports)]
 
+pub mod cargo_registry;
 pub mod cli;
 pub mod fake_server;
 pub mod fixtures;
