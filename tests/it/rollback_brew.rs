@@ -9,7 +9,7 @@ use std::process::Output;
 
 use assert_cmd::Command;
 use serde_json::Value;
-use support::cli::{text, Project};
+use support::cli::{git_processes, text, Project};
 use support::tap::{cask, git, goreleaser_formula, TestTap};
 use support::{Auth, TestRegistry, TokenUser};
 
@@ -386,20 +386,6 @@ fn cask_rollback_restores_the_file_without_version_scheme_and_says_why() {
 // ---------------------------------------------------------------------------------------------
 // 2. --dry-run in every format: the diff, and nothing changes.
 // ---------------------------------------------------------------------------------------------
-
-/// The git processes bagboy started, as its `-vv` log counts them (`crate::git`).
-fn git_processes(stderr: &str) -> u64 {
-    stderr
-        .lines()
-        .rev()
-        .filter_map(|l| l.split("processes=").nth(1))
-        .filter_map(|rest| {
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse().ok()
-        })
-        .next()
-        .unwrap_or_else(|| panic!("no git process count in the -vv log:\n{stderr}"))
-}
 
 /// A tap's questions are batched and remembered for the run (issue 30): opening the cache is
 /// five processes (is it ours, its origin, the remote's branches, fetch, head), the plan a few
