@@ -8,7 +8,7 @@ use crate::support;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use support::cli::{isolated, Run};
+use support::cli::{git_processes, isolated, Run};
 use support::tap::git;
 use support::{Auth, TestRegistry};
 
@@ -410,6 +410,29 @@ fn scoop_manifest_is_restored_byte_for_byte_as_a_new_commit() {
     // Again: everything already matches.
     let again = p.expect(0, &["rollback", "--version", "v1.1.0", "--yes"]);
     assert_eq!(bucket.log(), after, "{}", again.show());
+}
+
+/// A Scoop bucket's dry-run reads each commit with one `cat-file --batch` and remembers it for
+/// the run (issue 30): the cache's five processes and one per commit read. It was 20.
+#[test]
+fn scoop_dry_run_starts_few_git_processes() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let bucket = Remote::new(root.path(), "scoop-bucket", "main");
+    let p = Project::new(&[entry("scoop", "acme/scoop-bucket", &bucket, "")], "");
+    for v in VERSIONS {
+        bucket.publish(
+            &[("bucket/myapp.json", &scoop_manifest(v))],
+            &format!("myapp: Update to version {v}"),
+        );
+        p.expect(0, &["record", "--version", &format!("v{v}")]);
+    }
+    let r = p.expect(0, &["-vv", "rollback", "--dry-run"]);
+    let n = git_processes(&r.stderr);
+    assert!(
+        n <= 8,
+        "a Scoop dry-run started {n} git processes\n{}",
+        r.show()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ use std::process::Output;
 
 use assert_cmd::Command;
 use serde_json::Value;
-use support::cli::{text, Project};
+use support::cli::{git_processes, text, Project};
 use support::tap::{cask, git, goreleaser_formula, TestTap};
 use support::{Auth, TestRegistry, TokenUser};
 
@@ -386,6 +386,17 @@ fn cask_rollback_restores_the_file_without_version_scheme_and_says_why() {
 // ---------------------------------------------------------------------------------------------
 // 2. --dry-run in every format: the diff, and nothing changes.
 // ---------------------------------------------------------------------------------------------
+
+/// A tap's questions are batched and remembered for the run (issue 30): opening the cache is
+/// five processes (is it ours, its origin, the remote's branches, fetch, head), the plan a few
+/// more. Before the batching this dry-run started 28.
+#[test]
+fn dry_run_on_a_tap_starts_few_git_processes() {
+    let f = formula_fixture();
+    let (_, err) = f.expect(0, &["-vv", "rollback", "--dry-run"]);
+    let n = git_processes(&err);
+    assert!(n <= 12, "a tap dry-run started {n} git processes:\n{err}");
+}
 
 #[test]
 fn dry_run_prints_the_diff_in_every_format_and_changes_nothing() {

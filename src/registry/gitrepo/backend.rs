@@ -358,28 +358,44 @@ impl GitRegistry {
     }
 }
 
-/// The files the codec names at `commit`, and their contents.
-fn files_at(
-    repo: &Repo,
-    codec: &dyn Codec,
-    commit: &str,
-) -> Result<(Vec<String>, Vec<Option<String>>), GitRegistryError> {
-    let commit = repo.resolve_commit(commit)?;
-    let exists = |p: &str| matches!(repo.entry(&commit, p), Ok(Some(_)));
-    let paths = codec.locate(&exists);
-    let mut contents = Vec::with_capacity(paths.len());
-    for p in &paths {
-        contents.push(repo.file_at(&commit, p)?);
-    }
-    Ok((paths, contents))
+/// What the codec finds at a commit.
+struct Found {
+    /// The commit's full id.
+    commit: String,
+    /// The files the codec names there (`Codec::locate`).
+    paths: Vec<String>,
+    contents: Vec<Option<String>>,
 }
 
+/// The files the codec names at `commit`, and their contents: every candidate is read in the
+/// one `cat-file --batch` that checks the commit.
+fn files_at(repo: &Repo, codec: &dyn Codec, commit: &str) -> Result<Found, GitRegistryError> {
+    let candidates = codec.candidates();
+    let asked: Vec<&str> = candidates.iter().map(String::as_str).collect();
+    let read = repo.blobs_at(commit, &asked)?;
+    let exists = |p: &str| {
+        asked
+            .iter()
+            .zip(&read.blobs)
+            .any(|(c, b)| *c == p && b.is_some())
+    };
+    let paths = codec.locate(&exists);
+    let contents = contents_at(repo, &read.commit, &paths)?;
+    Ok(Found {
+        commit: read.commit,
+        paths,
+        contents,
+    })
+}
+
+/// The contents of `paths` at `commit` (one git process at most, none when already read).
 fn contents_at(
     repo: &Repo,
     commit: &str,
     paths: &[String],
 ) -> Result<Vec<Option<String>>, GitRegistryError> {
-    paths.iter().map(|p| Ok(repo.file_at(commit, p)?)).collect()
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    Ok(repo.files_at(commit, &paths)?)
 }
 
 /// Plan the restore against the current head. Reads only.
@@ -392,8 +408,11 @@ fn plan_restore(
 ) -> Result<(GitRestore, Derived, Vec<String>), GitRegistryError> {
     let what = repo.what();
     let base = repo.head()?;
-    let target_commit = repo.resolve_commit(target_commit)?;
-    let (target_paths, target) = files_at(repo, codec, &target_commit)?;
+    let Found {
+        commit: target_commit,
+        paths: target_paths,
+        contents: target,
+    } = files_at(repo, codec, target_commit)?;
     if target_paths.is_empty() || target.iter().all(Option::is_none) {
         return Err(GitRegistryError::NotFound {
             what,
@@ -404,7 +423,7 @@ fn plan_restore(
     }
     // Restore in place when the files moved since the target, so the repository never ends
     // up with two copies.
-    let (live_paths, _) = files_at(repo, codec, &base)?;
+    let live_paths = files_at(repo, codec, &base)?.paths;
     let paths = if live_paths.len() == target_paths.len() {
         live_paths
     } else {
@@ -630,7 +649,7 @@ impl Registry for GitRegistry {
             let v = version.to_string();
             let (commit, paths) = blocking(&self.name, move || {
                 let commit = find_version(&repo, codec.as_ref(), &v)?;
-                let (paths, _) = files_at(&repo, codec.as_ref(), &commit)?;
+                let paths = files_at(&repo, codec.as_ref(), &commit)?.paths;
                 Ok((commit, paths))
             })
             .await?;
@@ -773,10 +792,10 @@ fn find_version(repo: &Repo, codec: &dyn Codec, version: &str) -> Result<String,
     let candidates = codec.candidates();
     let refs: Vec<&str> = candidates.iter().map(String::as_str).collect();
     for commit in repo.commits_touching(&refs)? {
-        let Ok((paths, files)) = files_at(repo, codec, &commit) else {
+        let Ok(found) = files_at(repo, codec, &commit) else {
             continue;
         };
-        if !paths.is_empty() && codec.holds(&files, version).unwrap_or(false) {
+        if !found.paths.is_empty() && codec.holds(&found.contents, version).unwrap_or(false) {
             return Ok(commit);
         }
     }

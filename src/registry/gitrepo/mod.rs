@@ -332,6 +332,44 @@ pub struct Repo {
     pub(crate) git: Git,
     /// Held while the repository is open: one bagboy at a time uses a cache directory.
     _cache_lock: std::sync::Arc<std::fs::File>,
+    /// What git already answered during this run (see [`Known`]).
+    known: std::sync::Mutex<Known>,
+}
+
+/// Answers remembered per run, so a plan that asks the same question of the same commit asks
+/// git once. What a ref or an abbreviation names can change, so `head` is forgotten at every
+/// fetch and push and `commits` at every fetch and every commit bagboy builds (new objects can
+/// make an abbreviation ambiguous). `files` and `listings` are keyed by full commit ids, whose
+/// trees never change: they stay true whatever moves.
+#[derive(Debug, Default)]
+struct Known {
+    /// The tracking ref's commit.
+    head: Option<String>,
+    /// A commit as asked (abbreviated or full) → its full id; only commits that exist.
+    commits: std::collections::HashMap<String, String>,
+    /// (full commit, path) → the file's bytes there (`None`: no file at that path).
+    files: std::collections::HashMap<(String, String), Option<Vec<u8>>>,
+    /// Bytes held in `files`; past [`KNOWN_FILES_BUDGET`] they are dropped and read again.
+    file_bytes: usize,
+    /// (full commit, pathspecs) → the paths `ls-tree -r` lists under them.
+    listings: std::collections::HashMap<(String, Vec<String>), Vec<String>>,
+}
+
+/// At most this many bytes of file content are remembered (a chart index can be megabytes and
+/// a search through history reads it at many commits).
+const KNOWN_FILES_BUDGET: usize = 64 << 20;
+
+/// A full commit id (40 hex digits, or 64 in a SHA-256 repository).
+fn is_full_id(c: &str) -> bool {
+    (c.len() == 40 || c.len() == 64) && c.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Files read at a commit by [`Repo::blobs_at`].
+pub struct Blobs {
+    /// The commit's full id.
+    pub commit: String,
+    /// Each path's bytes, in the order asked (`None`: no file at that path).
+    pub blobs: Vec<Option<Vec<u8>>>,
 }
 
 /// What a compare-and-swap push did.
@@ -393,6 +431,7 @@ impl Repo {
             branch: String::new(),
             git,
             _cache_lock: cache_lock,
+            known: Default::default(),
         };
         repo.ensure_cache(&url, &dir, false)?;
 
@@ -482,10 +521,14 @@ impl Repo {
     /// Our cache's equivalent of `reset --hard origin/<branch>`: force the tracking ref to the
     /// remote head, whatever it was before.
     pub fn fetch(&self) -> Result<String, RepoError> {
+        self.forget(true);
         let refspec = format!("+refs/heads/{b}:refs/remotes/origin/{b}", b = self.branch);
-        self.git
-            .run(&["fetch", "--progress", "--no-tags", "origin", &refspec])
-            .map_err(|f| self.unreachable(f))?;
+        let fetched = self
+            .git
+            .run(&["fetch", "--progress", "--no-tags", "origin", &refspec]);
+        // Forgotten again once the ref has moved: nothing read while git ran is kept.
+        self.forget(true);
+        fetched.map_err(|f| self.unreachable(f))?;
         self.head()
     }
 
@@ -520,25 +563,45 @@ impl Repo {
         &self.url_display
     }
 
-    /// The remote branch head as last fetched.
+    /// The remote branch head as last fetched (asked of git once until the next fetch or push).
     pub fn head(&self) -> Result<String, RepoError> {
+        if let Some(h) = self.known().head.clone() {
+            return Ok(h);
+        }
         let r = format!("refs/remotes/origin/{}^{{commit}}", self.branch);
-        self.git
+        let head = self
+            .git
             .run(&["rev-parse", "--verify", "--quiet", &r])
             .map(|s| s.trim().to_owned())
-            .map_err(|f| self.git_err(f))
+            .map_err(|f| self.git_err(f))?;
+        let mut known = self.known();
+        known.head = Some(head.clone());
+        known.commits.insert(head.clone(), head.clone());
+        Ok(head)
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, Known> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The tracking ref is about to move (`ref_moves`: a fetch or a push), or new objects were
+    /// written (a commit was built): ask git again next time.
+    fn forget(&self, ref_moves: bool) {
+        let mut known = self.known();
+        if ref_moves {
+            known.head = None;
+        }
+        known.commits.clear();
     }
 
     /// Full id of `commit`, refusing anything that is not a hex id present in the repository.
     pub fn resolve_commit(&self, commit: &str) -> Result<String, RepoError> {
-        if !is_hex_commit(commit) {
-            return Err(RepoError::InvalidCommit {
-                what: self.what,
-                registry: self.registry.clone(),
-                commit: commit.to_owned(),
-            });
+        self.check_commit(commit)?;
+        if let Some(full) = self.known().commits.get(commit) {
+            return Ok(full.clone());
         }
-        self.git
+        let full = self
+            .git
             .run(&[
                 "rev-parse",
                 "--verify",
@@ -546,11 +609,35 @@ impl Repo {
                 &format!("{commit}^{{commit}}"),
             ])
             .map(|s| s.trim().to_owned())
-            .map_err(|_| RepoError::NoCommit {
+            .map_err(|_| self.no_commit(commit))?;
+        self.remember_commit(commit, &full);
+        Ok(full)
+    }
+
+    fn check_commit(&self, commit: &str) -> Result<(), RepoError> {
+        if is_hex_commit(commit) {
+            Ok(())
+        } else {
+            Err(RepoError::InvalidCommit {
                 what: self.what,
                 registry: self.registry.clone(),
                 commit: commit.to_owned(),
             })
+        }
+    }
+
+    fn no_commit(&self, commit: &str) -> RepoError {
+        RepoError::NoCommit {
+            what: self.what,
+            registry: self.registry.clone(),
+            commit: commit.to_owned(),
+        }
+    }
+
+    fn remember_commit(&self, commit: &str, full: &str) {
+        let mut known = self.known();
+        known.commits.insert(commit.to_owned(), full.to_owned());
+        known.commits.insert(full.to_owned(), full.to_owned());
     }
 
     /// `Some((mode, blob))` when `path` is a file at `commit`.
@@ -567,24 +654,128 @@ impl Repo {
         }))
     }
 
+    /// The full id of `commit` and the bytes of each of `paths` there (`None`: no file at that
+    /// path). What is not yet known is read with one `git cat-file --batch`, which checks the
+    /// commit too.
+    pub fn blobs_at(&self, commit: &str, paths: &[&str]) -> Result<Blobs, RepoError> {
+        self.check_commit(commit)?;
+        let cached = |known: &Known, full: &str| -> Option<Vec<Option<Vec<u8>>>> {
+            paths
+                .iter()
+                .map(|p| {
+                    known
+                        .files
+                        .get(&(full.to_owned(), (*p).to_owned()))
+                        .cloned()
+                })
+                .collect()
+        };
+        {
+            let known = self.known();
+            if let Some(full) = known.commits.get(commit) {
+                if let Some(found) = cached(&known, full) {
+                    return Ok(Blobs {
+                        commit: full.clone(),
+                        blobs: found,
+                    });
+                }
+            }
+        }
+        let peeled = format!("{commit}^{{commit}}");
+        let names: Vec<String> = paths.iter().map(|p| format!("{commit}:{p}")).collect();
+        let mut ask: Vec<&str> = vec![&peeled];
+        ask.extend(names.iter().map(String::as_str));
+        let mut found = self
+            .git
+            .cat_file_batch(&ask)
+            .map_err(|f| self.git_err(f))?
+            .into_iter();
+        let full = match found.next().flatten() {
+            Some(c) if c.kind == "commit" && is_full_id(&c.oid) => c.oid,
+            _ => return Err(self.no_commit(commit)),
+        };
+        self.remember_commit(commit, &full);
+        let blobs: Vec<Option<Vec<u8>>> = found
+            .map(|o| o.filter(|o| o.kind == "blob").map(|o| o.content))
+            .collect();
+        if blobs.len() != paths.len() {
+            return Err(self.git_err(GitFailure {
+                command: "git cat-file --batch".into(),
+                stderr: "fewer answers than questions".into(),
+            }));
+        }
+        let mut known = self.known();
+        let size: usize = blobs.iter().flatten().map(Vec::len).sum();
+        if known.file_bytes + size > KNOWN_FILES_BUDGET {
+            known.files.clear();
+            known.file_bytes = 0;
+        }
+        if size <= KNOWN_FILES_BUDGET {
+            known.file_bytes += size;
+            for (p, b) in paths.iter().zip(&blobs) {
+                known
+                    .files
+                    .insert((full.clone(), (*p).to_owned()), b.clone());
+            }
+        }
+        Ok(Blobs {
+            commit: full,
+            blobs,
+        })
+    }
+
+    /// The text of each of `paths` at `commit` (`None`: absent), read with at most one git
+    /// process.
+    pub fn files_at(&self, commit: &str, paths: &[&str]) -> Result<Vec<Option<String>>, RepoError> {
+        let Blobs { commit, blobs } = self.blobs_at(commit, paths)?;
+        paths
+            .iter()
+            .zip(blobs)
+            .map(|(p, b)| self.text(b, p, &commit))
+            .collect()
+    }
+
+    /// A file's bytes as text, or [`RepoError::NotText`].
+    pub fn text(
+        &self,
+        bytes: Option<Vec<u8>>,
+        path: &str,
+        commit: &str,
+    ) -> Result<Option<String>, RepoError> {
+        bytes
+            .map(|b| {
+                String::from_utf8(b).map_err(|_| RepoError::NotText {
+                    what: self.what,
+                    registry: self.registry.clone(),
+                    path: path.to_owned(),
+                    commit: commit.to_owned(),
+                })
+            })
+            .transpose()
+    }
+
     /// File content at a commit; `None` when the file does not exist there.
     pub fn file_at(&self, commit: &str, path: &str) -> Result<Option<String>, RepoError> {
-        let commit = self.resolve_commit(commit)?;
-        let Some((_, blob)) = self.entry(&commit, path)? else {
-            return Ok(None);
+        Ok(self.files_at(commit, &[path])?.pop().flatten())
+    }
+
+    /// The paths `ls-tree -r` lists at `commit` under `pathspecs` (remembered per commit).
+    pub fn list_files(&self, commit: &str, pathspecs: &[&str]) -> Result<Vec<String>, RepoError> {
+        let full = if is_full_id(commit) {
+            commit.to_owned()
+        } else {
+            self.resolve_commit(commit)?
         };
-        let bytes = self
-            .git
-            .run_bytes(&["cat-file", "blob", &blob])
-            .map_err(|f| self.git_err(f))?;
-        String::from_utf8(bytes)
-            .map(Some)
-            .map_err(|_| RepoError::NotText {
-                what: self.what,
-                registry: self.registry.clone(),
-                path: path.to_owned(),
-                commit,
-            })
+        let key = (full, pathspecs.iter().map(|s| (*s).to_owned()).collect());
+        if let Some(known) = self.known().listings.get(&key) {
+            return Ok(known.clone());
+        }
+        let mut args = vec!["ls-tree", "-r", "--name-only", "--full-tree", &key.0, "--"];
+        args.extend(pathspecs);
+        let out = self.git.run(&args).map_err(|f| self.git_err(f))?;
+        let listed: Vec<String> = out.lines().map(str::to_owned).collect();
+        self.known().listings.insert(key, listed.clone());
+        Ok(listed)
     }
 
     /// Commits on the fetched head that touched any of `paths`, newest first.
@@ -624,10 +815,8 @@ impl Repo {
         let first = changes.first().map(|c| c.path.as_str()).unwrap_or("");
         for _attempt in 0..2 {
             let head = self.fetch()?;
-            let mut current = Vec::with_capacity(changes.len());
-            for c in changes {
-                current.push(self.file_at(&head, &c.path)?);
-            }
+            let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+            let current = self.files_at(&head, &paths)?;
             if changes.iter().zip(&current).all(|(c, now)| *now == c.new) {
                 return Ok(Outcome::AlreadyThere { head });
             }
@@ -645,12 +834,13 @@ impl Repo {
             }
             let commit = self.build_commit(&head, changes, message, author)?;
             let dest = format!("{commit}:refs/heads/{}", self.branch);
+            self.forget(true);
             match self.git.run(&["push", "--progress", "origin", &dest]) {
                 Ok(_) => {
                     let tracking = format!("refs/remotes/origin/{}", self.branch);
-                    self.git
-                        .run(&["update-ref", &tracking, &commit])
-                        .map_err(|f| self.git_err(f))?;
+                    let moved = self.git.run(&["update-ref", &tracking, &commit]);
+                    self.forget(true);
+                    moved.map_err(|f| self.git_err(f))?;
                     tracing::info!(registry = %self.registry, path = %first, %commit, "pushed");
                     return Ok(Outcome::Pushed {
                         parent: head,
@@ -702,6 +892,7 @@ impl Repo {
         ));
         let result = self.build_commit_in(&index, parent, changes, message, author);
         let _ = std::fs::remove_file(&index);
+        self.forget(false);
         result
     }
 
@@ -792,6 +983,121 @@ mod tests {
         assert_eq!(repo_url(&spec("acme/x", Some("fd::3"))), None);
         assert!(repo_url(&spec("a/b/c", None)).is_none());
         assert!(repo_url(&spec("../x", None)).is_none());
+    }
+
+    /// A commit on `parent` (if any) holding `a.txt` = `text`, made directly in `bare`.
+    fn commit_in(bare: &Git, parent: Option<&str>, text: &str) -> String {
+        let blob = bare
+            .run_with(
+                &["hash-object", "-w", "--stdin"],
+                Some(text.as_bytes()),
+                &[],
+            )
+            .expect("blob");
+        let entry = format!("100644 blob {}\ta.txt\n", blob.trim());
+        let tree = bare
+            .run_with(&["mktree"], Some(entry.as_bytes()), &[])
+            .expect("tree");
+        let who: Vec<(&str, &std::ffi::OsStr)> = [
+            "GIT_AUTHOR_NAME",
+            "GIT_AUTHOR_EMAIL",
+            "GIT_COMMITTER_NAME",
+            "GIT_COMMITTER_EMAIL",
+        ]
+        .iter()
+        .map(|k| (*k, std::ffi::OsStr::new("t")))
+        .collect();
+        let mut args = vec!["commit-tree", tree.trim()];
+        if let Some(p) = parent {
+            args.extend(["-p", p]);
+        }
+        args.extend(["-m", text]);
+        let commit = bare.run_with(&args, None, &who).expect("commit");
+        let commit = commit.trim().to_owned();
+        bare.run(&["update-ref", "refs/heads/main", &commit])
+            .expect("update-ref");
+        commit
+    }
+
+    /// What a run remembers never outlives what it describes: the head moves with a fetch and
+    /// a push, files at a commit stay what they are, abbreviations are resolved again.
+    #[test]
+    fn remembered_answers_follow_fetch_and_push() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let bare_dir = root.path().join("remote.git");
+        std::fs::create_dir_all(&bare_dir).expect("mkdir");
+        let bare = Git::new(&bare_dir, None);
+        bare.run(&["init", "--bare", "--quiet", "-b", "main"])
+            .expect("init");
+        let c1 = commit_in(&bare, None, "one\n");
+        let spec = RepoSpec {
+            registry: "acme/x".into(),
+            remote: Some(format!("file://{}", bare_dir.display())),
+            branch: Some("main".into()),
+        };
+        let flavor = Flavor {
+            what: "test repository",
+            cache_dir: "git",
+            prefix: "test-",
+            default_branch: "main",
+            branch_over_remote: false,
+        };
+        let repo =
+            Repo::open_with_token(&spec, &root.path().join("cache"), flavor, None).expect("open");
+        let text = |c: &str| repo.file_at(c, "a.txt").expect("read");
+        assert_eq!(repo.head().expect("head"), c1);
+        assert_eq!(text(&c1).as_deref(), Some("one\n"));
+        assert_eq!(text(&c1[..8]).as_deref(), Some("one\n"));
+        assert_eq!(repo.file_at(&c1, "missing.txt").expect("read"), None);
+        assert!(matches!(
+            repo.file_at("0123456789abcdef", "a.txt"),
+            Err(RepoError::NoCommit { .. })
+        ));
+        assert!(matches!(
+            repo.file_at("HEAD", "a.txt"),
+            Err(RepoError::InvalidCommit { .. })
+        ));
+
+        // Someone else pushes: the head is the fetched one until the next fetch.
+        let c2 = commit_in(&bare, Some(&c1), "two\n");
+        assert_eq!(repo.head().expect("head"), c1);
+        assert_eq!(repo.fetch().expect("fetch"), c2);
+        assert_eq!(repo.head().expect("head"), c2);
+        assert_eq!(text(&c2).as_deref(), Some("two\n"));
+        assert_eq!(text(&c1).as_deref(), Some("one\n"));
+
+        // Our push moves the head to our commit.
+        let author = Author {
+            name: "t".into(),
+            email: "t@example.com".into(),
+        };
+        let change = |expected: &str, new: &str| Change {
+            path: "a.txt".into(),
+            expected: Some(expected.into()),
+            new: Some(new.into()),
+        };
+        let Ok(Outcome::Pushed { parent, commit }) =
+            repo.replace(&[change("two\n", "three\n")], "three", &author)
+        else {
+            panic!("expected a push");
+        };
+        assert_eq!(parent, c2);
+        assert_eq!(repo.head().expect("head"), commit);
+        assert_eq!(
+            bare.run(&["rev-parse", "refs/heads/main"])
+                .expect("remote")
+                .trim(),
+            commit
+        );
+        assert_eq!(
+            text(&repo.head().expect("head")).as_deref(),
+            Some("three\n")
+        );
+        // A stale expectation is a conflict, read against the fresh head.
+        assert!(matches!(
+            repo.replace(&[change("two\n", "four\n")], "four", &author),
+            Err(RepoError::Conflict { .. })
+        ));
     }
 
     #[test]

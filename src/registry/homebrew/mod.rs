@@ -380,23 +380,11 @@ impl Tap {
     /// Every file defining `name` at `commit`, shallowest first.
     fn find_all(&self, name: &str, commit: &str) -> Result<Vec<Located>, TapError> {
         let root = format!("{name}.rb");
-        let out = self
-            .git
-            .run(&[
-                "ls-tree",
-                "-r",
-                "--name-only",
-                "--full-tree",
-                commit,
-                "--",
-                "Formula",
-                "HomebrewFormula",
-                "Casks",
-                &root,
-            ])
-            .map_err(|f| self.git_err(f))?;
-        let mut found: Vec<Located> = out
-            .lines()
+        let listed = self
+            .repo
+            .list_files(commit, &["Formula", "HomebrewFormula", "Casks", &root])?;
+        let mut found: Vec<Located> = listed
+            .iter()
             .filter_map(|p| Tap::is_location_of(name, p))
             .collect();
         found.sort_by_key(|l| (l.path.matches('/').count(), l.path.clone()));

@@ -137,3 +137,17 @@ pub fn isolated(dir: &Path) -> std::process::Command {
         .stdin(std::process::Stdio::null());
     c
 }
+
+/// The git processes bagboy started, as its `-vv` log counts them (`crate::git`).
+pub fn git_processes(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .rev()
+        .filter_map(|l| l.split("processes=").nth(1))
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .next()
+        .unwrap_or_else(|| panic!("no git process count in the -vv log:\n{stderr}"))
+}
