@@ -221,11 +221,24 @@ impl Git {
             .spawn()
             .map_err(|e| fail(format!("cannot run git: {e}")))?;
         let pgid = child.id();
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(input)
-                .map_err(|e| fail(format!("cannot write to git: {e}")))?;
-        }
         let activity = std::sync::Arc::new(AtomicU64::new(now_millis()));
+        // Standard input is written on its own thread, beside the readers: a `cat-file --batch`
+        // whose answers fill the stdout pipe before all its questions are written would
+        // otherwise wait on us while we wait on it. Each chunk written counts as progress.
+        let writer = match (stdin, child.stdin.take()) {
+            (Some(input), Some(mut pipe)) => {
+                let input = input.to_vec();
+                let activity = activity.clone();
+                Some(std::thread::spawn(move || -> std::io::Result<()> {
+                    for chunk in input.chunks(16 << 10) {
+                        pipe.write_all(chunk)?;
+                        activity.store(now_millis(), Ordering::Relaxed);
+                    }
+                    Ok(())
+                }))
+            }
+            _ => None,
+        };
         let reader = |pipe: Option<Box<dyn std::io::Read + Send>>| {
             let activity = activity.clone();
             let (tx, rx) = std::sync::mpsc::channel();
@@ -303,7 +316,12 @@ impl Git {
         };
         let stdout = collect(out_thread);
         let stderr = String::from_utf8_lossy(&collect(err_thread)).into_owned();
+        // git is gone, so the pipe is closed and the writer has returned.
+        let written = writer.map(|w| w.join().unwrap_or(Ok(())));
         let status = status.map_err(&fail)?;
+        if let (true, Some(Err(e))) = (status.success(), written) {
+            return Err(fail(format!("cannot write to git: {e}")));
+        }
         if stdout.len() >= MAX_OUTPUT {
             return Err(fail(format!("git printed more than {MAX_OUTPUT} bytes")));
         }
@@ -623,6 +641,27 @@ mod tests {
         assert_eq!(got[2].as_ref().map(|o| o.kind.as_str()), Some("tree"));
         assert_eq!(got[3], None);
         assert!(git.cat_file_batch(&["a\nb"]).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_pipes_does_not_stall() {
+        // 20,000 questions (~1 MiB in) whose answers (~2.6 MiB out) fill both pipes: written
+        // before reading, this waited on git while git waited on us.
+        let dir = tempfile_dir();
+        let git = Git::new(&dir, None);
+        git.run(&["init", "--bare", "--quiet"]).expect("init");
+        let content = vec![b'x'; 100];
+        let blob = git
+            .run_with(&["hash-object", "-w", "--stdin"], Some(&content), &[])
+            .expect("blob");
+        let names: Vec<String> = (0..20_000).map(|_| blob.trim().to_string()).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let got = git.cat_file_batch(&refs).expect("batch");
+        assert_eq!(got.len(), 20_000);
+        assert!(got
+            .iter()
+            .all(|o| o.as_ref().is_some_and(|o| o.content == content)));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
