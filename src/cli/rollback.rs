@@ -446,6 +446,10 @@ pub(super) fn outcome_result(outcome: &Outcome) -> Result<(), Error> {
                     "the rollback was partly applied and could not be undone; run `bagboy recover`"
                         .into()
                 }
+                _ if outcome.refused => format!(
+                    "the rollback stopped before any change: {}",
+                    outcome.errors.join("; ")
+                ),
                 _ => format!(
                     "the rollback failed and was undone: {}",
                     outcome.errors.join("; ")

@@ -49,12 +49,17 @@ pub struct Outcome {
     /// Set when the journal was kept for `bagboy recover`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub journal: Option<String>,
+    /// Stopped before any change by what the user can fix (a token without the rights a
+    /// step needs, found while preparing): exit 2, not 1.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refused: bool,
 }
 
 impl Outcome {
     pub fn exit(&self) -> Exit {
         match self.kind {
             OutcomeKind::RolledBack | OutcomeKind::AlreadyCurrent => Exit::Success,
+            OutcomeKind::FailedUndone if self.refused => Exit::Usage,
             OutcomeKind::FailedUndone => Exit::FailedUndone,
             OutcomeKind::Partial => Exit::Partial,
         }
@@ -69,6 +74,8 @@ pub(crate) struct ApplyRun {
     pub uncertain: Vec<StepId>,
     pub errors: Vec<String>,
     pub reports: Vec<StepReport>,
+    /// Preparing failed, only for reasons the user can fix, before any step ran.
+    pub refused: bool,
 }
 
 /// Run between a promotion's traffic steps: waits, checks health, and says whether to go on
@@ -81,6 +88,8 @@ pub(crate) struct Execution {
     pub kind: OutcomeKind,
     pub reports: Vec<StepReport>,
     pub errors: Vec<String>,
+    /// Stopped before any change for a reason the user can fix.
+    pub refused: bool,
 }
 
 impl RollbackCoordinator<'_> {
@@ -110,6 +119,7 @@ impl RollbackCoordinator<'_> {
                     run.reports.extend(one.reports);
                     if !one.errors.is_empty() {
                         run.errors.extend(one.errors);
+                        run.refused = one.refused && run.applied.is_empty();
                         break;
                     }
                     if let Some((rp, step)) = plan.step(*id) {
@@ -129,6 +139,7 @@ impl RollbackCoordinator<'_> {
             run.uncertain.extend(more.uncertain);
             run.errors.extend(more.errors);
             run.reports.extend(more.reports);
+            run.refused = more.refused && run.applied.is_empty() && run.uncertain.is_empty();
         }
         let mut reports = run.reports;
         let mut errors = run.errors;
@@ -137,6 +148,7 @@ impl RollbackCoordinator<'_> {
                 kind: OutcomeKind::RolledBack,
                 reports,
                 errors,
+                refused: false,
             };
         }
         let _ = journal.set_phase(Phase::Undoing);
@@ -172,6 +184,7 @@ impl RollbackCoordinator<'_> {
             } else {
                 OutcomeKind::FailedUndone
             },
+            refused: run.refused && !undo_failed,
             reports,
             errors,
         }
@@ -216,13 +229,24 @@ impl RollbackCoordinator<'_> {
         .buffered(limit)
         .collect()
         .await;
+        // Failures that are the user's to fix (a token without the rights, a backend that
+        // cannot be opened from the config) make the run a refusal: nothing has changed.
+        let mut input = failures.iter().all(|f| f.is_none());
         for (r, res) in prepared {
             if let Err(e) = res {
-                failures[r] = Some(format!("{}: {e}", plan.registries[r].registry));
+                input &= e.is_input();
+                let text = e.to_string();
+                let name = &plan.registries[r].registry;
+                failures[r] = Some(if text.starts_with(&format!("{name}: ")) {
+                    text
+                } else {
+                    format!("{name}: {text}")
+                });
             }
         }
         run.errors.extend(failures.into_iter().flatten());
         if !run.errors.is_empty() {
+            run.refused = input;
             return run;
         }
         let mut queue = ids.iter().copied();

@@ -210,6 +210,7 @@ pub(crate) fn execute_gated(
             millis: started.elapsed().as_millis(),
             errors: Vec::new(),
             journal: None,
+            refused: false,
         };
         listener.on(&Event::Finished {
             plan: &plan,
@@ -355,7 +356,11 @@ pub(crate) fn execute_gated(
                     "rollback"
                 }
             };
-            let note = format!("{what} failed and was undone: {}", errors.join("; "));
+            let note = if run.refused {
+                format!("{what} stopped before any change: {}", errors.join("; "))
+            } else {
+                format!("{what} failed and was undone: {}", errors.join("; "))
+            };
             e.notes = Some(append_note(e.notes.as_deref(), &note));
             if let Mode::Promote { samples, .. } = &mode {
                 let samples = samples.lock().unwrap_or_else(|p| p.into_inner());
@@ -411,6 +416,7 @@ pub(crate) fn execute_gated(
         millis: started.elapsed().as_millis(),
         errors,
         journal: journal_kept,
+        refused: run.refused,
     };
     listener.on(&Event::Finished {
         plan: &plan,

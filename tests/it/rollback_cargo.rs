@@ -94,7 +94,7 @@ fn version_of(locked: &[(String, String)], name: &str) -> String {
 fn a_crate_family_is_yanked_and_fresh_resolutions_get_the_target() {
     let reg = TestCargoRegistry::start();
     let (p, home, layout) = project(&reg, &reg.index());
-    assert!(p.history().contains("cksum: sha256:"), "{}", p.history());
+    assert!(p.history().contains("cksum: \"sha256:"), "{}", p.history());
     let consumer = tempfile::tempdir().unwrap();
     let before = resolve(&reg, consumer.path(), &[(CLI, "1")]).unwrap();
     assert_eq!(version_of(&before, CLI), "1.2.0");
@@ -173,6 +173,36 @@ fn a_crate_family_is_yanked_and_fresh_resolutions_get_the_target() {
         String::from_utf8_lossy(&fetch.stderr)
     );
     assert_eq!(version_of(&locked(&old), CLI), "1.2.0");
+    // ... until `cargo update`, which moves it to the target, as the plan's note says.
+    let update = reg.cargo(&home_old, &old).arg("update").output().unwrap();
+    assert!(update.status.success(), "{update:?}");
+    assert_eq!(version_of(&locked(&old), CLI), "1.1.0");
+    let note = notes[0].as_str().unwrap();
+    assert!(
+        note.contains(
+            "keeps building with it, without a warning, until `cargo update` moves it to 1.1.0"
+        ) && note.contains("`cargo install <crate>@1.2.0` fails"),
+        "{note}"
+    );
+    // `cargo install` of the yanked version fails.
+    let install = reg
+        .cargo(&home_old, &old)
+        .args([
+            "install",
+            "--registry",
+            "kellnr",
+            &format!("{CLI}@1.2.0"),
+            "--root",
+        ])
+        .arg(consumer.path().join("installed"))
+        .output()
+        .unwrap();
+    assert!(!install.status.success());
+    assert!(
+        String::from_utf8_lossy(&install.stderr).contains("yanked"),
+        "{}",
+        String::from_utf8_lossy(&install.stderr)
+    );
 
     // Again: nothing to do.
     let again = run(&p, &home, &["rollback", "--version", "v1.1.0", "--yes"]);
@@ -206,7 +236,7 @@ fn a_crate_family_is_yanked_and_fresh_resolutions_get_the_target() {
     // versions list shows what was recorded per crate.
     let list = run(&p, &home, &["versions", "list"]);
     assert_eq!(list.code, Some(0), "{}", list.show());
-    assert!(list.stdout.contains(CORE), "{}", list.stdout);
+    assert!(list.stdout.contains("cargo sparse+http"), "{}", list.stdout);
 }
 
 #[test]

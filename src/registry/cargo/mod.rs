@@ -664,8 +664,9 @@ fn notes(reaches: &[(String, Reach)]) -> Vec<String> {
                 None => parts.push(format!("no version satisfies `{c} = \"{t}\"` once this plan ran")),
             }
             if let Some(y) = r.yanked.last() {
+                let to = r.resolves.as_deref().unwrap_or("a version not yanked");
                 parts.push(format!(
-                    "a Cargo.lock that has {} keeps it (cargo builds a locked yanked version) until `cargo update`",
+                    "a Cargo.lock that has {} keeps building with it, without a warning, until `cargo update` moves it to {to}",
                     r.yanked.join(" or ")
                 ));
                 parts.push(format!("`cargo install {c}@{y}` fails: it is yanked"));
@@ -821,9 +822,15 @@ impl Registry for CargoRegistry {
                 .await;
                 for r in got {
                     r.map_err(|e| match e {
-                        RegistryError::Backend(_) => self.input(format!(
-                            "the token may not yank here (checked before any change): {e}"
-                        )),
+                        RegistryError::Backend(_) if e.is_input() => {
+                            let text = e.to_string();
+                            let text = text
+                                .strip_prefix(&format!("{}: ", self.name))
+                                .unwrap_or(&text);
+                            self.input(format!(
+                                "the token may not yank, checked before any change by an unyank of a version that is not yanked: {text}"
+                            ))
+                        }
                         other => other,
                     })?;
                 }

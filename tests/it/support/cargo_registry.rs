@@ -298,7 +298,7 @@ impl TestCargoRegistry {
         let pwd = "user-password-0001";
         let resp = self
             .http
-            .post(format!("{}/api/v1/users/", self.url()))
+            .post(format!("{}/api/v1/users", self.url()))
             .header("Content-Type", "application/json")
             .header("Cookie", &admin)
             .body(serde_json::json!({"name": name, "pwd1": pwd, "pwd2": pwd}).to_string())
