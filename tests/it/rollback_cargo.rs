@@ -9,7 +9,7 @@ use std::path::Path;
 
 use bagboy::registry::oci::OciLayout;
 use serde_json::Value;
-use support::cargo_registry::{locked, resolve, TestCargoRegistry};
+use support::cargo_registry::{behind_proxy, locked, resolve, TestCargoRegistry};
 use support::cli::{Project, Run};
 use support::proxy::{Fault, FaultProxy};
 
@@ -59,18 +59,6 @@ fn project(reg: &TestCargoRegistry, index: &str) -> (Project, std::path::PathBuf
         assert_eq!(r.code, Some(0), "{}", r.show());
     }
     (p, home, layout)
-}
-
-/// kellnr behind a fault proxy that its index names as the API (cargo and bagboy go through it).
-fn behind_proxy() -> (TestCargoRegistry, FaultProxy) {
-    let mut proxy = None;
-    let reg = TestCargoRegistry::start_behind(|upstream: SocketAddr| {
-        let p = FaultProxy::start(upstream);
-        let port = p.addr().port();
-        proxy = Some(p);
-        Some(port)
-    });
-    (reg, proxy.expect("proxy"))
 }
 
 fn latest(layout: &OciLayout) -> String {

@@ -1059,7 +1059,17 @@ fn every_read_only_command_writes_sends_and_runs_nothing_with_every_feature_conf
     let shared = outside.path().join("history.git");
     std::fs::create_dir_all(&shared).unwrap();
     git_in(&shared, &["init", "--bare", "-q"]);
-    let c = Checkout::new("name: myapp\n").env("HOME", &home.path().display().to_string());
+    // A cargo registry behind a proxy that sees every request, and the user's cargo home
+    // (under HOME) holding its token.
+    let (cargo_reg, cargo_proxy) = support::cargo_registry::behind_proxy();
+    let cargo_index = support::cargo_registry::proxied_index(&cargo_proxy);
+    cargo_reg.cargo_home_for(home.path(), Some(&cargo_reg.token), &cargo_index);
+    let c = Checkout::new("name: myapp\n")
+        .env("HOME", &home.path().display().to_string())
+        .env(
+            "CARGO_HOME",
+            &home.path().join("cargo-home").display().to_string(),
+        );
     let markers = [
         c.p.path().join("ran-health-command"),
         c.p.path().join("ran-balancer"),
@@ -1087,7 +1097,7 @@ fn every_read_only_command_writes_sends_and_runs_nothing_with_every_feature_conf
     let commit = git_in(&repo, &["rev-parse", "HEAD"]);
     let image = reg.repo("acme/app");
     let config = format!(
-        "name: myapp\nregistries:\n  - format: docker\n    registry: \"{image}\"\n    insecure: true\n  - format: brew\n    registry: acme/homebrew-tap\n    remote: \"{tap}\"\n    branch: main\n\
+        "name: myapp\nregistries:\n  - format: docker\n    registry: \"{image}\"\n    insecure: true\n  - format: brew\n    registry: acme/homebrew-tap\n    remote: \"{tap}\"\n    branch: main\n  - format: cargo\n    registry: \"{cargo_index}\"\n    crates: [myapp]\n\
          history_remote:\n  url: \"file://{shared}\"\n\
          monitoring:\n  webhooks:\n    - url: \"http://{hooks}/hook\"\n      format: json\n  pushgateway: \"http://{hooks}\"\n  textfile: metrics/bagboy.prom\n\
          deployment:\n  strategy: blue-green\n  health_checks:\n    - command: \"touch {health}\"\n    - url: \"http://{apps}/health\"\n  traffic:\n    command: \"{balancer}\"\n    blue: {{server: blue, url: \"http://{apps}/blue\"}}\n    green: {{server: green, url: \"http://{apps}/green\"}}\n    steps: [50, 100]\n  rollback:\n    auto_trigger:\n      - health_check_failures: 1\n    validation:\n      - verify_dependencies: true\n      - check_backwards_compatibility: {{repo: app}}\n",
@@ -1110,6 +1120,7 @@ fn every_read_only_command_writes_sends_and_runs_nothing_with_every_feature_conf
             &format!("myapp {v}"),
         );
         tap.push();
+        cargo_reg.publish("myapp", v.trim_start_matches('v'), &[]);
         let run = c.run(&[
             "record",
             "--version",
@@ -1136,6 +1147,14 @@ fn every_read_only_command_writes_sends_and_runs_nothing_with_every_feature_conf
             .count()
     };
     let reg_writes = writes(&reg);
+    let cargo_writes = || {
+        cargo_proxy
+            .requests()
+            .iter()
+            .filter(|q| !matches!(q.method.as_str(), "GET" | "HEAD"))
+            .count()
+    };
+    let cargo_writes_before = cargo_writes();
 
     let commands: [&[&str]; 12] = [
         &["check"],
@@ -1197,6 +1216,11 @@ fn every_read_only_command_writes_sends_and_runs_nothing_with_every_feature_conf
         );
         assert_eq!(writes(&reg), reg_writes, "{args:?} wrote to the registry");
         assert_eq!(
+            cargo_writes(),
+            cargo_writes_before,
+            "{args:?} yanked or unyanked a crate"
+        );
+        assert_eq!(
             refs(&shared),
             shared_refs,
             "{args:?} pushed to the shared history"
@@ -1212,6 +1236,20 @@ fn every_read_only_command_writes_sends_and_runs_nothing_with_every_feature_conf
     let plan: Value =
         serde_json::from_str(&run.stdout).unwrap_or_else(|_| panic!("{}", run.show()));
     assert_eq!(plan["target"]["version"], "v1.0.0", "{plan:#}");
+    let cargo = plan["registries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["format"] == "cargo")
+        .unwrap_or_else(|| panic!("{plan:#}"));
+    assert!(
+        cargo["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["action"] == "yank"),
+        "the cargo plan yanks (and the dry-run did not): {cargo:#}"
+    );
     let promote = c.run(&["promote", "--version", "v1.2.0", "--dry-run"]);
     assert_eq!(promote.code, Some(0), "{}", promote.show());
     assert!(

@@ -364,3 +364,21 @@ pub fn locked(dir: &Path) -> Vec<(String, String)> {
     }
     out
 }
+
+/// kellnr behind a fault proxy that its index names as the API (cargo and bagboy go through
+/// it, so the proxy sees and can fail every request).
+pub fn behind_proxy() -> (TestCargoRegistry, super::proxy::FaultProxy) {
+    let mut proxy = None;
+    let reg = TestCargoRegistry::start_behind(|upstream: std::net::SocketAddr| {
+        let p = super::proxy::FaultProxy::start(upstream);
+        let port = p.addr().port();
+        proxy = Some(p);
+        Some(port)
+    });
+    (reg, proxy.expect("proxy"))
+}
+
+/// The proxied registry's index URL.
+pub fn proxied_index(proxy: &super::proxy::FaultProxy) -> String {
+    format!("sparse+http://{}/api/v1/crates/", proxy.addr())
+}
