@@ -4,14 +4,13 @@
 
 use crate::support;
 
-use std::net::SocketAddr;
 use std::path::Path;
 
 use bagboy::registry::oci::OciLayout;
 use serde_json::Value;
 use support::cargo_registry::{behind_proxy, locked, resolve, TestCargoRegistry};
 use support::cli::{Project, Run};
-use support::proxy::{Fault, FaultProxy};
+use support::proxy::Fault;
 
 const CORE: &str = "acme-core";
 const CLI: &str = "acme-cli";
