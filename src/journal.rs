@@ -309,6 +309,36 @@ impl Journal {
         Ok(())
     }
 
+    /// Record several step transitions with one write and one fdatasync (group commit): the
+    /// step runner makes a finished step's result and the next step's start durable together.
+    pub fn record_all(
+        &self,
+        records: Vec<(StepId, StepState, Option<serde_json::Value>, Option<String>)>,
+    ) -> Result<(), JournalError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<Record> = records
+            .into_iter()
+            .map(|(step, state, undo, error)| Record::Step {
+                step,
+                state,
+                undo,
+                error,
+            })
+            .collect();
+        let values: Vec<serde_json::Value> = records
+            .iter()
+            .map(|r| serde_json::to_value(r).unwrap_or_default())
+            .collect();
+        self.append_all(&values)?;
+        let mut data = self.data.lock().unwrap_or_else(|p| p.into_inner());
+        for r in records {
+            data.apply(r);
+        }
+        Ok(())
+    }
+
     pub fn set_phase(&self, phase: Phase) -> Result<(), JournalError> {
         let record = Record::Phase { phase };
         self.append(&serde_json::to_value(&record).unwrap_or_default())?;
@@ -320,8 +350,15 @@ impl Journal {
     }
 
     fn append(&self, value: &serde_json::Value) -> Result<(), JournalError> {
-        let mut line = serde_json::to_vec(value).unwrap_or_default();
-        line.push(b'\n');
+        self.append_all(std::slice::from_ref(value))
+    }
+
+    fn append_all(&self, values: &[serde_json::Value]) -> Result<(), JournalError> {
+        let mut line = Vec::new();
+        for value in values {
+            line.extend(serde_json::to_vec(value).unwrap_or_default());
+            line.push(b'\n');
+        }
         let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
         let file = guard.as_mut().ok_or_else(|| JournalError::Write {
             path: self.path.clone(),
@@ -337,7 +374,7 @@ impl Journal {
             })?;
         drop(guard);
         let mut st = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        st.records += 1;
+        st.records += values.len() as u64;
         st.bytes += line.len() as u64;
         st.syncs += 1;
         Ok(())

@@ -251,15 +251,16 @@ impl RollbackCoordinator<'_> {
         }
         let mut queue = ids.iter().copied();
         let mut in_flight = FuturesUnordered::new();
+        // Journal records not yet on disk: the results of finished steps. They go to disk with
+        // the next steps' starts in one fdatasync (group commit), and always before the runner
+        // waits again or returns: a step's start is durable before its request is sent, a
+        // result before anything else happens.
+        let mut pending: Vec<(StepId, StepState, Option<serde_json::Value>, Option<String>)> =
+            Vec::new();
         let launch = |id: StepId| {
             let rp = &plan.registries[id.0];
             let step = &rp.steps[id.1];
             let backend = backends[id.0].clone();
-            listener.on(&Event::StepStarted {
-                registry: &rp.registry,
-                step,
-            });
-            let _ = journal.record(id, StepState::Started, None, None);
             let span =
                 tracing::info_span!("step", registry = %rp.registry, reference = %step.reference);
             tracing::Instrument::instrument(
@@ -278,43 +279,65 @@ impl RollbackCoordinator<'_> {
             )
         };
         let mut failed = false;
+        let mut finished = Vec::new();
         loop {
-            while !failed && in_flight.len() < limit {
+            let mut starting = Vec::new();
+            while !failed && in_flight.len() + starting.len() < limit {
                 match queue.next() {
-                    Some(id) => in_flight.push(launch(id)),
+                    Some(id) => starting.push(id),
                     None => break,
                 }
             }
-            let Some((id, res, elapsed)) = in_flight.next().await else {
+            for id in &starting {
+                let rp = &plan.registries[id.0];
+                listener.on(&Event::StepStarted {
+                    registry: &rp.registry,
+                    step: &rp.steps[id.1],
+                });
+                pending.push((*id, StepState::Started, None, None));
+            }
+            let _ = journal.record_all(std::mem::take(&mut pending));
+            for id in starting {
+                in_flight.push(launch(id));
+            }
+            // Wait for one step, then take every other one already finished.
+            let Some(first) = in_flight.next().await else {
                 break;
             };
-            let rp = &plan.registries[id.0];
-            let step = &rp.steps[id.1];
-            let err = res.as_ref().err().map(|e| e.to_string());
-            listener.on(&Event::StepFinished {
-                registry: &rp.registry,
-                step,
-                elapsed,
-                error: err.as_deref(),
-            });
-            run.reports
-                .push(report(&rp.registry, step, elapsed, err.clone()));
-            match res {
-                Ok(undo) => {
-                    let _ = journal.record(id, StepState::Applied, Some(undo.clone()), None);
-                    run.applied.push((id, undo));
-                }
-                Err(e) => {
-                    let _ = journal.record(id, StepState::Failed, None, Some(e.to_string()));
-                    if e.may_have_landed() {
-                        run.uncertain.push(id);
+            finished.push(first);
+            while let Some(Some(more)) = futures_util::FutureExt::now_or_never(in_flight.next()) {
+                finished.push(more);
+            }
+            for (id, res, elapsed) in finished.drain(..) {
+                let rp = &plan.registries[id.0];
+                let step = &rp.steps[id.1];
+                let err = res.as_ref().err().map(|e| e.to_string());
+                listener.on(&Event::StepFinished {
+                    registry: &rp.registry,
+                    step,
+                    elapsed,
+                    error: err.as_deref(),
+                });
+                run.reports
+                    .push(report(&rp.registry, step, elapsed, err.clone()));
+                match res {
+                    Ok(undo) => {
+                        pending.push((id, StepState::Applied, Some(undo.clone()), None));
+                        run.applied.push((id, undo));
                     }
-                    run.errors
-                        .push(format!("{} {}: {e}", rp.registry, step.reference));
-                    failed = true;
+                    Err(e) => {
+                        pending.push((id, StepState::Failed, None, Some(e.to_string())));
+                        if e.may_have_landed() {
+                            run.uncertain.push(id);
+                        }
+                        run.errors
+                            .push(format!("{} {}: {e}", rp.registry, step.reference));
+                        failed = true;
+                    }
                 }
             }
         }
+        let _ = journal.record_all(pending);
         run
     }
 
