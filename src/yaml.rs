@@ -580,9 +580,59 @@ impl Default for Emitter {
     }
 }
 
+/// A field value the history writer has at hand, written without building a [`Node`] (a
+/// 100k-entry history has a million of them).
+#[derive(Clone, Copy, Debug)]
+pub enum Field<'a> {
+    /// A string, quoted as [`quote`] does.
+    Str(&'a str),
+    /// A word written as is when it is a plain word, else quoted (as [`word`]).
+    Word(&'a str),
+    Bool(bool),
+    /// A flow list of strings.
+    Strs(&'a [String]),
+}
+
 impl Emitter {
     pub fn new() -> Self {
         Emitter { out: String::new() }
+    }
+
+    /// An emitter whose buffer starts with room for `bytes`.
+    pub fn with_capacity(bytes: usize) -> Self {
+        Emitter {
+            out: String::with_capacity(bytes),
+        }
+    }
+
+    /// `key: value` for a [`Field`], at `indent` spaces (`inline`: right after an item's `- `);
+    /// the same text [`Emitter::field`] writes for the equivalent node.
+    pub fn field_of(&mut self, indent: usize, key: &str, value: Field<'_>, inline: bool) {
+        if !inline {
+            self.pad(indent);
+        }
+        match quote_key(key) {
+            std::borrow::Cow::Borrowed(k) => self.out.push_str(k),
+            std::borrow::Cow::Owned(k) => self.out.push_str(&k),
+        }
+        self.out.push_str(": ");
+        match value {
+            Field::Str(s) => quote_into(&mut self.out, s),
+            Field::Word(w) if is_plain_word(w) => self.out.push_str(w),
+            Field::Word(w) => quote_into(&mut self.out, w),
+            Field::Bool(b) => self.out.push_str(if b { "true" } else { "false" }),
+            Field::Strs(items) => {
+                self.out.push('[');
+                for (i, s) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push_str(", ");
+                    }
+                    quote_into(&mut self.out, s);
+                }
+                self.out.push(']');
+            }
+        }
+        self.out.push('\n');
     }
 
     pub fn finish(self) -> String {

@@ -368,6 +368,15 @@ pub fn outcome_text(plan: &Plan, outcome: &Outcome, o: &Output) -> String {
                 },
                 title(plan)
             )),
+            OutcomeKind::FailedUndone if outcome.refused => o.red(&format!(
+                "{} {} STOPPED before any change ({secs:.2}s)\n",
+                if is_promotion(plan) {
+                    "Promotion"
+                } else {
+                    "Rollback"
+                },
+                title(plan)
+            )),
             OutcomeKind::FailedUndone => o.red(&format!(
                 "{} {} FAILED; every applied step was undone ({secs:.2}s)\n",
                 if is_promotion(plan) {

@@ -14,6 +14,11 @@ fn is_unsafe(c: char) -> bool {
 /// A value on one line of text output: every unsafe character shown as an escape
 /// (`\n`, `\x1b`, `\u{202e}`), so a value can neither color the terminal nor start a line.
 pub fn clean(s: &str) -> Cow<'_, str> {
+    // A runner's legacy command marker anywhere in a line (`##[error]`, `##vso[`) is broken up.
+    if s.contains("##") && (s.contains("##[") || s.contains("##vso[")) {
+        let broken = s.replace("##[", "# #[").replace("##vso[", "# #vso[");
+        return Cow::Owned(clean(&broken).into_owned());
+    }
     if !s.chars().any(is_unsafe) {
         return Cow::Borrowed(s);
     }
@@ -41,13 +46,21 @@ pub fn clean_lines(s: &str) -> String {
         .join("\n")
 }
 
-/// A line a CI runner would take as a command (`::set-output`, `##vso[`) is shown indented.
+/// A line a CI runner would take as a command is shown so that none does: GitHub's runner
+/// trims leading whitespace before it looks for `::` (so an indent is not enough: the line gets
+/// a `> ` in front), and its legacy parser, like Azure's `##vso[`, finds `##[` anywhere in a
+/// line (broken up as `# #[`).
 pub fn defuse_line(line: &str) -> Cow<'_, str> {
     let t = line.trim_start();
-    if t.starts_with("::") || t.starts_with("##") {
-        Cow::Owned(format!("  {line}"))
+    let line: Cow<'_, str> = if line.contains("##") {
+        Cow::Owned(line.replace("##", "# #"))
     } else {
         Cow::Borrowed(line)
+    };
+    if t.starts_with("::") {
+        Cow::Owned(format!("> {line}"))
+    } else {
+        line
     }
 }
 
@@ -132,7 +145,15 @@ mod tests {
             clean("a\n::set-output name=x::1\x1b[31m\r\u{202e}"),
             "a\\n::set-output name=x::1\\x1b[31m\\r\\u{202e}"
         );
-        assert_eq!(defuse_line("::error::x"), "  ::error::x");
+        assert_eq!(defuse_line("::error::x"), "> ::error::x");
+        assert_eq!(defuse_line("   ::add-mask::x"), ">    ::add-mask::x");
+        assert_eq!(defuse_line("a ##[error]b"), "a # #[error]b");
+        assert_eq!(
+            defuse_line("##vso[task.setvariable]x"),
+            "# #vso[task.setvariable]x"
+        );
+        assert_eq!(defuse_line("plain line"), "plain line");
+        assert_eq!(clean("sha256:ab ##[error]x"), "sha256:ab # #[error]x");
         assert_eq!(clean_lines("a\r\nb\x07"), "a\nb\\x07");
     }
 

@@ -330,8 +330,12 @@ impl RollbackCoordinator<'_> {
                         if e.may_have_landed() {
                             run.uncertain.push(id);
                         }
-                        run.errors
-                            .push(format!("{} {}: {e}", rp.registry, step.reference));
+                        run.errors.push(format!(
+                            "{} {}: {}",
+                            rp.registry,
+                            step.reference,
+                            without_prefix(&e.to_string(), &rp.registry)
+                        ));
                         failed = true;
                     }
                 }
@@ -390,4 +394,11 @@ fn report(
         error,
         undone: false,
     }
+}
+
+/// A backend's message without the registry it starts with (the caller names it already).
+fn without_prefix(text: &str, registry: &str) -> String {
+    text.strip_prefix(&format!("{registry}: "))
+        .unwrap_or(text)
+        .to_string()
 }

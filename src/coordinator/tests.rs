@@ -173,6 +173,7 @@ impl Registry for Fake {
         step: &'a Step,
         _undo: Option<&'a serde_json::Value>,
         recorded: &'a [&'a Package],
+        _target: &'a str,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let known = |d: &Option<String>| d.is_none() || recorded.iter().any(|p| &p.digest == d);

@@ -1,14 +1,15 @@
 //! Writing the history: canonical YAML, newest first, unknown fields kept.
 
 use crate::history::model::{Deployment, History, Package};
-use crate::yaml::{self, Emitter, Node};
+use crate::yaml::{Emitter, Field, Node};
 
 const HEADER: &str = "bagboy deployment history: newest first. Written by bagboy; edits are kept,\ncomments are not. Format: docs/history-format.md";
 
 /// Render a history as YAML text.
 pub fn to_yaml(history: &History) -> String {
-    // Newest first, by index: a 100k-entry history is not copied to be sorted.
-    let mut e = Emitter::new();
+    // Newest first, by index: a 100k-entry history is not copied to be sorted. The buffer
+    // starts at about the size bagboy's entries take, so it is not copied as it grows.
+    let mut e = Emitter::with_capacity(512 * history.deployments.len() + 256);
     e.comment(HEADER);
     if history.deployments.is_empty() {
         e.raw_line(0, "deployments: []");
@@ -25,27 +26,26 @@ pub fn to_yaml(history: &History) -> String {
 }
 
 fn deployment(e: &mut Emitter, d: &Deployment) {
-    let mut fields: Vec<(&str, Node)> = vec![
-        ("version", Node::str(d.version.as_str())),
-        ("timestamp", Node::str(d.timestamp.as_str())),
-    ];
+    let mut fields: Vec<(&str, Field)> = Vec::with_capacity(8);
+    fields.push(("version", Field::Str(d.version.as_str())));
+    fields.push(("timestamp", Field::Str(d.timestamp.as_str())));
     if let Some(c) = &d.commit {
-        fields.push(("commit", Node::str(c)));
+        fields.push(("commit", Field::Str(c)));
     }
     if let Some(s) = d.status {
-        fields.push(("status", yaml::word(s.as_str())));
+        fields.push(("status", Field::Word(s.as_str())));
     }
     if let Some(r) = &d.rollback_of {
-        fields.push(("rollback_of", Node::str(r)));
+        fields.push(("rollback_of", Field::Str(r)));
     }
     if let Some(b) = d.rollback_safe {
-        fields.push(("rollback_safe", yaml::boolean(b)));
+        fields.push(("rollback_safe", Field::Bool(b)));
     }
     if let Some(a) = &d.actor {
-        fields.push(("actor", Node::str(a)));
+        fields.push(("actor", Field::Str(a)));
     }
     if let Some(n) = &d.notes {
-        fields.push(("notes", Node::str(n)));
+        fields.push(("notes", Field::Str(n)));
     }
     write_item(e, 2, &fields, &d.extra, |e, indent| {
         if !d.packages.is_empty() {
@@ -61,24 +61,23 @@ fn deployment(e: &mut Emitter, d: &Deployment) {
 }
 
 fn package(e: &mut Emitter, indent: usize, p: &Package) {
-    let mut fields: Vec<(&str, Node)> = vec![
-        ("format", yaml::word(&p.format)),
-        ("registry", Node::str(&p.registry)),
-    ];
+    let mut fields: Vec<(&str, Field)> = Vec::with_capacity(7);
+    fields.push(("format", Field::Word(&p.format)));
+    fields.push(("registry", Field::Str(&p.registry)));
     if let Some(s) = p.status {
-        fields.push(("status", yaml::word(s.as_str())));
+        fields.push(("status", Field::Word(s.as_str())));
     }
     if let Some(f) = &p.formula {
-        fields.push(("formula", Node::str(f)));
+        fields.push(("formula", Field::Str(f)));
     }
     if let Some(c) = &p.tap_commit {
-        fields.push(("tap_commit", Node::str(c)));
+        fields.push(("tap_commit", Field::Str(c)));
     }
     if let Some(d) = &p.digest {
-        fields.push(("digest", Node::str(d)));
+        fields.push(("digest", Field::Str(d)));
     }
     if !p.tags.is_empty() {
-        fields.push(("tags", yaml::seq(p.tags.iter().map(Node::str).collect())));
+        fields.push(("tags", Field::Strs(&p.tags)));
     }
     write_item(e, indent, &fields, &p.extra, |_, _| {});
 }
@@ -87,17 +86,13 @@ fn package(e: &mut Emitter, indent: usize, p: &Package) {
 fn write_item(
     e: &mut Emitter,
     indent: usize,
-    fields: &[(&str, Node)],
+    fields: &[(&str, Field)],
     extra: &[(String, Node)],
     nested: impl FnOnce(&mut Emitter, usize),
 ) {
     let inner = e.item_start(indent);
     for (i, (k, v)) in fields.iter().enumerate() {
-        if i == 0 {
-            e.field_inline(inner, k, v);
-        } else {
-            e.field(inner, k, v);
-        }
+        e.field_of(inner, k, *v, i == 0);
     }
     nested(e, inner);
     for (k, v) in extra {

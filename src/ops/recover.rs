@@ -226,7 +226,10 @@ async fn vet(
                 continue;
             }
             let undo = data.step((r, i)).and_then(|s| s.undo.as_ref());
-            if let Err(why) = backend.vet(step, undo, &recorded).await {
+            if let Err(why) = backend
+                .vet(step, undo, &recorded, &plan.target.version)
+                .await
+            {
                 problems.push(format!("{} {}: {why}", rp.registry, step.reference));
             }
         }

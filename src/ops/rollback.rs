@@ -377,6 +377,11 @@ pub(crate) fn execute_gated(
         // Leave `rolling_back`: the journal is the record until `recover` resolves it.
         OutcomeKind::Partial | OutcomeKind::AlreadyCurrent => {}
     }
+    if run.refused {
+        // Stopped before any registry changed: the history is put back as it was read (the
+        // audit line still says what was tried).
+        final_history = history.clone();
+    }
     let mut kind = run.kind;
     let mut journal_kept = None;
     if kind == OutcomeKind::Partial {

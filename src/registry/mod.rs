@@ -398,7 +398,8 @@ pub trait Registry: Send + Sync {
     }
 
     /// Whether a step read back from a journal (input anyone may have written) is one this
-    /// backend could have planned from what the history records for this registry, so that
+    /// backend could have planned for a rollback to `target` (the journaled plan's target
+    /// version, an entry of the history) from what the history records for this registry, so that
     /// applying it, or undoing it with `undo` (when given), writes nothing else. `Err` says
     /// why not. Backends that cannot tell refuse.
     fn vet<'a>(
@@ -406,6 +407,7 @@ pub trait Registry: Send + Sync {
         _step: &'a Step,
         _undo: Option<&'a serde_json::Value>,
         _recorded: &'a [&'a Package],
+        _target: &'a str,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async { Err("this backend cannot check journaled steps".to_string()) })
     }

@@ -358,6 +358,18 @@ fn recover_vets_the_journal_and_touches_only_recorded_versions() {
         refused.show()
     );
     assert!(!reg.yanked(CORE, "1.2.1"), "nothing was done");
+    // A recorded version, but the target itself: a rollback to 1.1.0 never yanks it.
+    let forged = original.replace(&format!("{CLI}@1.2.0"), &format!("{CLI}@1.1.0"));
+    assert_ne!(forged, original);
+    std::fs::write(&journal, &forged).unwrap();
+    let refused = run(&p, &home, &["recover", "--yes"]);
+    assert_eq!(refused.code, Some(2), "{}", refused.show());
+    assert!(
+        refused.stderr.contains("never yanks acme-cli@1.1.0"),
+        "{}",
+        refused.show()
+    );
+    assert!(!reg.yanked(CLI, "1.1.0"), "nothing was done");
 
     std::fs::write(&journal, &original).unwrap();
     let ok = run(&p, &home, &["recover", "--yes"]);
@@ -453,4 +465,136 @@ fn a_hostile_index_is_an_error_naming_the_crate_and_line_and_gets_no_token() {
         );
     }
     assert!(!server.requests().is_empty());
+}
+
+#[test]
+fn an_index_that_requires_auth_is_read_with_the_token_and_a_crate_added_later_keeps_its_versions() {
+    let reg = TestCargoRegistry::start_auth_required();
+    let (p, home, _layout) = project(&reg, &reg.index());
+    // A crate joins the family after three releases were recorded without it.
+    for v in ["1.0.0", "1.1.0", "1.2.0"] {
+        reg.publish("acme-extra", v, &[]);
+    }
+    let config = std::fs::read_to_string(p.path().join("bagboy.yaml")).unwrap();
+    p.write(
+        "bagboy.yaml",
+        &config.replace(
+            &format!("crates: [{CORE}, {CLI}]"),
+            &format!("crates: [{CORE}, {CLI}, acme-extra]"),
+        ),
+    );
+    let dry = run(
+        &p,
+        &home,
+        &[
+            "rollback",
+            "--version",
+            "v1.0.0",
+            "--dry-run",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(dry.code, Some(0), "{}", dry.show());
+    let plan: Value = serde_json::from_str(&dry.stdout).unwrap();
+    let steps: Vec<(String, String)> = plan["registries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["format"] == "cargo")
+        .flat_map(|r| r["steps"].as_array().unwrap().clone())
+        .map(|s| {
+            (
+                s["action"].as_str().unwrap().to_string(),
+                s["reference"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for v in ["1.1.0", "1.2.0"] {
+        assert!(
+            steps.contains(&("yank".into(), format!("{CORE}@{v}"))),
+            "{steps:?}"
+        );
+        assert!(
+            steps.contains(&("left_in_place".into(), format!("acme-extra@{v}"))),
+            "never recorded, never yanked: {steps:?}"
+        );
+    }
+    let r = run(
+        &p,
+        &home,
+        &["rollback", "--version", "v1.0.0", "--yes", "--force"],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.show());
+    assert!(reg.yanked(CORE, "1.2.0") && reg.yanked(CLI, "1.1.0"));
+    assert!(!reg.yanked("acme-extra", "1.2.0"));
+}
+
+#[test]
+fn a_token_the_registry_echoes_back_is_never_printed_or_written() {
+    use support::fake_server::{FakeResponse, FakeServer};
+    let server = FakeServer::start(|req, _| {
+        if req.target.ends_with("/config.json") {
+            let api = format!("http://{}", req.header("host").unwrap_or_default());
+            FakeResponse::new(200)
+                .body(serde_json::json!({"dl": format!("{api}/dl"), "api": api}).to_string())
+        } else if req.target.contains("/ac/me/") {
+            FakeResponse::new(200).body(format!(
+                "{{\"name\":\"{CORE}\",\"vers\":\"1.1.0\",\"cksum\":\"aa\",\"yanked\":false}}\n{{\"name\":\"{CORE}\",\"vers\":\"1.2.0\",\"cksum\":\"bb\",\"yanked\":false}}\n"
+            ))
+        } else if req.method != "GET" {
+            let token = req.header("authorization").unwrap_or_default().to_string();
+            FakeResponse::new(403).body(
+                serde_json::json!({"errors": [{"detail": format!("token {token} may not do this")}]}).to_string(),
+            )
+        } else {
+            FakeResponse::new(404)
+        }
+    });
+    let p = Project::new();
+    let index = format!("sparse+http://{}/index/", server.host());
+    p.write(
+        "bagboy.yaml",
+        &format!("name: acme\nregistries:\n  - format: cargo\n    registry: \"{index}\"\n    crates: [{CORE}]\n"),
+    );
+    history_at(&p, &index);
+    let home = p.path().join("cargo-home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join("config.toml"),
+        format!("[registries.fake]\nindex = \"{index}\"\n"),
+    )
+    .unwrap();
+    let secret = "cio-secret-token-0123456789";
+    let r = support::cli::isolated(p.path())
+        .args(["rollback", "--version", "v1.1.0", "--yes"])
+        .env("CARGO_HOME", &home)
+        .env("CARGO_REGISTRIES_FAKE_TOKEN", secret)
+        .output()
+        .unwrap();
+    let r = Run::of(r);
+    assert_eq!(r.code, Some(2), "{}", r.show());
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|q| q.header("authorization") == Some(secret)),
+        "the token went to the API"
+    );
+    assert!(
+        r.stderr.contains("token *** may not do this"),
+        "{}",
+        r.show()
+    );
+    for (what, text) in [
+        ("stdout", r.stdout.clone()),
+        ("stderr", r.stderr.clone()),
+        ("history", p.history()),
+        (
+            "audit",
+            std::fs::read_to_string(p.path().join(".bagboy/audit.jsonl")).unwrap_or_default(),
+        ),
+    ] {
+        assert!(!text.contains(secret), "{what}: {text}");
+    }
 }

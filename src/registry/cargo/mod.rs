@@ -64,7 +64,14 @@ impl Options {
             match key {
                 "crates" => {
                     o.crates = p.string_list(key, v);
+                    let mut seen = std::collections::HashSet::new();
                     for n in &o.crates {
+                        if !seen.insert(n.to_ascii_lowercase().replace('_', "-")) {
+                            p.push(
+                                v.loc,
+                                format!("`{n}` is listed twice (crate names are one whatever the case, `-` or `_`)"),
+                            );
+                        }
                         if !index::valid_name(n) {
                             p.push(v.loc, format!("`{n}` is not a crate name (letters, digits, `-`, `_`, starting with a letter)"));
                         }
@@ -201,7 +208,7 @@ pub struct CargoRegistry {
     cargo: CargoName,
     token: Option<credentials::Found>,
     opts: Options,
-    config: tokio::sync::OnceCell<index::IndexConfig>,
+    config: tokio::sync::OnceCell<Result<index::IndexConfig, String>>,
 }
 
 /// One crate of a recorded release.
@@ -289,6 +296,16 @@ struct CratePlan {
 }
 
 impl CargoRegistry {
+    /// A server's words with the token taken out, should it echo it back.
+    fn redact(&self, text: &str) -> String {
+        match &self.token {
+            Some(f) if !f.token.expose_secret().is_empty() => {
+                text.replace(f.token.expose_secret(), "***")
+            }
+            _ => text.to_string(),
+        }
+    }
+
     fn input(&self, message: impl Into<String>) -> RegistryError {
         CargoError::Input {
             registry: self.name.clone(),
@@ -299,33 +316,86 @@ impl CargoRegistry {
 
     /// `config.json` of the index, read once per run.
     async fn index_config(&self) -> Result<&index::IndexConfig, RegistryError> {
-        self.config
-            .get_or_try_init(|| async {
-                if self.cargo == CargoName::CratesIo {
-                    return Ok(index::IndexConfig {
-                        api: Some(CRATES_IO_API.into()),
-                        auth_required: false,
-                    });
-                }
-                let url = self
-                    .index
-                    .join("config.json")
-                    .map_err(|e| self.input(e.to_string()))?;
-                let resp = self
-                    .send("(index)", "reading config.json", None, |c| {
-                        c.get(url.clone())
-                    })
-                    .await?;
-                let body = crate::http::read_limited(resp, MAX_API_ANSWER)
-                    .await
-                    .map_err(|_| self.input("the index's config.json could not be read whole"))?;
-                serde_json::from_slice(&body).map_err(|e| {
-                    self.input(format!(
-                        "the index's config.json is not what cargo reads: {e}"
-                    ))
+        // Read once per run, failure included: thirty crates do not wait thirty times.
+        let got = self
+            .config
+            .get_or_init(|| async { self.read_index_config().await.map_err(|e| e.to_string()) })
+            .await;
+        got.as_ref().map_err(|e| {
+            let e = e.strip_prefix(&format!("{}: ", self.name)).unwrap_or(e);
+            self.input(e.to_string())
+        })
+    }
+
+    async fn read_index_config(&self) -> Result<index::IndexConfig, RegistryError> {
+        if self.cargo == CargoName::CratesIo {
+            return Ok(index::IndexConfig {
+                api: Some(CRATES_IO_API.into()),
+                auth_required: false,
+            });
+        }
+        let url = self
+            .index
+            .join("config.json")
+            .map_err(|e| self.input(e.to_string()))?;
+        let get = |token: Option<&'_ str>| {
+            let url = url.clone();
+            let policy = crate::http::RetryPolicy::from_env();
+            let token = token.map(str::to_string);
+            async move {
+                crate::http::send(&policy, |c| {
+                    let req = c.get(url.clone()).timeout(Duration::from_secs(30));
+                    match &token {
+                        Some(t) => req.header("Authorization", t.as_str()),
+                        None => req,
+                    }
                 })
-            })
+                .await
+            }
+        };
+        let transport = |e: reqwest::Error| -> RegistryError {
+            CargoError::Transport {
+                registry: self.name.clone(),
+                krate: "(index)".into(),
+                what: "reading config.json".into(),
+                kind: crate::http::transport_kind(&e),
+            }
+            .into()
+        };
+        let mut resp = get(None).await.map_err(transport)?;
+        // An index that requires auth answers 401 to an anonymous config.json: cargo asks
+        // again with the token, to the index's own host only.
+        if resp.status().as_u16() == 401 {
+            if let Some(t) = self.token_for(&url, &[&self.index]) {
+                resp = get(Some(t)).await.map_err(transport)?;
+            }
+        }
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let hint = match status {
+                401 | 403 if self.token.is_none() => format!(
+                    " (the index requires a token: {})",
+                    credentials::where_to_put(&self.cargo)
+                ),
+                401 | 403 => " (the index refused the token)".to_string(),
+                404 => {
+                    " (is `registry:` the index URL, as cargo's config writes it, ending in `/`?)"
+                        .to_string()
+                }
+                _ => String::new(),
+            };
+            return Err(self.input(format!(
+                "reading the index's config.json answered HTTP {status}{hint}"
+            )));
+        }
+        let body = crate::http::read_limited(resp, MAX_API_ANSWER)
             .await
+            .map_err(|_| self.input("the index's config.json could not be read whole"))?;
+        serde_json::from_slice(&body).map_err(|e| {
+            self.input(format!(
+                "the index's config.json is not what cargo reads: {e}"
+            ))
+        })
     }
 
     /// The web API's root: crates.io's, else what the index's `config.json` names (as cargo
@@ -390,7 +460,7 @@ impl CargoRegistry {
             .await
             .unwrap_or_default();
         let mut detail = api_errors(&body)
-            .map(|d| format!(": {d}"))
+            .map(|d| format!(": {}", self.redact(&d)))
             .unwrap_or_default();
         if matches!(status, 401 | 403) {
             detail.push_str(&match &self.token {
@@ -511,7 +581,7 @@ impl CargoRegistry {
                 krate: krate.to_string(),
                 what: format!("{what} {vers}"),
                 status: 200,
-                detail: format!(": {d}"),
+                detail: format!(": {}", self.redact(&d)),
             }
             .into());
         }
@@ -527,6 +597,12 @@ impl CargoRegistry {
         rec: Option<&Recorded>,
     ) -> Result<CratePlan, RegistryError> {
         let published = self.versions(krate).await?;
+        if published.is_empty() {
+            return Err(self.input(format!(
+                "{krate} is not in the index at {} (a typo in `crates:`?)",
+                self.index
+            )));
+        }
         let mut out = CratePlan {
             steps: Vec::new(),
             refusals: Vec::new(),
@@ -688,18 +764,34 @@ impl Registry for CargoRegistry {
     fn probe(&self) -> BoxFuture<'_, crate::registry::Probe> {
         Box::pin(async move {
             let credential = self.token.as_ref().map(|f| f.source.clone());
-            let krate = &self.opts.crates[0];
-            let reached = match self.versions(krate).await {
-                Ok(v) if v.is_empty() => {
-                    Err(format!("{krate} is not in the index at {}", self.index))
+            // Every crate: a typo in the third is as fatal as in the first.
+            let mut found = Vec::new();
+            let mut reached = Ok(());
+            for k in &self.opts.crates {
+                match self.versions(k).await {
+                    Ok(v) if v.is_empty() => {
+                        reached = Err(format!("{k} is not in the index at {}", self.index));
+                        break;
+                    }
+                    Ok(v) => found.push(format!("{k} ({})", v.len())),
+                    Err(e) => {
+                        reached = Err(e.to_string());
+                        break;
+                    }
                 }
-                Ok(v) => Ok(format!(
-                    "the index at {} lists {} version(s) of {krate}",
+            }
+            let reached = reached.map(|()| {
+                format!(
+                    "the index at {} lists versions of {}{}",
                     self.index,
-                    v.len()
-                )),
-                Err(e) => Err(e.to_string()),
-            };
+                    found.join(", "),
+                    if self.token.is_none() {
+                        "; no token found: a rollback would stop before any change"
+                    } else {
+                        ""
+                    }
+                )
+            });
             crate::registry::Probe {
                 credential,
                 reached: Some(reached),
@@ -732,26 +824,35 @@ impl Registry for CargoRegistry {
                     warnings,
                 });
             };
-            // The versions above the target the history recorded for this registry: the bad
-            // release, and any later one rolled back from.
-            let above: Vec<semver::Version> = input
+            // Per crate, the versions above the target the history recorded for it: the bad
+            // release, and any later one rolled back from. A crate added to `crates:` later
+            // has none recorded before it joined, and none of those are yanked.
+            let recorded_all: Vec<Recorded> = input
                 .deployments
                 .iter()
-                .filter(|d| d.package(&self.name).is_some())
-                .filter_map(|d| d.version.semver())
-                .filter(|v| **v > target)
-                .cloned()
-                .collect::<BTreeSet<_>>()
-                .into_iter()
+                .filter_map(|d| d.package(&self.name))
+                .flat_map(|p| recorded(Some(p)))
                 .collect();
+            let above = |k: &str| -> Vec<semver::Version> {
+                recorded_all
+                    .iter()
+                    .filter(|r| r.name == k)
+                    .filter_map(|r| semver::Version::parse(&r.version).ok())
+                    .filter(|v| *v > target)
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect()
+            };
             let recs = recorded(input.target_package);
             let input = &input;
+            let target = &target;
             let mut results = Vec::new();
             for chunk in self.opts.crates.chunks(CONCURRENCY) {
                 results.extend(
                     futures_util::future::join_all(chunk.iter().map(|k| {
                         let rec = recs.iter().find(|r| &r.name == k);
-                        self.plan_crate(k, input, &target, &above, rec)
+                        let above = above(k);
+                        async move { self.plan_crate(k, input, target, &above, rec).await }
                     }))
                     .await,
                 );
@@ -799,24 +900,26 @@ impl Registry for CargoRegistry {
                 )));
             }
             self.api().await?;
+            // One no-op per crate: an unyank of a version about to be yanked (not yanked now),
+            // else, for a crate whose only step unyanks, a yank of that (yanked) version.
             let mut probes: Vec<(&str, &str)> = Vec::new();
-            for s in &changing {
-                if s.action.as_str() != YANK {
-                    continue;
-                }
-                if let Some((k, v)) = split_ref(&s.reference) {
-                    if !probes.iter().any(|(x, _)| *x == k) {
-                        probes.push((k, v));
+            for action in [YANK, UNYANK] {
+                for s in changing.iter().filter(|s| s.action.as_str() == action) {
+                    if let Some((k, v)) = split_ref(&s.reference) {
+                        if !probes.iter().any(|(x, _)| *x == k) {
+                            probes.push((k, v));
+                        }
                     }
                 }
             }
             for chunk in probes.chunks(CONCURRENCY) {
                 let got = futures_util::future::join_all(chunk.iter().map(|(k, v)| async move {
-                    // Only a version the index shows available: unyanking it changes nothing.
+                    // Only what the index shows now: setting a version to the state it is in
+                    // changes nothing.
                     let live = self.versions(k).await?;
                     match live.iter().find(|p| p.vers == *v) {
-                        Some(p) if !p.yanked => self.set_yanked(k, v, false).await,
-                        _ => Ok(()),
+                        Some(p) => self.set_yanked(k, v, p.yanked).await,
+                        None => Ok(()),
                     }
                 }))
                 .await;
@@ -828,7 +931,7 @@ impl Registry for CargoRegistry {
                                 .strip_prefix(&format!("{}: ", self.name))
                                 .unwrap_or(&text);
                             self.input(format!(
-                                "the token may not yank, checked before any change by an unyank of a version that is not yanked: {text}"
+                                "the token may not yank, checked before any change by setting a version to the state it is in: {text}"
                             ))
                         }
                         other => other,
@@ -889,6 +992,12 @@ impl Registry for CargoRegistry {
             let mut warnings = Vec::new();
             for (k, r) in got {
                 let published = r?;
+                if published.is_empty() {
+                    return Err(self.input(format!(
+                        "{k} is not in the index at {} (a typo in `crates:`?)",
+                        self.index
+                    )));
+                }
                 let Some(p) = published.iter().find(|p| p.version == want) else {
                     return Err(self.input(format!(
                         "{k} has no version {want} in the index: publish it before recording"
@@ -921,6 +1030,7 @@ impl Registry for CargoRegistry {
         step: &'a Step,
         _undo: Option<&'a Value>,
         recorded_pkgs: &'a [&'a Package],
+        target: &'a str,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let Some((k, v)) = split_ref(&step.reference) else {
@@ -936,8 +1046,21 @@ impl Registry for CargoRegistry {
             if !known {
                 return Err(format!("the history records no release of {k}@{v}"));
             }
+            // A rollback to `target` yanks only versions above it and unyanks only it.
+            let target = Version::parse(target)
+                .ok()
+                .and_then(|t| t.semver().cloned())
+                .ok_or_else(|| format!("the plan's target {target} is not a crate version"))?;
+            let version =
+                semver::Version::parse(v).map_err(|_| format!("{v} is not a crate version"))?;
             let states = (step.before.as_deref(), step.after.as_deref());
             match (step.action.as_str(), states) {
+                (YANK, _) if version <= target => Err(format!(
+                    "a rollback to {target} never yanks {k}@{v}, which is not above it"
+                )),
+                (UNYANK, _) if version != target => Err(format!(
+                    "a rollback to {target} unyanks only {k}@{target}, not {v}"
+                )),
                 (YANK, (Some(AVAILABLE), Some(YANKED))) => Ok(()),
                 (UNYANK, (Some(YANKED), Some(AVAILABLE))) => Ok(()),
                 (YANK | UNYANK, _) => {

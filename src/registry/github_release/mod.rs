@@ -496,6 +496,7 @@ impl Registry for GithubReleases {
         step: &'a Step,
         _undo: Option<&'a Value>,
         recorded_pkgs: &'a [&'a Package],
+        _target: &'a str,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let known = Self::recorded_ids(recorded_pkgs);

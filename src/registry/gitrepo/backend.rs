@@ -680,6 +680,7 @@ impl Registry for GitRegistry {
         step: &'a Step,
         undo: Option<&'a serde_json::Value>,
         recorded: &'a [&'a Package],
+        _target: &'a str,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             if step.action.as_str() != self.codec.action() {

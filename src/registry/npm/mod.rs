@@ -768,6 +768,7 @@ impl Registry for NpmRegistry {
         step: &'a Step,
         _undo: Option<&'a Value>,
         recorded_pkgs: &'a [&'a Package],
+        _target: &'a str,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let Some((name, _)) = split_ref(&step.reference) else {

@@ -696,6 +696,7 @@ impl Registry for TagRegistry {
         step: &'a Step,
         _undo: Option<&'a serde_json::Value>,
         recorded: &'a [&'a Package],
+        _target: &'a str,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             if step.action.as_str() != MOVE_TAG {

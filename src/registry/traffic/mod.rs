@@ -346,6 +346,7 @@ impl Registry for TrafficRegistry {
         step: &'a Step,
         _undo: Option<&'a Value>,
         _recorded: &'a [&'a Package],
+        _target: &'a str,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let weights = step_weights(step).filter(|(b, a)| {

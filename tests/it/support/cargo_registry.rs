@@ -53,6 +53,18 @@ impl TestCargoRegistry {
     pub fn start_behind(
         origin: impl FnOnce(std::net::SocketAddr) -> Option<u16>,
     ) -> TestCargoRegistry {
+        Self::start_with(origin, &[])
+    }
+
+    /// A registry that wants a token for every read (`auth_required`), the index included.
+    pub fn start_auth_required() -> TestCargoRegistry {
+        Self::start_with(|_| None, &[("KELLNR_REGISTRY__AUTH_REQUIRED", "true")])
+    }
+
+    fn start_with(
+        origin: impl FnOnce(std::net::SocketAddr) -> Option<u16>,
+        env: &[(&str, &str)],
+    ) -> TestCargoRegistry {
         let bin = kellnr_bin();
         assert!(
             bin.exists(),
@@ -81,6 +93,7 @@ impl TestCargoRegistry {
             .env("KELLNR_DOCS__ENABLED", "false")
             .env("KELLNR_PROXY__ENABLED", "false")
             .env("KELLNR_LOG__LEVEL", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
@@ -137,7 +150,7 @@ impl TestCargoRegistry {
         std::fs::create_dir_all(&home).unwrap();
         std::fs::write(
             home.join("config.toml"),
-            format!("[registries.{NAME}]\nindex = \"{index}\"\n\n[net]\nretry = 0\n"),
+            format!("[registries.{NAME}]\nindex = \"{index}\"\n\n[registry]\nglobal-credential-providers = [\"cargo:token\"]\n\n[net]\nretry = 0\n"),
         )
         .unwrap();
         match token {
@@ -230,6 +243,7 @@ impl TestCargoRegistry {
         let resp = self
             .http
             .get(format!("{}/api/v1/crates/{path}", self.url()))
+            .header("Authorization", &self.token)
             .send()
             .unwrap();
         if !resp.status().is_success() {
