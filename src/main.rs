@@ -8,6 +8,12 @@ use bagboy::{Error, Exit};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of glibc's malloc: loading and writing a large history is millions of small
+/// allocations, and glibc's free/consolidate was a fifth of `record`'s time on a 100k-entry
+/// history (docs/decisions.md, "Allocator").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // A shell asking for completions (`BAGBOY_COMPLETE=<shell>`): answered, then exit.
     bagboy::cli::complete::handle();
