@@ -854,11 +854,14 @@ fn is_plain_word(s: &str) -> bool {
     {
         return false;
     }
-    let lower = s.to_ascii_lowercase();
-    !matches!(
-        lower.as_str(),
-        "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null" | "nan" | "inf"
-    )
+    // Words YAML 1.1 readers take for booleans, null or numbers, in any case (no allocation:
+    // every key of a large history passes here).
+    s.len() > 5
+        || ![
+            "y", "n", "yes", "no", "on", "off", "true", "false", "null", "nan", "inf",
+        ]
+        .iter()
+        .any(|w| w.eq_ignore_ascii_case(s))
 }
 
 /// A plain word (enum values such as statuses) written unquoted.
