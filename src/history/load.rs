@@ -380,6 +380,9 @@ pub fn parse(path: &Path, bytes: &[u8]) -> Result<History, super::HistoryError> 
     // its nodes are dropped, so memory follows the model, not the file's tree.
     type Acc = (Problems, Vec<Deployment>);
     let acc: std::rc::Rc<std::cell::RefCell<Acc>> = Default::default();
+    // Room for about as many entries as bagboy's entries of ~500 bytes make: a 100k-entry
+    // history is not copied over and over as the list grows.
+    acc.borrow_mut().1.reserve(bytes.len() / 512);
     let sink = {
         let acc = acc.clone();
         Box::new(move |item: Node| {
@@ -438,7 +441,12 @@ fn from_streamed(
             history.extra.push((key.to_string(), value.clone()));
         }
     }
-    history.deployments.extend(deployments);
+    // Moved, not copied, when the whole list was streamed (the usual case).
+    if history.deployments.is_empty() {
+        history.deployments = deployments;
+    } else {
+        history.deployments.extend(deployments);
+    }
     if !saw_deployments {
         p.push(root.loc, "missing `deployments:` list");
     }
