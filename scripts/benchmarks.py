@@ -439,7 +439,7 @@ history, no undo). Neither runs above {SKOPEO_MAX_TAGS} tags (a process per tag 
 minutes). curl in parallel: one `curl --parallel --parallel-max {PARALLEL}` doing the reads
 bagboy does (every tag that takes part, the target's version tag by GET), then a second one
 doing the same PUTs: the HTTP work alone, with bagboy's default concurrency; bagboy also
-journals every step (two fdatasyncs, before and after its PUT) and writes the history. Requests are bagboy's in the registry's
+journals every step (a step's start on disk before its PUT, its result committed with the next step's start: about one fdatasync per step) and writes the history. Requests are bagboy's in the registry's
 access log for one rollback; the floor is one read of every tag that takes part (the target's
 version tag, whose GET also brings the manifest to put, its aliases, and the current release's
 own version tag, which the plan lists as left in place) and one PUT per moved tag.
