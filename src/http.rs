@@ -63,7 +63,19 @@ pub async fn send(
     policy: &RetryPolicy,
     build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
 ) -> Result<Response, reqwest::Error> {
+    send_within(policy, crate::git::timeout(), build).await
+}
+
+/// [`send`], retrying only while the whole exchange stays within `budget` (the run's "no
+/// progress" limit, `BAGBOY_TIMEOUT_SECS`, 60 s by default): a server that never answers costs
+/// one budget, not a timeout per attempt.
+async fn send_within(
+    policy: &RetryPolicy,
+    budget: std::time::Duration,
+    build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+) -> Result<Response, reqwest::Error> {
     let client = client()?;
+    let started = std::time::Instant::now();
     let mut attempt: u32 = 0;
     loop {
         let request = build(&client).build()?;
@@ -76,6 +88,7 @@ pub async fn send(
             Ok(_) if !idempotent => None,
             _ => policy.retry_delay(attempt, &result),
         };
+        let retry = retry.filter(|(delay, _)| started.elapsed() + *delay < budget);
         match retry {
             Some((delay, reason)) => {
                 tracing::warn!(
@@ -350,6 +363,40 @@ mod tests {
     fn masks_userinfo() {
         let url = Url::parse("https://user:pass@example.com/v2/").unwrap();
         assert_eq!(safe_url(&url), "https://***:***@example.com/v2/");
+    }
+
+    #[test]
+    fn retries_stop_at_the_no_progress_budget() {
+        // A server that accepts and never answers: each attempt times out after 300 ms; with
+        // ten retries allowed, the 1 s budget stops them after about three attempts.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let attempts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = attempts.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for s in listener.incoming().flatten() {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(s);
+            }
+        });
+        let policy = RetryPolicy {
+            retries: 10,
+            backoff_base: Duration::from_millis(10),
+            max_delay: Duration::from_millis(20),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let got = rt.block_on(send_within(&policy, Duration::from_secs(1), |c| {
+            c.get(format!("http://{addr}/"))
+                .timeout(Duration::from_millis(300))
+        }));
+        assert!(got.is_err());
+        // Eleven attempts without the budget; at most four fit in it.
+        let n = attempts.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((1..=4).contains(&n), "{n} attempts");
     }
 
     #[test]
