@@ -110,10 +110,10 @@ fn endpoint(registry: &str) -> Result<(reqwest::Url, bool), String> {
     let Some(url) = r.strip_prefix("sparse+") else {
         return Err(if r.starts_with("http://") || r.starts_with("https://") {
             format!(
-                "a cargo `registry:` is `crates.io` or a sparse index URL: `sparse+{r}` (bagboy does not read git indexes)"
+                "a cargo `registry:` is `crates.io` or a sparse index URL: if `{r}` serves a sparse index, write `sparse+{r}`; a git index (a repository) is not read"
             )
         } else {
-            format!("a cargo `registry:` is `crates.io` or a sparse index URL (`sparse+https://…/`), not `{r}`")
+            format!("a cargo `registry:` is `crates.io` or a sparse index URL (`sparse+https://…/`), not `{r}`; for a registry cargo's config names, write the `index` it gives that name")
         });
     };
     let mut url = reqwest::Url::parse(url).map_err(|e| format!("`{r}` is not a URL: {e}"))?;
