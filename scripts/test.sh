@@ -76,7 +76,7 @@ fi
 
 # A real cargo registry for the cargo backend's tests: kellnr 6.6.0 from crates.io (a sparse
 # index, token auth, yank/unyank, SQLite in its own data directory). Newer releases do not
-# build with --locked against this crates index; the first build takes ~22 min on 2 cores.
+# build with --locked against this crates index; the first build took 36 min here on 2 busy cores.
 kdir=${BAGBOY_CARGO_REGISTRY_DIR:-/opt/bagboy-cargo-registry}
 if [ ! -x "$kdir/bin/kellnr" ]; then
   echo "installing: kellnr 6.6.0 (cargo install) into $kdir" >&2

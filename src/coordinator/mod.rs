@@ -64,13 +64,7 @@ pub(crate) fn errors_to_error(what: &str, errors: Vec<(String, RegistryError)>) 
         if errors.len() == 1 { "y" } else { "ies" }
     )];
     for (name, e) in &errors {
-        // A backend's message that already starts with the registry is not prefixed twice.
-        let text = e.to_string();
-        let mut msg = if text.starts_with(&format!("{name}: ")) {
-            format!("  {text}")
-        } else {
-            format!("  {name}: {text}")
-        };
+        let mut msg = format!("  {}", e.named(name));
         let mut src = std::error::Error::source(e);
         while let Some(s) = src {
             let m = s.to_string();

@@ -235,13 +235,7 @@ impl RollbackCoordinator<'_> {
         for (r, res) in prepared {
             if let Err(e) = res {
                 input &= e.is_input();
-                let text = e.to_string();
-                let name = &plan.registries[r].registry;
-                failures[r] = Some(if text.starts_with(&format!("{name}: ")) {
-                    text
-                } else {
-                    format!("{name}: {text}")
-                });
+                failures[r] = Some(e.named(&plan.registries[r].registry));
             }
         }
         run.errors.extend(failures.into_iter().flatten());
@@ -334,7 +328,7 @@ impl RollbackCoordinator<'_> {
                             "{} {}: {}",
                             rp.registry,
                             step.reference,
-                            without_prefix(&e.to_string(), &rp.registry)
+                            e.detail(&rp.registry)
                         ));
                         failed = true;
                     }
@@ -394,11 +388,4 @@ fn report(
         error,
         undone: false,
     }
-}
-
-/// A backend's message without the registry it starts with (the caller names it already).
-fn without_prefix(text: &str, registry: &str) -> String {
-    text.strip_prefix(&format!("{registry}: "))
-        .unwrap_or(text)
-        .to_string()
 }

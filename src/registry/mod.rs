@@ -114,6 +114,19 @@ pub fn record_fields(p: &Package) -> Vec<(String, String)> {
     out
 }
 
+/// Names grouped by an equal value, in first-seen order: one "who this reaches" note for the
+/// packages or crates whose consumers fare alike.
+pub fn group_alike<T: PartialEq>(items: &[(String, T)]) -> Vec<(&T, Vec<&str>)> {
+    let mut groups: Vec<(&T, Vec<&str>)> = Vec::new();
+    for (name, v) in items {
+        match groups.iter_mut().find(|(g, _)| *g == v) {
+            Some((_, names)) => names.push(name),
+            None => groups.push((v, vec![name])),
+        }
+    }
+    groups
+}
+
 /// A package record in one line: `record`'s output and `versions list`.
 pub fn describe(p: &Package) -> String {
     let short = |s: &str| -> String {
@@ -268,6 +281,47 @@ pub trait BackendError: std::error::Error + Send + Sync + 'static {
     fn is_input(&self) -> bool;
 }
 
+/// The error of a backend that speaks HTTP to its registry (npm, cargo): `item` is the package
+/// or crate the request was about.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpBackendError {
+    #[error("{registry}: {item}: {what} failed: {kind}")]
+    Transport {
+        registry: String,
+        item: String,
+        what: String,
+        kind: &'static str,
+    },
+    #[error("{registry}: {item}: {what} answered HTTP {status}{detail}")]
+    Status {
+        registry: String,
+        item: String,
+        what: String,
+        status: u16,
+        detail: String,
+    },
+    #[error("{registry}: {message}")]
+    Input { registry: String, message: String },
+}
+
+impl BackendError for HttpBackendError {
+    fn may_have_landed(&self) -> bool {
+        match self {
+            HttpBackendError::Transport { kind, .. } => *kind != "connection failed",
+            HttpBackendError::Status { status, .. } => *status >= 500,
+            HttpBackendError::Input { .. } => false,
+        }
+    }
+
+    fn is_input(&self) -> bool {
+        match self {
+            HttpBackendError::Input { .. } => true,
+            HttpBackendError::Status { status, .. } => matches!(status, 401 | 403 | 404),
+            HttpBackendError::Transport { .. } => false,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum RegistryError {
     /// A backend's own error.
@@ -307,6 +361,21 @@ impl<E: BackendError> From<E> for RegistryError {
 }
 
 impl RegistryError {
+    /// The message without the registry's name it may start with, for a caller that names
+    /// the registry itself.
+    pub fn detail(&self, registry: &str) -> String {
+        let text = self.to_string();
+        match text.strip_prefix(&format!("{registry}: ")) {
+            Some(rest) => rest.to_string(),
+            None => text,
+        }
+    }
+
+    /// `registry: message`, the name said once.
+    pub fn named(&self, registry: &str) -> String {
+        format!("{registry}: {}", self.detail(registry))
+    }
+
     pub fn may_have_landed(&self) -> bool {
         match self {
             RegistryError::Backend(e) => e.may_have_landed(),

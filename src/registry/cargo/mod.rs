@@ -18,7 +18,7 @@ use crate::config::RegistryConfig;
 use crate::history::{Package, Problem, Problems, Status, Version};
 use crate::plan::{Action, RegistryPlan, Step};
 use crate::registry::{
-    BackendError, BoxFuture, Env, Kind, Observation, PlanInput, PlanOutcome, Registry,
+    BoxFuture, Env, HttpBackendError, Kind, Observation, PlanInput, PlanOutcome, Registry,
     RegistryError, UndoState,
 };
 use crate::yaml::{Node, Value as YValue};
@@ -163,45 +163,6 @@ fn open_cargo(cfg: &RegistryConfig, env: &Env) -> Result<Arc<dyn Registry>, Regi
     }))
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum CargoError {
-    #[error("{registry}: {krate}: {what} failed: {kind}")]
-    Transport {
-        registry: String,
-        krate: String,
-        what: String,
-        kind: &'static str,
-    },
-    #[error("{registry}: {krate}: {what} answered HTTP {status}{detail}")]
-    Status {
-        registry: String,
-        krate: String,
-        what: String,
-        status: u16,
-        detail: String,
-    },
-    #[error("{registry}: {message}")]
-    Input { registry: String, message: String },
-}
-
-impl BackendError for CargoError {
-    fn may_have_landed(&self) -> bool {
-        match self {
-            CargoError::Transport { kind, .. } => *kind != "connection failed",
-            CargoError::Status { status, .. } => *status >= 500,
-            CargoError::Input { .. } => false,
-        }
-    }
-
-    fn is_input(&self) -> bool {
-        match self {
-            CargoError::Input { .. } => true,
-            CargoError::Status { status, .. } => matches!(status, 401 | 403 | 404),
-            CargoError::Transport { .. } => false,
-        }
-    }
-}
-
 pub struct CargoRegistry {
     name: String,
     index: reqwest::Url,
@@ -307,7 +268,7 @@ impl CargoRegistry {
     }
 
     fn input(&self, message: impl Into<String>) -> RegistryError {
-        CargoError::Input {
+        HttpBackendError::Input {
             registry: self.name.clone(),
             message: message.into(),
         }
@@ -319,12 +280,13 @@ impl CargoRegistry {
         // Read once per run, failure included: thirty crates do not wait thirty times.
         let got = self
             .config
-            .get_or_init(|| async { self.read_index_config().await.map_err(|e| e.to_string()) })
+            .get_or_init(|| async {
+                self.read_index_config()
+                    .await
+                    .map_err(|e| e.detail(&self.name))
+            })
             .await;
-        got.as_ref().map_err(|e| {
-            let e = e.strip_prefix(&format!("{}: ", self.name)).unwrap_or(e);
-            self.input(e.to_string())
-        })
+        got.as_ref().map_err(|e| self.input(e.clone()))
     }
 
     async fn read_index_config(&self) -> Result<index::IndexConfig, RegistryError> {
@@ -338,36 +300,17 @@ impl CargoRegistry {
             .index
             .join("config.json")
             .map_err(|e| self.input(e.to_string()))?;
-        let get = |token: Option<&'_ str>| {
-            let url = url.clone();
-            let policy = crate::http::RetryPolicy::from_env();
-            let token = token.map(str::to_string);
-            async move {
-                crate::http::send(&policy, |c| {
-                    let req = c.get(url.clone()).timeout(Duration::from_secs(30));
-                    match &token {
-                        Some(t) => req.header("Authorization", t.as_str()),
-                        None => req,
-                    }
-                })
-                .await
-            }
-        };
-        let transport = |e: reqwest::Error| -> RegistryError {
-            CargoError::Transport {
-                registry: self.name.clone(),
-                krate: "(index)".into(),
-                what: "reading config.json".into(),
-                kind: crate::http::transport_kind(&e),
-            }
-            .into()
-        };
-        let mut resp = get(None).await.map_err(transport)?;
+        let what = "reading config.json";
+        let mut resp = self
+            .request("(index)", what, None, |c| c.get(url.clone()))
+            .await?;
         // An index that requires auth answers 401 to an anonymous config.json: cargo asks
         // again with the token, to the index's own host only.
         if resp.status().as_u16() == 401 {
             if let Some(t) = self.token_for(&url, &[&self.index]) {
-                resp = get(Some(t)).await.map_err(transport)?;
+                resp = self
+                    .request("(index)", what, Some(t), |c| c.get(url.clone()))
+                    .await?;
             }
         }
         let status = resp.status().as_u16();
@@ -428,7 +371,8 @@ impl CargoRegistry {
             .then(|| t.token.expose_secret())
     }
 
-    async fn send(
+    /// One request through the HTTP door, with the token when given; any status is returned.
+    async fn request(
         &self,
         krate: &str,
         what: &str,
@@ -437,21 +381,37 @@ impl CargoRegistry {
     ) -> Result<reqwest::Response, RegistryError> {
         let policy = crate::http::RetryPolicy::from_env();
         let sent = crate::http::send(&policy, |client| {
-            let req = build(client)
-                .timeout(Duration::from_secs(30))
-                .header("Accept", "application/json");
+            let req = build(client).timeout(Duration::from_secs(30));
             match token {
                 // cargo sends the token as it is, without a scheme.
                 Some(t) => req.header("Authorization", t),
                 None => req,
             }
         });
-        let resp = sent.await.map_err(|e| CargoError::Transport {
-            registry: self.name.clone(),
-            krate: krate.to_string(),
-            what: what.to_string(),
-            kind: crate::http::transport_kind(&e),
-        })?;
+        sent.await.map_err(|e| {
+            HttpBackendError::Transport {
+                registry: self.name.clone(),
+                item: krate.to_string(),
+                what: what.to_string(),
+                kind: crate::http::transport_kind(&e),
+            }
+            .into()
+        })
+    }
+
+    /// An API call: a status other than 2xx is an error with the registry's words.
+    async fn send(
+        &self,
+        krate: &str,
+        what: &str,
+        token: Option<&str>,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let resp = self
+            .request(krate, what, token, |c| {
+                build(c).header("Accept", "application/json")
+            })
+            .await?;
         let status = resp.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(resp);
@@ -471,9 +431,9 @@ impl CargoRegistry {
                 ),
             });
         }
-        Err(CargoError::Status {
+        Err(HttpBackendError::Status {
             registry: self.name.clone(),
-            krate: krate.to_string(),
+            item: krate.to_string(),
             what: what.to_string(),
             status,
             detail,
@@ -494,29 +454,17 @@ impl CargoRegistry {
             &[]
         };
         let token = self.token_for(&url, allowed);
-        let policy = crate::http::RetryPolicy::from_env();
-        let resp = crate::http::send(&policy, |c| {
-            let req = c.get(url.clone()).timeout(Duration::from_secs(30));
-            match token {
-                Some(t) => req.header("Authorization", t),
-                None => req,
-            }
-        })
-        .await
-        .map_err(|e| CargoError::Transport {
-            registry: self.name.clone(),
-            krate: krate.to_string(),
-            what: "reading the index".into(),
-            kind: crate::http::transport_kind(&e),
-        })?;
+        let resp = self
+            .request(krate, "reading the index", token, |c| c.get(url.clone()))
+            .await?;
         let status = resp.status().as_u16();
         if matches!(status, 404 | 410 | 451) {
             return Ok(Vec::new());
         }
         if !(200..300).contains(&status) {
-            return Err(CargoError::Status {
+            return Err(HttpBackendError::Status {
                 registry: self.name.clone(),
-                krate: krate.to_string(),
+                item: krate.to_string(),
                 what: "reading the index".into(),
                 status,
                 detail: if matches!(status, 401 | 403) && self.token.is_none() {
@@ -576,9 +524,9 @@ impl CargoRegistry {
             .await
             .unwrap_or_default();
         if let Some(d) = api_errors(&body) {
-            return Err(CargoError::Status {
+            return Err(HttpBackendError::Status {
                 registry: self.name.clone(),
-                krate: krate.to_string(),
+                item: krate.to_string(),
                 what: format!("{what} {vers}"),
                 status: 200,
                 detail: format!(": {}", self.redact(&d)),
@@ -714,14 +662,7 @@ fn api_errors(body: &[u8]) -> Option<String> {
 }
 
 fn notes(reaches: &[(String, Reach)]) -> Vec<String> {
-    let mut groups: Vec<(&Reach, Vec<&str>)> = Vec::new();
-    for (name, r) in reaches {
-        match groups.iter_mut().find(|(g, _)| *g == r) {
-            Some((_, names)) => names.push(name),
-            None => groups.push((r, vec![name])),
-        }
-    }
-    groups
+    crate::registry::group_alike(reaches)
         .into_iter()
         .map(|(r, names)| {
             let (head, c) = match names.as_slice() {
@@ -925,15 +866,10 @@ impl Registry for CargoRegistry {
                 .await;
                 for r in got {
                     r.map_err(|e| match e {
-                        RegistryError::Backend(_) if e.is_input() => {
-                            let text = e.to_string();
-                            let text = text
-                                .strip_prefix(&format!("{}: ", self.name))
-                                .unwrap_or(&text);
-                            self.input(format!(
-                                "the token may not yank, checked before any change by setting a version to the state it is in: {text}"
-                            ))
-                        }
+                        RegistryError::Backend(_) if e.is_input() => self.input(format!(
+                            "the token may not yank, checked before any change by setting a version to the state it is in: {}",
+                            e.detail(&self.name)
+                        )),
                         other => other,
                     })?;
                 }

@@ -138,14 +138,7 @@ pub struct Reach {
 
 /// The "who this reaches" notes: one per group of packages whose consumers fare alike.
 pub fn notes(reaches: &[(String, Reach)]) -> Vec<String> {
-    let mut groups: Vec<(&Reach, Vec<&str>)> = Vec::new();
-    for (name, r) in reaches {
-        match groups.iter_mut().find(|(g, _)| *g == r) {
-            Some((_, names)) => names.push(name),
-            None => groups.push((r, vec![name])),
-        }
-    }
-    groups
+    crate::registry::group_alike(reaches)
         .into_iter()
         .map(|(r, names)| note(r, &names))
         .collect()

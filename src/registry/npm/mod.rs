@@ -18,7 +18,7 @@ use crate::config::RegistryConfig;
 use crate::history::{Package, Problem, Problems, Status, Version};
 use crate::plan::{Action, RegistryPlan, Step};
 use crate::registry::{
-    BackendError, BoxFuture, Env, Kind, Observation, PlanInput, PlanOutcome, Registry,
+    BoxFuture, Env, HttpBackendError, Kind, Observation, PlanInput, PlanOutcome, Registry,
     RegistryError, UndoState,
 };
 use crate::yaml::{Node, Value as YValue};
@@ -140,45 +140,6 @@ fn open_npm(cfg: &RegistryConfig, _env: &Env) -> Result<Arc<dyn Registry>, Regis
     }))
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum NpmError {
-    #[error("{registry}: {package}: {what} failed: {kind}")]
-    Transport {
-        registry: String,
-        package: String,
-        what: String,
-        kind: &'static str,
-    },
-    #[error("{registry}: {package}: {what} answered HTTP {status}{hint}")]
-    Status {
-        registry: String,
-        package: String,
-        what: String,
-        status: u16,
-        hint: String,
-    },
-    #[error("{registry}: {message}")]
-    Input { registry: String, message: String },
-}
-
-impl BackendError for NpmError {
-    fn may_have_landed(&self) -> bool {
-        match self {
-            NpmError::Transport { kind, .. } => *kind != "connection failed",
-            NpmError::Status { status, .. } => *status >= 500,
-            NpmError::Input { .. } => false,
-        }
-    }
-
-    fn is_input(&self) -> bool {
-        match self {
-            NpmError::Input { .. } => true,
-            NpmError::Status { status, .. } => matches!(status, 401 | 403 | 404),
-            NpmError::Transport { .. } => false,
-        }
-    }
-}
-
 pub struct NpmRegistry {
     name: String,
     base: reqwest::Url,
@@ -269,7 +230,7 @@ impl NpmRegistry {
     }
 
     fn input(&self, message: impl Into<String>) -> RegistryError {
-        NpmError::Input {
+        HttpBackendError::Input {
             registry: self.name.clone(),
             message: message.into(),
         }
@@ -305,9 +266,9 @@ impl NpmRegistry {
                 None => req,
             }
         });
-        let resp = sent.await.map_err(|e| NpmError::Transport {
+        let resp = sent.await.map_err(|e| HttpBackendError::Transport {
             registry: self.name.clone(),
-            package: package.to_string(),
+            item: package.to_string(),
             what: what.to_string(),
             kind: crate::http::transport_kind(&e),
         })?;
@@ -321,12 +282,12 @@ impl NpmRegistry {
                 401 | 403 => " (the token was refused or lacks publish rights)".to_string(),
                 _ => String::new(),
             };
-            return Err(NpmError::Status {
+            return Err(HttpBackendError::Status {
                 registry: self.name.clone(),
-                package: package.to_string(),
+                item: package.to_string(),
                 what: what.to_string(),
                 status,
-                hint,
+                detail: hint,
             }
             .into());
         }
